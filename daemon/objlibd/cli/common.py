@@ -1,0 +1,22 @@
+"""Pieces every CLI area shares: the --config option and loading the config it names."""
+
+from __future__ import annotations
+
+import argparse
+
+from objlibd import config as config_module
+from objlibd.config import Config
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """Add `--config PATH` to a subcommand."""
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $OBJLIBD_CONFIG, else the platform config dir)",
+    )
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """Load the config the command line names (raises ConfigError, exit 2)."""
+    return config_module.load(config_module.resolve_path(getattr(args, "config", None)))

@@ -1,0 +1,364 @@
+"""TOML configuration: one file loaded into frozen dataclasses and validated up front.
+
+Lookup order: `--config PATH`, then `$OBJLIBD_CONFIG`, then the platform user config dir
+(`~/Library/Application Support/objlibd/objlibd.toml` on macOS, `~/.config/objlibd/...`
+elsewhere). Unknown keys, wrong types and impossible values stop objlibd with
+`<file>: [table] key: reason` (exit 2). Secrets never live here: the Gemini API key comes
+from `GEMINI_API_KEY` or the OS keychain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import platformdirs
+
+from objlibd.errors import ConfigError
+
+APP_NAME = "objlibd"
+CONFIG_ENV = "OBJLIBD_CONFIG"
+
+DEFAULT_INCLUDE = (
+    ".pdf", ".txt", ".md", ".docx", ".doc", ".rtf", ".html", ".htm", ".epub",
+    ".odt", ".csv", ".json", ".xml", ".tex", ".pptx", ".xlsx",
+)  # fmt: skip
+DEFAULT_EXCLUDE = (
+    ".*", "~$*", "*.tmp", "*.part", "*.crdownload", "*.swp", "Thumbs.db", "desktop.ini",
+    ".Spotlight-V100", ".Trashes", ".fseventsd", ".TemporaryItems", "$RECYCLE.BIN",
+)  # fmt: skip
+
+
+def default_state_dir() -> Path:
+    """Return the platform data dir for objlibd (never on the library drive)."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def default_log_dir() -> Path:
+    """Return the platform log dir (`~/Library/Logs/objlibd` on macOS)."""
+    return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
+
+
+def default_config_path() -> Path:
+    """Return where the config file lives when neither --config nor $OBJLIBD_CONFIG is given."""
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "objlibd.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class LibrarySettings:
+    """[library]: where the documents are and which ones count."""
+
+    mount_point: Path = Path("/Volumes/U32 Shadow")
+    root: Path = Path("/Volumes/U32 Shadow/Objectivism Library")
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    max_file_mb: float = 100.0
+    marker_name: str = ".objlibd-library"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """[store]: which backend and which store (by display name)."""
+
+    backend: str = "local"
+    name: str = "objectivism-library"
+
+
+@dataclass(frozen=True, slots=True)
+class StateSettings:
+    """[state]: where the SQLite DB, local store, pid file live."""
+
+    dir: Path = field(default_factory=default_state_dir)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSettings:
+    """[sync]: safety limits and the daemon's debounce window."""
+
+    prune_after_days: float = 7.0
+    mass_missing_percent: float = 20.0
+    mass_missing_files: int = 200
+    mass_missing_min_files: int = 5
+    quiet_seconds: float = 3.0
+    max_wait_seconds: float = 60.0
+    batch_max_paths: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class JobSettings:
+    """[jobs]: the daemon's schedule (APScheduler, explicit timezone)."""
+
+    orphan_cleanup_minutes: float = 60.0
+    prune_minutes: float = 1440.0
+    reconcile_minutes: float = 60.0
+    timezone: str = "UTC"
+    misfire_grace_seconds: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class EnrichmentRule:
+    """Path-derived metadata: `key` gets the regex group `value` (or the whole match)."""
+
+    key: str
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True)
+class EnrichmentSettings:
+    """[enrichment]: metadata derived from the path, attached after the identity keys."""
+
+    rules: tuple[EnrichmentRule, ...] = (
+        EnrichmentRule(key="collection", pattern=r"^(?P<value>[^/]+)/"),
+        EnrichmentRule(key="extension", pattern=r"\.(?P<value>[A-Za-z0-9]+)$"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GeminiSettings:
+    """[gemini]: the Gemini File Search backend."""
+
+    api_version: str = "v1beta"
+    base_url: str = ""
+    max_concurrent_uploads: int = 4
+    rate_limit_tier: str = "tier1"
+    timeout_seconds: float = 120.0
+    poll_interval_seconds: float = 3.0
+    operation_deadline_seconds: float = 600.0
+    max_attempts: int = 6
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """[logs]: where the daemon writes JSON lines and how much."""
+
+    dir: Path = field(default_factory=default_log_dir)
+    level: str = "info"
+    max_bytes: int = 10 * 1024 * 1024
+    backups: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration, validated."""
+
+    library: LibrarySettings = field(default_factory=LibrarySettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    state: StateSettings = field(default_factory=StateSettings)
+    sync: SyncSettings = field(default_factory=SyncSettings)
+    jobs: JobSettings = field(default_factory=JobSettings)
+    enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
+    gemini: GeminiSettings = field(default_factory=GeminiSettings)
+    logs: LogSettings = field(default_factory=LogSettings)
+    source: Path | None = None
+
+    @property
+    def db_path(self) -> Path:
+        """Return the state database file."""
+        return self.state.dir / "objlibd.db"
+
+
+BACKENDS = ("local", "gemini")
+TIERS = ("free", "tier1", "tier2", "tier3")
+LEVELS = ("debug", "info", "warning", "error")
+
+
+def resolve_path(explicit: str | os.PathLike[str] | None) -> Path:
+    """Return the config file to use: explicit, else $OBJLIBD_CONFIG, else the platform one."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env).expanduser()
+    return default_config_path()
+
+
+def load(path: Path) -> Config:
+    """Read and validate `path`.
+
+    Raises:
+        ConfigError: the file is missing, not TOML, or a key is unknown or invalid.
+    """
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: file not found",
+            hint="create it from config/objlibd.toml, pass --config, or run `objlibd demo`",
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    return from_mapping(raw, source=path)
+
+
+def from_mapping(raw: dict[str, Any], *, source: Path) -> Config:
+    """Build a Config from parsed TOML; raise ConfigError naming file, table and key."""
+    sections: dict[str, Any] = {}
+    hints = get_type_hints(Config)
+    for table, value in raw.items():
+        if table not in hints or table == "source":
+            raise ConfigError(f"{source}: [{table}]: unknown table", hint=_known(hints))
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: [{table}]: expected a table")
+        sections[table] = _build(hints[table], value, source=source, where=f"[{table}]")
+    config = Config(**sections, source=source)
+    _check(config, source)
+    return config
+
+
+def _known(hints: dict[str, Any]) -> str:
+    names = ", ".join(name for name in hints if name != "source")
+    return f"known tables: {names}"
+
+
+def _build(cls: type[Any], values: dict[str, Any], *, source: Path, where: str) -> Any:
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in hints:
+            known = ", ".join(hints)
+            raise ConfigError(f"{source}: {where} {key}: unknown key", hint=f"known: {known}")
+        kwargs[key] = _convert(hints[key], value, source=source, where=f"{where} {key}")
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{source}: {where} {missing[0]}: required key is missing")
+    return cls(**kwargs)
+
+
+def _convert(kind: Any, value: Any, *, source: Path, where: str) -> Any:  # noqa: PLR0911
+    def fail(expected: str) -> ConfigError:
+        return ConfigError(f"{source}: {where}: expected {expected}, got {value!r}")
+
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail("a whole number")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise fail("a number")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise fail("a string")
+        return value
+    if kind is Path:
+        if not isinstance(value, str) or not value:
+            raise fail("a path string")
+        return Path(os.path.expandvars(value)).expanduser()
+    if get_origin(kind) is tuple:
+        (item,) = get_args(kind)[:1]
+        if not isinstance(value, list):
+            raise fail("a list")
+        return tuple(
+            _convert(item, v, source=source, where=f"{where}[{i}]") for i, v in enumerate(value)
+        )
+    if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+        if not isinstance(value, dict):
+            raise fail("a table")
+        return _build(kind, value, source=source, where=where)
+    raise fail(str(kind))  # pragma: no cover - a field type this loader does not know
+
+
+def _check(config: Config, source: Path) -> None:  # noqa: PLR0912
+    def fail(where: str, reason: str, hint: str = "") -> ConfigError:
+        return ConfigError(f"{source}: {where}: {reason}", hint=hint)
+
+    lib = config.library
+    if not lib.mount_point.is_absolute():
+        raise fail("[library] mount_point", "must be an absolute path")
+    if not lib.root.is_absolute():
+        raise fail("[library] root", "must be an absolute path")
+    if not _is_within(lib.root, lib.mount_point):
+        raise fail(
+            "[library] root",
+            f"{str(lib.root)!r} is outside mount_point {str(lib.mount_point)!r}",
+            hint="root must be the library folder on the drive mounted at mount_point",
+        )
+    if _is_within(config.state.dir, lib.mount_point) and lib.mount_point != Path("/"):
+        raise fail("[state] dir", "must not be on the library drive (it goes away when ejected)")
+    if lib.max_file_mb <= 0:
+        raise fail("[library] max_file_mb", "must be greater than 0")
+    if not lib.marker_name or "/" in lib.marker_name:
+        raise fail("[library] marker_name", "must be a plain file name")
+    for index, ext in enumerate(lib.include):
+        if not ext.startswith(".") or len(ext) < 2:
+            raise fail(f"[library] include[{index}]", f"{ext!r} must look like '.pdf'")
+    if config.store.backend not in BACKENDS:
+        raise fail("[store] backend", f"{config.store.backend!r} is not one of {BACKENDS}")
+    if not config.store.name.strip():
+        raise fail("[store] name", "must not be empty")
+    _check_positive(config, fail)
+    if config.gemini.rate_limit_tier not in TIERS:
+        raise fail("[gemini] rate_limit_tier", f"must be one of {TIERS}")
+    if config.logs.level not in LEVELS:
+        raise fail("[logs] level", f"must be one of {LEVELS}")
+    _check_timezone(config.jobs.timezone, fail)
+    _check_rules(config.enrichment.rules, fail)
+
+
+def _check_positive(config: Config, fail: Any) -> None:
+    numbers = {
+        "[sync] prune_after_days": config.sync.prune_after_days,
+        "[sync] quiet_seconds": config.sync.quiet_seconds,
+        "[sync] max_wait_seconds": config.sync.max_wait_seconds,
+        "[sync] batch_max_paths": config.sync.batch_max_paths,
+        "[sync] mass_missing_percent": config.sync.mass_missing_percent,
+        "[jobs] orphan_cleanup_minutes": config.jobs.orphan_cleanup_minutes,
+        "[jobs] prune_minutes": config.jobs.prune_minutes,
+        "[jobs] reconcile_minutes": config.jobs.reconcile_minutes,
+        "[gemini] max_concurrent_uploads": config.gemini.max_concurrent_uploads,
+        "[gemini] timeout_seconds": config.gemini.timeout_seconds,
+        "[gemini] max_attempts": config.gemini.max_attempts,
+        "[logs] max_bytes": config.logs.max_bytes,
+    }
+    for where, number in numbers.items():
+        if number <= 0:
+            raise fail(where, "must be greater than 0")
+    if config.sync.max_wait_seconds < config.sync.quiet_seconds:
+        raise fail("[sync] max_wait_seconds", "must be at least quiet_seconds")
+
+
+def _check_timezone(name: str, fail: Any) -> None:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise fail("[jobs] timezone", f"{name!r} is not a known time zone") from None
+
+
+def _check_rules(rules: tuple[EnrichmentRule, ...], fail: Any) -> None:
+    import re
+
+    for index, rule in enumerate(rules):
+        if rule.key in ("path", "sha256"):
+            raise fail(f"[enrichment] rules[{index}] key", "path and sha256 are reserved")
+        try:
+            re.compile(rule.pattern)
+        except re.error as err:
+            raise fail(f"[enrichment] rules[{index}] pattern", f"not a valid regex: {err}") from None
+    if len(rules) > 18:
+        raise fail("[enrichment] rules", "at most 18 rules (a document holds 20 metadata entries)")
+
+
+def _is_within(path: Path, parent: Path) -> bool:
+    try:
+        path.relative_to(parent)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,79 @@
+"""Errors objlibd can explain: each says what happened (`str(e)`) and what to do (`.hint`).
+
+Tracebacks are for bugs. Anything a person can cause or fix (a bad config, a missing drive,
+a missing API key, a store that refuses a file) is one of these, and the CLI prints it as
+`objlibd: <message>` plus a hint, with the exit code the error carries.
+"""
+
+from __future__ import annotations
+
+
+class ObjlibdError(Exception):
+    """An expected failure we can explain."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class ConfigError(ObjlibdError):
+    """The configuration file is missing or invalid; names the file, table and key."""
+
+    exit_code = 2
+
+
+class StoreMismatchError(ObjlibdError):
+    """The configured store is not the one this state database has synced into."""
+
+    exit_code = 2
+
+
+class VolumeUnavailableError(ObjlibdError):
+    """The library volume is not mounted, not readable, or not the right volume."""
+
+    exit_code = 3
+
+
+class StateError(ObjlibdError):
+    """The state database is locked, corrupt, or newer than this objlibd."""
+
+    exit_code = 2
+
+
+class AlreadyRunningError(ObjlibdError):
+    """Another objlibd daemon owns this state directory."""
+
+    exit_code = 1
+
+
+class CredentialsMissingError(ObjlibdError):
+    """The Gemini API key is not configured."""
+
+    exit_code = 2
+
+
+class ServiceError(ObjlibdError):
+    """launchctl/systemctl could not do what was asked."""
+
+
+class RemoteError(ObjlibdError):
+    """The store failed an operation."""
+
+
+class RemoteUnavailableError(RemoteError):
+    """Transient: the store did not answer or asked us to slow down, after retries."""
+
+
+class RemoteRejectedError(RemoteError):
+    """Permanent for this file: the store refused it (bad request, unsupported, forbidden)."""
+
+
+class RemoteUnsupportedError(RemoteRejectedError):
+    """The store cannot take this kind of file at all (too large, unsupported type): skip it."""
+
+
+class RemoteQuotaError(RemoteError):
+    """The store is full (storage quota reached): stop uploading until a person acts."""

@@ -1,0 +1,116 @@
+"""Values shared across objlibd: plain, frozen, SDK-free."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class FileStatus(enum.StrEnum):
+    """Where a tracked file stands; the state DB enforces the same set with CHECK."""
+
+    PENDING = "pending"
+    UPLOADING = "uploading"
+    UPLOADED = "uploaded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    MISSING = "missing"
+    ERROR = "error"
+    DELETED = "deleted"
+
+
+class Availability(enum.StrEnum):
+    """Whether the library can be trusted right now (the rule above all)."""
+
+    AVAILABLE = "available"
+    UNAVAILABLE = "unavailable"
+    DEGRADED = "degraded"
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeState:
+    """The result of probing the library volume."""
+
+    availability: Availability
+    reason: str = ""
+    hint: str = ""
+
+    @property
+    def available(self) -> bool:
+        """Return True when files may be read and absences may be believed."""
+        return self.availability is Availability.AVAILABLE
+
+
+@dataclass(frozen=True, slots=True)
+class DiskEntry:
+    """One eligible file as the walk saw it (path relative to the library root, POSIX form)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """An entry the walk or an upload could not handle; reported, never fatal."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """A row of the files table, as the engine needs it."""
+
+    path: str
+    status: FileStatus
+    content_hash: str | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+    remote_id: str | None = None
+    remote_file_id: str | None = None
+    upload_hash: str | None = None
+    enrichment_version: str | None = None
+    orphaned_remote_id: str | None = None
+    missing_since: str | None = None
+    attempts: int = 0
+    last_error: str | None = None
+
+
+class EventKind(enum.StrEnum):
+    """A file-system change as the watcher reports it."""
+
+    CREATED = "created"
+    MODIFIED = "modified"
+    DELETED = "deleted"
+    MOVED = "moved"
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """One watcher event, relative to the library root; `dest` is set for moves."""
+
+    kind: EventKind
+    path: str
+    at: float
+    is_directory: bool = False
+    dest: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What a debounce window amounts to: touched paths, or a reconcile of subtrees.
+
+    `paths` are files to look at (the engine re-stats each one, so the event kind is only a
+    hint). `rescan` lists subtrees ("" is the whole library) to reconcile instead.
+    """
+
+    paths: frozenset[str] = field(default_factory=frozenset)
+    rescan: frozenset[str] = field(default_factory=frozenset)
+    first_event_at: float = 0.0
+    reason: str = "events"
+
+    @property
+    def empty(self) -> bool:
+        """Return True when there is nothing to do."""
+        return not self.paths and not self.rescan

@@ -1,0 +1,187 @@
+"""The embedded store: a real backend under the state dir, with a remote store's semantics.
+
+Each store is a folder `<state>/local-store/<store id>/` with `blobs/<doc>.bin` (a copy of
+the uploaded bytes) and `docs/<doc>.json` (the document: display name, metadata, size).
+Document ids get a random suffix like Gemini's, so uploading the same file twice makes two
+documents, exactly the failure the engine must avoid. Writes are atomic (temp + rename,
+blob before document), so a crash never leaves a document without its bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from objlibd.errors import RemoteRejectedError, RemoteUnavailableError
+from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
+
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+class LocalStore:
+    """A file-backed document store implementing RemoteStore."""
+
+    backend = "local"
+    concurrency = 2
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._store: Path | None = None
+        self._store_id: str | None = None
+        self._lock = threading.Lock()
+
+    # -- stores ----------------------------------------------------------------------------
+
+    def ensure_store(self, name: str) -> str:
+        """Find or create the store named `name`; return its id."""
+        with self._lock:
+            registry = self._registry()
+            store_id = registry.get(name)
+            if store_id is None:
+                store_id = f"localStores/{_slug(name)}-{secrets.token_hex(6)}"
+                registry[name] = store_id
+                _atomic_write(self.root / "stores.json", json.dumps(registry, indent=2))
+            self._store_id = store_id
+            self._store = self.root / store_id.split("/", 1)[1]
+            (self._store / "docs").mkdir(parents=True, exist_ok=True)
+            (self._store / "blobs").mkdir(exist_ok=True)
+            return store_id
+
+    def _registry(self) -> dict[str, str]:
+        try:
+            data = json.loads((self.root / "stores.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            self.root.mkdir(parents=True, exist_ok=True)
+            return {}
+        except (OSError, ValueError) as err:
+            raise RemoteUnavailableError(f"local store registry unreadable: {err}") from err
+        return {str(k): str(v) for k, v in data.items()}
+
+    def _folder(self) -> Path:
+        if self._store is None:
+            msg = "ensure_store() must be called before using the local store"
+            raise RuntimeError(msg)
+        return self._store
+
+    # -- documents ---------------------------------------------------------------------------
+
+    def upload(self, request: UploadRequest, checkpoint: Checkpoint | None = None) -> RemoteDoc:
+        """Copy the file in and index it; return the new document."""
+        folder = self._folder()
+        doc_name = f"{_slug(request.rel_path)[-27:].strip('-') or 'doc'}-{secrets.token_hex(6)}"
+        blob = folder / "blobs" / f"{doc_name}.bin"
+        try:
+            _copy_atomic(request.local_path, blob)
+        except FileNotFoundError as err:
+            raise RemoteRejectedError(f"file vanished before upload: {request.rel_path}") from err
+        except OSError as err:
+            raise RemoteUnavailableError(f"local store write failed: {err}") from err
+        doc = RemoteDoc(
+            doc_id=f"{self._store_id}/documents/{doc_name}",
+            display_name=request.display_name,
+            metadata=dict(request.metadata),
+            size=blob.stat().st_size,
+        )
+        if checkpoint is not None:
+            checkpoint(doc.doc_id, "")
+        _atomic_write(folder / "docs" / f"{doc_name}.json", json.dumps(_to_json(doc)))
+        return doc
+
+    def resume(self, operation: str) -> RemoteDoc | None:
+        """Return the document an interrupted upload produced, if it got that far."""
+        return self._read(operation)
+
+    def list_docs(self) -> Iterator[RemoteDoc]:
+        """Yield every document."""
+        docs = self._folder() / "docs"
+        for entry in sorted(os.listdir(docs)):
+            if entry.endswith(".json"):
+                doc = self._read_file(docs / entry)
+                if doc is not None:
+                    yield doc
+
+    def find(self, path: str) -> list[RemoteDoc]:
+        """Return documents whose identity metadata names `path`."""
+        return [doc for doc in self.list_docs() if doc.path == path]
+
+    def delete(self, doc_id: str) -> None:
+        """Delete a document and its bytes; already gone is fine."""
+        name = doc_id.rsplit("/", 1)[-1]
+        folder = self._folder()
+        (folder / "docs" / f"{name}.json").unlink(missing_ok=True)
+        (folder / "blobs" / f"{name}.bin").unlink(missing_ok=True)
+
+    def forget_file(self, file_id: str) -> None:
+        """Nothing to forget: the local store has no temporary upload files."""
+
+    def read_bytes(self, doc_id: str) -> bytes:
+        """Return a document's stored bytes (tests compare them with the disk)."""
+        name = doc_id.rsplit("/", 1)[-1]
+        return (self._folder() / "blobs" / f"{name}.bin").read_bytes()
+
+    def health(self) -> dict[str, object]:
+        """Return the backend's state for status."""
+        return {"backend": self.backend, "store": self._store_id, "breaker": None}
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def _read(self, doc_id: str) -> RemoteDoc | None:
+        name = doc_id.rsplit("/", 1)[-1]
+        return self._read_file(self._folder() / "docs" / f"{name}.json")
+
+    def _read_file(self, path: Path) -> RemoteDoc | None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as err:
+            raise RemoteUnavailableError(f"local store document {path} unreadable: {err}") from err
+        return _from_json(data)
+
+
+def _to_json(doc: RemoteDoc) -> dict[str, Any]:
+    return {
+        "name": doc.doc_id,
+        "displayName": doc.display_name,
+        "customMetadata": dict(doc.metadata),
+        "sizeBytes": doc.size,
+    }
+
+
+def _from_json(data: dict[str, Any]) -> RemoteDoc:
+    return RemoteDoc(
+        doc_id=str(data["name"]),
+        display_name=str(data.get("displayName", "")),
+        metadata=dict(data.get("customMetadata", {})),
+        size=data.get("sizeBytes"),
+    )
+
+
+def _slug(text: str) -> str:
+    return _SLUG.sub("-", text.lower()).strip("-")[:40]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:  # noqa: PTH123
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def _copy_atomic(source: Path, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    with open(source, "rb") as src, open(tmp, "wb") as dst:  # noqa: PTH123
+        shutil.copyfileobj(src, dst, 1 << 20)
+        dst.flush()
+        os.fsync(dst.fileno())
+    tmp.replace(target)

@@ -1,0 +1,623 @@
+"""The sync engine: make the store match the library, one file at a time, crash-exact.
+
+Pipeline of a full run: availability → store identity → resume interrupted uploads and clean
+recorded orphans → walk + diff → hash what may have changed → upload new, replace changed
+upload-first → mark missing (re-checking availability, holding a mass disappearance) →
+optional prune and orphan sweep → library marker → summary. `run_paths` is the same pipeline
+over a set of touched paths, O(paths), for the daemon's batches.
+
+Every file commits on its own, and the DB records the intent (`uploading` + content hash)
+before any remote call, so a crash at any point is repaired on the next run by resuming the
+checkpointed operation or adopting the document whose identity metadata matches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+import structlog
+
+from objlibd import enrichment, scanner, volume
+from objlibd.config import Config
+from objlibd.errors import (
+    ObjlibdError,
+    RemoteError,
+    RemoteQuotaError,
+    RemoteUnsupportedError,
+    StoreMismatchError,
+    VolumeUnavailableError,
+)
+from objlibd.models import DiskEntry, FileRecord, FileStatus, Problem, VolumeState
+from objlibd.remote.base import RemoteDoc, RemoteStore, UploadRequest
+from objlibd.state import StateStore
+from objlibd.summary import SyncSummary
+
+log = structlog.get_logger("objlibd.sync")
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    """Flags of `objlibd sync`."""
+
+    dry_run: bool = False
+    force: bool = False
+    prune_missing: bool = False
+    cleanup_orphans: bool = False
+    skip_enrichment: bool = False
+    trigger: str = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One planned upload: new (`old` None) or a replacement of document `old`."""
+
+    entry: DiskEntry
+    sha256: str
+    old: str | None
+    version: str
+
+
+def mass_missing_reason(count: int, tracked: int, config: Config) -> str | None:
+    """Return why marking `count` of `tracked` files missing needs a person, or None."""
+    limits = config.sync
+    if count > limits.mass_missing_files:
+        return f"{count} files would be marked missing (limit {limits.mass_missing_files})"
+    percent = 100.0 * count / max(tracked, 1)
+    if count > limits.mass_missing_min_files and percent > limits.mass_missing_percent:
+        return (
+            f"{count} of {tracked} files ({percent:.0f} %) would be marked missing "
+            f"(limit {limits.mass_missing_percent:g} %)"
+        )
+    return None
+
+
+def iso(timestamp: float) -> str:
+    """Return a UTC ISO-8601 timestamp with milliseconds and Z, as the DB stores them."""
+    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class SyncEngine:
+    """Runs syncs of one library into one store, writing the state DB."""
+
+    def __init__(
+        self,
+        config: Config,
+        state: StateStore,
+        store: RemoteStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        stop: threading.Event | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.store = store
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        self.progress = progress
+        self.filters = scanner.Filters.from_settings(config.library)
+        self._store_ready = False
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def probe(self) -> VolumeState:
+        """Return the library's availability right now."""
+        return volume.probe(self.config.library, self.state.get_config(volume.LIBRARY_ID_KEY))
+
+    def require_available(self) -> VolumeState:
+        """Probe, raising VolumeUnavailableError unless the library is available."""
+        found = self.probe()
+        if not found.available:
+            raise VolumeUnavailableError(found.reason, hint=found.hint)
+        return found
+
+    def check_identity(self, *, connect: bool = True) -> None:
+        """Abort when the configured store is not the one this DB synced into."""
+        backend, name = self.config.store.backend, self.config.store.name
+        recorded_backend = self.state.get_config("store_backend")
+        recorded_name = self.state.get_config("store_name")
+        if recorded_name is not None and (recorded_name, recorded_backend) != (name, backend):
+            raise StoreMismatchError(
+                f'this state DB synced into {recorded_backend} store "{recorded_name}", but the '
+                f'config names {backend} store "{name}"',
+                hint="fix [store] in the config, or give the other store its own [state] dir",
+            )
+        if not connect or self._store_ready:
+            return
+        store_id = self.store.ensure_store(name)
+        recorded_id = self.state.get_config("store_id")
+        if recorded_id is not None and recorded_id != store_id:
+            raise StoreMismatchError(
+                f'store "{name}" is now {store_id}, but this DB synced into {recorded_id} '
+                "(was the store deleted and created again?)",
+                hint="point [state] dir at a fresh directory to start over against the new store",
+            )
+        if recorded_id is None:
+            self.state.set_config("store_backend", backend)
+            self.state.set_config("store_name", name)
+            self.state.set_config("store_id", store_id)
+        self._store_ready = True
+
+    # -- entry points ------------------------------------------------------------------------
+
+    def run(self, options: SyncOptions) -> SyncSummary:
+        """Run a full sync (a reconcile of the whole library)."""
+        summary = SyncSummary(trigger=options.trigger, dry_run=options.dry_run)
+        return self._as_job("sync", summary, lambda: self._full(options, summary))
+
+    def run_paths(
+        self, paths: Iterable[str], *, subtrees: Iterable[str] = (), trigger: str = "batch"
+    ) -> SyncSummary:
+        """Sync only `paths` (and reconcile `subtrees`, '' = all); cost O(paths)."""
+        summary = SyncSummary(trigger=trigger)
+        wanted, trees = set(paths), set(subtrees)
+        return self._as_job("batch", summary, lambda: self._incremental(wanted, trees, summary))
+
+    def cleanup_orphans(self, *, trigger: str = "manual", dry_run: bool = False) -> SyncSummary:
+        """Delete recorded orphans, then any store document the DB does not reference."""
+        summary = SyncSummary(trigger=trigger, dry_run=dry_run)
+
+        def body() -> None:
+            self.require_available()
+            self.check_identity()
+            if not dry_run:
+                self._recover(summary)
+            self._sweep(summary)
+
+        return self._as_job("orphan_cleanup", summary, body)
+
+    def prune_missing(self, *, trigger: str = "manual", dry_run: bool = False) -> SyncSummary:
+        """Delete the documents of files missing longer than prune_after_days."""
+        summary = SyncSummary(trigger=trigger, dry_run=dry_run)
+
+        def body() -> None:
+            self.require_available()
+            self.check_identity()
+            self._prune(summary)
+
+        return self._as_job("prune", summary, body)
+
+    def confirm_missing(self) -> SyncSummary:
+        """Apply a held mass-missing after a person confirmed it (files still absent only)."""
+        summary = SyncSummary(trigger="confirm")
+
+        def body() -> None:
+            hold = self.state.get_json("hold")
+            self.require_available()
+            if not hold:
+                return
+            _, absent = scanner.stat_paths(self.config.library.root, self.filters, hold["paths"])
+            self.state.record_decision(
+                "confirm_missing", {"reason": hold["reason"], "count": len(absent)}
+            )
+            self.state.delete_config("hold")
+            records = self.state.records(sorted(absent))
+            self._mark_missing(list(records.values()), summary, confirmed=True)
+
+        return self._as_job("confirm_missing", summary, body)
+
+    def _as_job(self, kind: str, summary: SyncSummary, body: Callable[[], None]) -> SyncSummary:
+        started = self.clock()
+        job = None if summary.dry_run else self.state.start_job(kind, trigger=summary.trigger)
+        try:
+            body()
+        except VolumeUnavailableError as err:
+            self._close_job(job, "skipped", summary, f"volume unavailable: {err.message}")
+            raise
+        except ObjlibdError as err:
+            self._close_job(job, "failed", summary, err.message)
+            raise
+        except BaseException as err:
+            self._close_job(job, "failed", summary, f"{type(err).__name__}: {err}")
+            raise
+        summary.duration_s = self.clock() - started
+        self._close_job(job, "failed" if summary.stopped else "completed", summary, summary.stopped)
+        log.info(
+            f"{kind}.finished" if kind != "batch" else "batch.synced",
+            trigger=summary.trigger, dry_run=summary.dry_run, ms=round(summary.duration_s * 1000),
+            hold=summary.hold_reason, **summary.counts(),
+        )  # fmt: skip
+        return summary
+
+    def _close_job(self, job: int | None, status: str, summary: SyncSummary, error: str | None) -> None:
+        if job is not None:
+            self.state.finish_job(job, status, summary.counts(), error)
+
+    # -- pipelines ---------------------------------------------------------------------------
+
+    def _full(self, options: SyncOptions, summary: SyncSummary) -> None:
+        self.require_available()
+        self.check_identity(connect=not options.dry_run)
+        if not options.dry_run:
+            self._recover(summary)
+        walked = scanner.walk(self.config.library.root, self.filters)
+        known = self.state.all_records()
+        changes = scanner.diff(walked.entries, known, force=options.force)
+        self._apply(changes, walked, len(known), options, summary)
+        if options.prune_missing:
+            self._prune(summary)
+        if options.cleanup_orphans:
+            self._sweep(summary)
+        if not options.dry_run and not summary.stopped:
+            self._ensure_library_id()
+
+    def _incremental(self, paths: set[str], subtrees: set[str], summary: SyncSummary) -> None:
+        self.require_available()
+        self.check_identity()
+        if "" in subtrees:
+            self._full(SyncOptions(trigger=summary.trigger), summary)
+            return
+        root = self.config.library.root
+        walked, _absent = scanner.stat_paths(root, self.filters, paths)
+        known = self.state.records(paths)
+        for tree in sorted(subtrees):
+            sub = scanner.walk(root, self.filters, tree)
+            walked.entries.update(sub.entries)
+            walked.problems.extend(sub.problems)
+            walked.unreadable_dirs.extend(sub.unreadable_dirs)
+            known.update(self.state.records_under(tree))
+        changes = scanner.diff(walked.entries, known, looked_at=known.keys())
+        self._apply(changes, walked, self.state.count_tracked(), SyncOptions(), summary)
+
+    def _apply(
+        self,
+        changes: scanner.Diff,
+        walked: scanner.WalkResult,
+        tracked: int,
+        options: SyncOptions,
+        summary: SyncSummary,
+    ) -> None:
+        summary.problems.extend(walked.problems)
+        summary.unchanged += changes.unchanged
+        uploads = self._classify(changes, options, summary)
+        if options.dry_run:
+            for item in uploads:
+                summary.plan("replace" if item.old else "upload", item.entry.path)
+        else:
+            self._upload_all(uploads, options, summary)
+        troubled = {problem.path for problem in walked.problems}
+        gone = [r for r in changes.missing if walked.covers(r.path) and r.path not in troubled]
+        if options.dry_run:
+            for record in gone:
+                if record.status is not FileStatus.MISSING:
+                    summary.plan("mark missing", record.path)
+            return
+        if not summary.stopped:
+            self._missing_step(gone, tracked, summary)
+
+    # -- classification (hash only what may have changed) ------------------------------------
+
+    def _classify(
+        self, changes: scanner.Diff, options: SyncOptions, summary: SyncSummary
+    ) -> list[Upload]:
+        limit = int(self.config.library.max_file_mb * 1024 * 1024)
+        version = enrichment.enrichment_version(
+            self.config.enrichment.rules, skip=options.skip_enrichment
+        )
+        candidates: list[tuple[DiskEntry, FileRecord | None]] = [(e, None) for e in changes.new]
+        candidates.extend(changes.check)
+        uploads: list[Upload] = []
+        total = len(candidates)
+        for done, (entry, record) in enumerate(candidates, 1):
+            if self.stop.is_set():
+                summary.stopped = "stop requested"
+                break
+            self._report("hash", done, total)
+            if entry.size > limit:
+                self._skip_large(entry, record, limit, options, summary)
+                continue
+            digest = self._hash(entry, record, options, summary)
+            if digest is None:
+                continue
+            upload = self._decide(entry, record, digest, version, options, summary)
+            if upload is not None:
+                uploads.append(upload)
+        return uploads
+
+    def _hash(
+        self, entry: DiskEntry, record: FileRecord | None, options: SyncOptions, summary: SyncSummary
+    ) -> str | None:
+        try:
+            digest = scanner.sha256_file(self.config.library.root / entry.path)
+        except FileNotFoundError:
+            return None  # vanished between walk and hash: the next event or run sees it
+        except OSError as err:
+            reason = f"cannot read: {err.strerror or err}"
+            summary.failures.append(Problem(entry.path, reason))
+            summary.failed += 1
+            if not options.dry_run:
+                self.state.record_failure(entry.path, FileStatus.ERROR, reason)
+            return None
+        summary.hashed += 1
+        return digest
+
+    def _decide(
+        self,
+        entry: DiskEntry,
+        record: FileRecord | None,
+        digest: str,
+        version: str,
+        options: SyncOptions,
+        summary: SyncSummary,
+    ) -> Upload | None:
+        live = record is not None and record.status is not FileStatus.DELETED
+        old = record.remote_id if live and record is not None else None
+        if record is not None and old and record.content_hash == digest:
+            stale_rules = options.force and record.enrichment_version != version
+            if not stale_rules:
+                self._keep(entry, record, summary, dry_run=options.dry_run)
+                return None
+        return Upload(entry, digest, old, version)
+
+    def _keep(
+        self, entry: DiskEntry, record: FileRecord, summary: SyncSummary, *, dry_run: bool
+    ) -> None:
+        if record.status is FileStatus.UPLOADED:
+            summary.unchanged += 1
+        else:
+            summary.restored += 1
+        if not dry_run:
+            self.state.record_stat(entry.path, entry.size, entry.mtime_ns)
+            if record.status is not FileStatus.UPLOADED:
+                self.state.restore_present(entry.path, FileStatus.UPLOADED)
+
+    def _skip_large(
+        self,
+        entry: DiskEntry,
+        record: FileRecord | None,
+        limit: int,
+        options: SyncOptions,
+        summary: SyncSummary,
+    ) -> None:
+        reason = f"larger than max_file_mb ({entry.size / 2**20:.1f} MB > {limit / 2**20:g} MB)"
+        summary.skipped += 1
+        summary.problems.append(Problem(entry.path, f"skipped: {reason}"))
+        if options.dry_run:
+            summary.plan("skip", entry.path)
+            return
+        self.state.record_skipped(entry.path, reason, entry.size, entry.mtime_ns)
+        if record is not None and record.remote_id:
+            # The stored document describes content that no longer exists; retire it.
+            self.state.record_orphan(entry.path, record.remote_id)
+
+    # -- uploads -------------------------------------------------------------------------------
+
+    def _upload_all(self, uploads: list[Upload], options: SyncOptions, summary: SyncSummary) -> None:
+        if not uploads:
+            return
+        index = self._remote_index() if self._needs_index() else None
+        pending = list(reversed(uploads))
+        workers = max(1, int(self.store.concurrency))
+        running: dict[Future[RemoteDoc], Upload] = {}
+        done_count = 0
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="objlibd-upload") as pool:
+            while pending or running:
+                while pending and len(running) < workers and not summary.stopped:
+                    item = pending.pop()
+                    if self.stop.is_set():
+                        summary.stopped = "stop requested"
+                        break
+                    if index is not None and self._adopt(item, index, summary):
+                        continue
+                    running[pool.submit(self._upload_one, item, options)] = item
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done_count += 1
+                    self._settle(running.pop(future), future, summary)
+                    self._report("upload", done_count, len(uploads))
+
+    def _upload_one(self, item: Upload, options: SyncOptions) -> RemoteDoc:
+        path = item.entry.path
+        self.state.begin_upload(path, item.sha256, item.entry.size, item.entry.mtime_ns)
+        request = UploadRequest(
+            local_path=self.config.library.root / path,
+            rel_path=path,
+            sha256=item.sha256,
+            size=item.entry.size,
+            mime_type=enrichment.mime_type(path),
+            metadata=enrichment.build_metadata(
+                path, item.sha256, self.config.enrichment.rules, skip=options.skip_enrichment
+            ),
+        )
+
+        def checkpoint(operation: str, file_id: str) -> None:
+            self.state.save_operation(path, operation, file_id, item.sha256)
+
+        return self.store.upload(request, checkpoint)
+
+    def _settle(self, item: Upload, future: Future[RemoteDoc], summary: SyncSummary) -> None:
+        path = item.entry.path
+        try:
+            doc = future.result()
+        except RemoteUnsupportedError as err:
+            self.state.record_skipped(path, err.message, item.entry.size, item.entry.mtime_ns)
+            summary.skipped += 1
+            summary.problems.append(Problem(path, f"skipped: {err.message}"))
+            return
+        except RemoteQuotaError as err:
+            self._fail(path, err, summary)
+            summary.stopped = f"store full, uploads stopped: {err.message}"
+            return
+        except RemoteError as err:
+            self._fail(path, err, summary)
+            return
+        if self._commit_upload(path, doc, item, summary) == "replaced":
+            summary.replaced += 1
+        else:
+            summary.uploaded += 1
+
+    def _commit_upload(self, path: str, doc: RemoteDoc, item: Upload, summary: SyncSummary) -> str:
+        """Record `doc` as the file's document; delete the one it replaces (upload-first)."""
+        self.state.record_uploaded(
+            path,
+            remote_id=doc.doc_id,
+            remote_file_id=doc.file_id,
+            upload_hash=item.sha256,
+            enrichment_version=item.version,
+            replaced_remote_id=item.old,
+        )
+        log.debug("file.uploaded", path=path, doc=doc.doc_id, replaced=item.old)
+        if item.old and item.old != doc.doc_id:
+            self._delete_orphan(path, item.old, summary, count=False)
+            return "replaced"
+        return "uploaded"
+
+    def _fail(self, path: str, err: RemoteError, summary: SyncSummary) -> None:
+        summary.failed += 1
+        summary.failures.append(Problem(path, err.message))
+        self.state.record_failure(path, FileStatus.FAILED, err.message)
+        log.warning("file.failed", path=path, error=err.message)
+
+    # -- recovery, adoption and orphans ----------------------------------------------------------
+
+    def _needs_index(self) -> bool:
+        first_sync = self.state.get_config(volume.LIBRARY_ID_KEY) is None
+        return first_sync or bool(self.state.with_status(FileStatus.UPLOADING))
+
+    def _remote_index(self) -> dict[tuple[str, str], list[RemoteDoc]]:
+        index: dict[tuple[str, str], list[RemoteDoc]] = {}
+        referenced = self.state.referenced_remote_ids()
+        for doc in self.store.list_docs():
+            if doc.path and doc.sha256 and doc.doc_id not in referenced:
+                index.setdefault((doc.path, doc.sha256), []).append(doc)
+        return index
+
+    def _adopt(
+        self, item: Upload, index: dict[tuple[str, str], list[RemoteDoc]], summary: SyncSummary
+    ) -> bool:
+        matches = index.pop((item.entry.path, item.sha256), [])
+        if not matches:
+            return False
+        keep, extra = matches[0], matches[1:]
+        self.state.begin_upload(item.entry.path, item.sha256, item.entry.size, item.entry.mtime_ns)
+        self._commit_upload(item.entry.path, keep, item, summary)
+        summary.adopted += 1
+        for doc in extra:  # duplicates from an earlier crash: exactly one document per file
+            self.store.delete(doc.doc_id)
+            summary.orphans_deleted += 1
+        return True
+
+    def _recover(self, summary: SyncSummary) -> None:
+        for op in self.state.pending_operations():
+            record = self.state.record(op.path)
+            doc = self.store.resume(op.operation)
+            if doc is None or record is None:
+                self.state.finish_operation(op.operation, succeeded=False)
+            elif record.content_hash == op.content_hash and record.status is FileStatus.UPLOADING:
+                entry = DiskEntry(op.path, record.size or 0, record.mtime_ns or 0)
+                version = enrichment.enrichment_version(self.config.enrichment.rules, skip=False)
+                item = Upload(entry, op.content_hash or "", record.remote_id, version)
+                self._commit_upload(op.path, doc, item, summary)
+                summary.resumed += 1
+            else:
+                self.state.finish_operation(op.operation, succeeded=False)
+                self.store.delete(doc.doc_id)  # superseded: the file changed since
+            if op.remote_file_id:
+                self.store.forget_file(op.remote_file_id)
+        self._delete_recorded_orphans(summary)
+
+    def _delete_recorded_orphans(self, summary: SyncSummary) -> None:
+        for record in self.state.with_orphans():
+            if record.orphaned_remote_id:
+                self._delete_orphan(record.path, record.orphaned_remote_id, summary, count=True)
+
+    def _delete_orphan(self, path: str, doc_id: str, summary: SyncSummary, *, count: bool) -> None:
+        try:
+            self.store.delete(doc_id)
+        except RemoteError as err:
+            log.warning("orphan.delete_failed", path=path, doc=doc_id, error=err.message)
+            return
+        self.state.clear_orphan(path, doc_id)
+        if count:
+            summary.orphans_deleted += 1
+
+    def _sweep(self, summary: SyncSummary) -> None:
+        """Delete store documents nothing in the DB points at (after adopting matches)."""
+        if self.state.count_tracked() == 0 or self.state.get_config(volume.LIBRARY_ID_KEY) is None:
+            log.warning("orphan.sweep_refused", reason="state DB tracks no synced library yet")
+            return
+        referenced = self.state.referenced_remote_ids()
+        for doc in self.store.list_docs():
+            if doc.doc_id in referenced:
+                continue
+            record = self.state.record(doc.path) if doc.path else None
+            if record is not None and record.status is FileStatus.UPLOADING:
+                continue  # in flight in another run; its owner settles it
+            if summary.dry_run:
+                summary.plan("delete orphan", doc.doc_id)
+                continue
+            self.store.delete(doc.doc_id)
+            summary.orphans_deleted += 1
+
+    # -- missing, prune, marker ------------------------------------------------------------------
+
+    def _missing_step(self, gone: list[FileRecord], tracked: int, summary: SyncSummary) -> None:
+        fresh = [r for r in gone if r.status is not FileStatus.MISSING]
+        if not fresh:
+            return
+        reason = mass_missing_reason(len(fresh), tracked, self.config)
+        if reason is not None:
+            self.state.set_json(
+                "hold", {"reason": reason, "paths": [r.path for r in fresh],
+                         "since": iso(self.clock())},
+            )  # fmt: skip
+            summary.held = len(fresh)
+            summary.hold_reason = reason
+            log.warning("missing.held", reason=reason, count=len(fresh))
+            return
+        self._mark_missing(fresh, summary, confirmed=False)
+
+    def _mark_missing(self, records: list[FileRecord], summary: SyncSummary, *, confirmed: bool) -> None:
+        self.require_available()  # re-check right before: an eject mid-run marks nothing
+        if not confirmed and self.state.get_json("hold"):
+            self.state.delete_config("hold")
+        never_uploaded = [r.path for r in records if not r.remote_id and not r.orphaned_remote_id]
+        to_mark = [r.path for r in records if r.remote_id or r.orphaned_remote_id]
+        if never_uploaded:
+            self.state.forget(never_uploaded)
+            summary.forgotten += len(never_uploaded)
+        summary.missing += self.state.mark_missing(to_mark, iso(self.clock()))
+
+    def _prune(self, summary: SyncSummary) -> None:
+        cutoff = iso(self.clock() - self.config.sync.prune_after_days * 86400)
+        candidates = self.state.missing_before(cutoff)
+        if not candidates:
+            return
+        self.require_available()
+        root = self.config.library.root
+        present, _ = scanner.stat_paths(root, self.filters, [r.path for r in candidates])
+        for record in candidates:
+            if record.path in present.entries:
+                continue  # it came back; the next reconcile restores it
+            if summary.dry_run:
+                summary.plan("prune", record.path)
+                continue
+            if record.remote_id:
+                self.store.delete(record.remote_id)
+            self.state.mark_deleted(record.path)
+            summary.pruned += 1
+
+    def _ensure_library_id(self) -> None:
+        if self.state.get_config(volume.LIBRARY_ID_KEY) is not None:
+            return
+        if self.state.count_tracked() == 0:
+            return  # an empty library proves nothing; mark it once it holds files
+        marker = volume.Marker(volume.new_library_id(), store=self.config.store.name)
+        volume.write_marker(self.config.library, marker)
+        self.state.set_config(volume.LIBRARY_ID_KEY, marker.library_id)
+        log.info("library.marked", library_id=marker.library_id)
+
+    def _report(self, phase: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(phase, done, total)
+
