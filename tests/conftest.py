@@ -1,0 +1,3 @@
+"""Shared pytest setup; each area keeps its fixtures in its own module."""
+
+from daemon_fixtures import *
