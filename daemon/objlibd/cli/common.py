@@ -20,3 +20,20 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
 def load_config(args: argparse.Namespace) -> Config:
     """Load the config the command line names (raises ConfigError, exit 2)."""
     return config_module.load(config_module.resolve_path(getattr(args, "config", None)))
+
+
+def setup_console_logging(config: Config) -> None:
+    """Send one-shot commands' log events to stderr (warnings and up), never to the log file.
+
+    Only the daemon writes the rotating JSON file; a one-shot command talks to its terminal.
+    """
+    try:
+        from objlibd import logs
+    except ImportError:  # logs.py lands with the daemon; until then stay quiet
+        import logging
+
+        import structlog
+
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+        return
+    logs.setup_console(level="warning" if config.logs.level != "debug" else "debug")

@@ -75,7 +75,7 @@ class LocalStore:
     def upload(self, request: UploadRequest, checkpoint: Checkpoint | None = None) -> RemoteDoc:
         """Copy the file in and index it; return the new document."""
         folder = self._folder()
-        doc_name = f"{_slug(request.rel_path)[-27:].strip('-') or 'doc'}-{secrets.token_hex(6)}"
+        doc_name = f"{_slug(Path(request.rel_path).stem)[:27].strip('-') or 'doc'}-{secrets.token_hex(6)}"
         blob = folder / "blobs" / f"{doc_name}.bin"
         try:
             _copy_atomic(request.local_path, blob)

@@ -1,0 +1,228 @@
+"""Engine subcommands: `sync`, `store list`, `missing`, `marker`, `demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from objlibd.cli.common import add_config_option, load_config, setup_console_logging
+from objlibd.config import Config
+from objlibd.errors import ObjlibdError
+from objlibd.state import StateStore
+from objlibd.summary import render
+from objlibd.sync import SyncEngine, SyncOptions
+
+
+def register(subparsers: Any) -> None:
+    """Add the engine's subcommands."""
+    sync = subparsers.add_parser("sync", help="sync the library into the store once and exit")
+    add_config_option(sync)
+    sync.add_argument("--dry-run", action="store_true", help="show what would happen; change nothing")
+    sync.add_argument("--force", action="store_true", help="re-hash every file; re-upload documents made under older enrichment rules")
+    sync.add_argument("--prune-missing", action="store_true", help="delete documents of files missing longer than prune_after_days")
+    sync.add_argument("--cleanup-orphans", action="store_true", help="delete store documents the state DB does not reference")
+    sync.add_argument("--skip-enrichment", action="store_true", help="send only identity metadata (path, sha256)")
+    sync.add_argument("--json", action="store_true", help="print the summary as JSON")
+    sync.set_defaults(handler=cmd_sync)
+
+    store = subparsers.add_parser("store", help="inspect the store")
+    store_commands = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    listing = store_commands.add_parser("list", help="list the documents the store holds")
+    add_config_option(listing)
+    listing.add_argument("--json", action="store_true", help="JSON lines, one document each")
+    listing.set_defaults(handler=cmd_store_list)
+
+    missing = subparsers.add_parser("missing", help="show missing files and any held mass-missing")
+    add_config_option(missing)
+    missing.add_argument("--confirm", action="store_true", help="confirm a held mass-missing: the files are really gone")
+    missing.add_argument("--json", action="store_true", help="print as JSON")
+    missing.set_defaults(handler=cmd_missing)
+
+    marker = subparsers.add_parser("marker", help="show or re-write the library marker on the drive")
+    add_config_option(marker)
+    marker.add_argument("--write", action="store_true", help="mark the mounted library as this state DB's library")
+    marker.set_defaults(handler=cmd_marker)
+
+    demo = subparsers.add_parser("demo", help="make a sample library + config on local disk and sync it")
+    demo.add_argument("--dir", default="objlibd-demo", help="where to put it (default: ./objlibd-demo)")
+    demo.set_defaults(handler=cmd_demo)
+    # fmt: on
+
+
+@contextmanager
+def engine_for(config: Config, *, progress: bool = False) -> Iterator[SyncEngine]:
+    """Open state and store for one command and close them after."""
+    from objlibd.remote import open_store
+
+    state = StateStore.open(config.db_path)
+    try:
+        store = open_store(config)
+        try:
+            yield SyncEngine(config, state, store, progress=_progress_bar() if progress else None)
+        finally:
+            store.close()
+    finally:
+        state.close()
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Run one sync and print its summary."""
+    config = load_config(args)
+    setup_console_logging(config)
+    options = SyncOptions(
+        dry_run=args.dry_run, force=args.force, prune_missing=args.prune_missing,
+        cleanup_orphans=args.cleanup_orphans, skip_enrichment=args.skip_enrichment,
+    )  # fmt: skip
+    with _instance(config), engine_for(config, progress=not args.json) as engine:
+        summary = engine.run(options)
+    _end_progress()
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        print(render(summary))
+    return summary.exit_code
+
+
+def cmd_store_list(args: argparse.Namespace) -> int:
+    """List the store's documents."""
+    config = load_config(args)
+    setup_console_logging(config)
+    with engine_for(config) as engine:
+        engine.check_identity()
+        docs = sorted(engine.store.list_docs(), key=lambda d: (d.path or "", d.doc_id))
+    for doc in docs:
+        if args.json:
+            row = {"doc_id": doc.doc_id, "display_name": doc.display_name, "path": doc.path,
+                   "sha256": doc.sha256, "size": doc.size, "metadata": dict(doc.metadata)}  # fmt: skip
+            print(json.dumps(row, sort_keys=True))
+        else:
+            print(f"{doc.doc_id}  {(doc.sha256 or '-')[:12]}  {doc.path or doc.display_name}")
+    if not args.json:
+        print(f"{len(docs)} documents", file=sys.stderr)
+    return 0
+
+
+def cmd_missing(args: argparse.Namespace) -> int:
+    """Show missing files and the hold, or confirm the hold."""
+    config = load_config(args)
+    setup_console_logging(config)
+    if args.confirm:
+        with _instance(config), engine_for(config) as engine:
+            summary = engine.confirm_missing()
+        print(f"objlibd: confirmed; {summary.missing} files marked missing"
+              f" ({summary.forgotten} never-uploaded entries forgotten)")  # fmt: skip
+        return 0
+    state = StateStore.open(config.db_path, readonly=True)
+    try:
+        hold = state.get_json("hold")
+        from objlibd.models import FileStatus
+
+        missing = state.with_status(FileStatus.MISSING)
+    finally:
+        state.close()
+    if args.json:
+        rows = [{"path": r.path, "missing_since": r.missing_since} for r in missing]
+        print(json.dumps({"hold": hold, "missing": rows}, indent=2))
+        return 0
+    _print_missing(config, hold, missing)
+    return 0
+
+
+def _print_missing(config: Config, hold: Any, missing: list[Any]) -> None:
+    if hold:
+        print(f"HELD since {hold['since']}: {hold['reason']}")
+        for path in hold["paths"][:20]:
+            print(f"  {path}")
+        if len(hold["paths"]) > 20:
+            print(f"  ... and {len(hold['paths']) - 20} more")
+        print("If these files are really gone, run `objlibd missing --confirm`;")
+        print("if the drive was only partly readable, reconnect it and sync again.")
+    else:
+        print("no hold: nothing waits for confirmation")
+    days = config.sync.prune_after_days
+    print(f"{len(missing)} files missing (their documents are pruned after {days:g} days):")
+    for record in missing[:50]:
+        print(f"  {record.missing_since}  {record.path}")
+
+
+def cmd_marker(args: argparse.Namespace) -> int:
+    """Show the marker state, or write the DB's library id to the mounted library."""
+    from objlibd import volume
+
+    config = load_config(args)
+    state = StateStore.open(config.db_path)
+    try:
+        library_id = state.get_config(volume.LIBRARY_ID_KEY)
+    finally:
+        state.close()
+    found = volume.probe(config.library, library_id)
+    if not args.write:
+        print(f"{found.availability.value}: {found.reason}")
+        if found.hint:
+            print(f"  hint: {found.hint}")
+        return 0 if found.available else 1
+    if library_id is None:
+        raise ObjlibdError("this state DB has no library id yet", hint="run `objlibd sync` first")
+    if not found.available and "marker" not in found.reason:
+        raise ObjlibdError(found.reason, hint=found.hint)
+    path = volume.write_marker(config.library, volume.Marker(library_id, config.store.name))
+    print(f"objlibd: wrote {path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Create a sample library and config, sync it into the local store, show the result."""
+    from objlibd import demo
+
+    config_path = demo.create(Path(args.dir).resolve())
+    print(f"objlibd: sample library and config written; config: {config_path}")
+    code = cmd_sync(argparse.Namespace(
+        config=str(config_path), dry_run=False, force=False, prune_missing=False,
+        cleanup_orphans=False, skip_enrichment=False, json=False,
+    ))  # fmt: skip
+    print()
+    print("The store now holds:")
+    cmd_store_list(argparse.Namespace(config=str(config_path), json=False))
+    print(demo.next_steps(config_path))
+    return code
+
+
+@contextmanager
+def _instance(config: Config) -> Iterator[None]:
+    """Hold the state dir's single-writer lock (refuse while the daemon owns it)."""
+    try:
+        from objlibd import pidfile
+    except ImportError:  # pragma: no cover - the daemon module lands separately
+        yield
+        return
+    with pidfile.exclusive(config.state.dir, role="sync"):
+        yield
+
+
+_BAR_WIDTH = 30
+_bar_active = False
+
+
+def _progress_bar() -> Any:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(phase: str, done: int, total: int) -> None:
+        global _bar_active  # noqa: PLW0603 - one progress line per process
+        filled = _BAR_WIDTH * done // max(total, 1)
+        bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
+        sys.stderr.write(f"\r{phase:>6} [{bar}] {done}/{total}")
+        sys.stderr.flush()
+        _bar_active = True
+
+    return show
+
+
+def _end_progress() -> None:
+    if _bar_active:
+        sys.stderr.write("\n")
