@@ -1,0 +1,136 @@
+"""The state database: schema, migrations, constraints, triggers, errors."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from objlibd import migrations
+from objlibd.errors import StateError
+from objlibd.models import FileStatus
+from objlibd.state import StateStore
+
+
+def columns(db: Path, table: str) -> set[str]:
+    with sqlite3.connect(db) as conn:
+        return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def test_fresh_database_gets_the_whole_schema(tmp_path: Path) -> None:
+    db = tmp_path / "objlibd.db"
+
+    state = StateStore.open(db)
+
+    assert state.schema_version == migrations.LATEST
+    assert {
+        "path", "content_hash", "size", "mtime_ns", "status", "remote_id", "remote_file_id",
+        "upload_hash", "enrichment_version", "orphaned_remote_id", "missing_since", "attempts",
+        "last_error", "created_at", "updated_at",
+    } <= columns(db, "files")  # fmt: skip
+    assert {"kind", "status", "done", "total", "counts", "error", "retry_count", "started_at",
+            "finished_at"} <= columns(db, "jobs")  # fmt: skip
+    assert {"key", "value"} <= columns(db, "library_config")
+    assert {"kind", "detail", "decided_at"} <= columns(db, "decisions")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    state.close()
+
+
+def test_migrating_again_is_a_no_op(tmp_path: Path) -> None:
+    db = tmp_path / "objlibd.db"
+    StateStore.open(db).close()
+    conn = sqlite3.connect(db, isolation_level=None)
+
+    applied = migrations.migrate(conn, db)
+
+    assert applied == 0
+    assert not list(tmp_path.glob("*.bak-*"))
+    conn.close()
+
+
+def test_an_older_database_migrates_with_its_rows_kept_and_a_backup_made(tmp_path: Path) -> None:
+    db = tmp_path / "objlibd.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrations.migrate(conn, db, upto=1)
+    conn.execute("INSERT INTO files(path, status, content_hash) VALUES ('a.txt', 'uploaded', 'h')")
+    conn.execute("INSERT INTO library_config(key, value) VALUES ('store_name', 's')")
+    conn.close()
+
+    state = StateStore.open(db)
+
+    assert state.schema_version == migrations.LATEST
+    assert state.record("a.txt").status is FileStatus.UPLOADED  # type: ignore[union-attr]
+    assert state.get_config("store_name") == "s"
+    assert (tmp_path / "objlibd.db.bak-v1").exists()
+    state.start_job("sync")
+    state.close()
+
+
+def test_status_is_enforced_by_check_constraint() -> None:
+    state = StateStore.memory()
+
+    with pytest.raises(sqlite3.IntegrityError):
+        with state.transaction() as conn:
+            conn.execute("INSERT INTO files(path, status) VALUES ('x', 'bogus')")
+
+
+def test_status_changes_are_logged_and_updated_at_is_touched(tmp_path: Path) -> None:
+    state = StateStore.open(tmp_path / "objlibd.db")
+    state.begin_upload("a.txt", "h1", 1, 1)
+    state.record_uploaded("a.txt", remote_id="d1", remote_file_id=None, upload_hash="h1",
+                          enrichment_version="v", replaced_remote_id=None)  # fmt: skip
+    state.mark_missing(["a.txt"], "2026-01-01T00:00:00.000Z")
+
+    rows = state._query(
+        "SELECT old_status, new_status FROM status_log ORDER BY id"
+    )  # test reads the log table directly
+
+    assert [tuple(r) for r in rows] == [
+        (None, "uploading"), ("uploading", "uploaded"), ("uploaded", "missing")
+    ]
+    state.close()
+
+
+def test_a_corrupt_database_is_a_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "objlibd.db"
+    db.write_bytes(b"this is not a database" * 100)
+
+    with pytest.raises(StateError) as caught:
+        StateStore.open(db)
+
+    assert "cannot be used" in caught.value.message
+    assert "move the file aside" in caught.value.hint
+    assert db.read_bytes().startswith(b"this is not"), "the evidence is kept"
+
+
+def test_a_database_from_a_newer_objlibd_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "objlibd.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"PRAGMA user_version = {migrations.LATEST + 1}")
+
+    with pytest.raises(StateError) as caught:
+        StateStore.open(db)
+
+    assert "newer" in caught.value.message
+
+
+def test_readonly_open_of_a_missing_database_says_how_to_create_it(tmp_path: Path) -> None:
+    with pytest.raises(StateError) as caught:
+        StateStore.open(tmp_path / "nope.db", readonly=True)
+
+    assert "objlibd sync" in caught.value.hint
+
+
+def test_readers_see_writes_while_the_writer_is_open(tmp_path: Path) -> None:
+    db = tmp_path / "objlibd.db"
+    writer = StateStore.open(db)
+    reader = StateStore.open(db, readonly=True)
+    writer.record_skipped("big.pdf", "too big", 1, 1)
+
+    counts = reader.counts_by_status()
+
+    assert counts["skipped"] == 1
+    reader.close()
+    writer.close()
