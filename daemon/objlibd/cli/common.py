@@ -27,13 +27,9 @@ def setup_console_logging(config: Config) -> None:
 
     Only the daemon writes the rotating JSON file; a one-shot command talks to its terminal.
     """
-    try:
-        from objlibd import logs
-    except ImportError:  # logs.py lands with the daemon; until then stay quiet
-        import logging
+    import dataclasses
 
-        import structlog
+    from objlibd import logs
 
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-        return
-    logs.setup_console(level="warning" if config.logs.level != "debug" else "debug")
+    level = "debug" if config.logs.level == "debug" else "warning"
+    logs.setup(dataclasses.replace(config.logs, level=level), console=True, to_file=False)

@@ -1,0 +1,168 @@
+"""The rule above all, on a real mount: a missing, empty or wrong drive never marks anything.
+
+A tmpfs mounted at a path with a space in its name plays "U32 Shadow".
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from engine_fixtures import make_config, make_library, write_config_file
+from objlibd.cli import main
+from objlibd.models import Availability
+from objlibd.state import StateStore
+from objlibd.volume import probe
+
+pytestmark = pytest.mark.mount
+
+
+@pytest.fixture
+def synced(drive, tmp_path: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """A 40-file library on the drive, synced once; returns (drive, config path, config)."""
+    make_library(drive.root, 40)
+    cfg = make_config(drive.root, tmp_path / "state", mount_point=drive.mount_point)
+    path = write_config_file(cfg, tmp_path / "objlibd.toml")
+    assert main(["sync", "--config", str(path)]) == 0
+    capsys.readouterr()
+    return drive, path, cfg
+
+
+def counts(cfg) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    state = StateStore.open(cfg.db_path, readonly=True)
+    try:
+        return state.counts_by_status()
+    finally:
+        state.close()
+
+
+def test_first_sync_marks_the_library(synced) -> None:  # type: ignore[no-untyped-def]
+    drive, _, cfg = synced
+
+    marker = json.loads((drive.root / ".objlibd-library").read_text(encoding="utf-8"))
+
+    assert marker["library_id"]
+    assert counts(cfg)["uploaded"] == 40
+    assert sorted(p.name for p in drive.mount_point.iterdir()) == [drive.root.name], (
+        "nothing but the library folder is on the drive"
+    )
+
+
+def test_unmounted_drive_exits_3_and_marks_nothing(synced, capsys) -> None:  # type: ignore[no-untyped-def]
+    drive, path, cfg = synced
+    drive.unmount()
+
+    code = main(["sync", "--config", str(path)])
+
+    err = capsys.readouterr().err
+    assert code == 3
+    assert 'library disk not connected: nothing is mounted at "' in err
+    assert 'connect "U32 Shadow" and retry' in err
+    assert counts(cfg)["missing"] == 0
+    assert list(drive.mount_point.iterdir()) == [], "the empty mount point stays untouched"
+
+
+def test_an_empty_directory_in_the_drives_place_is_unavailable(synced, capsys) -> None:  # type: ignore[no-untyped-def]
+    drive, path, cfg = synced
+    drive.unmount()
+    (drive.mount_point / drive.root.name).mkdir()  # a stale folder where the drive was
+
+    code = main(["sync", "--config", str(path), "--prune-missing", "--cleanup-orphans"])
+
+    assert code == 3
+    assert counts(cfg)["missing"] == 0
+    shutil.rmtree(drive.mount_point / drive.root.name)
+
+
+def test_another_drive_without_the_marker_is_degraded(synced, capsys) -> None:  # type: ignore[no-untyped-def]
+    drive, path, cfg = synced
+    drive.unmount()
+    drive.mount()  # a fresh, empty volume with the same name and an empty library folder
+
+    code = main(["sync", "--config", str(path)])
+
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "marker" in err and "missing" in err
+    assert "objlibd marker --write" in err
+    assert counts(cfg)["missing"] == 0
+    found = probe(cfg.library, "x")
+    assert found.availability is Availability.DEGRADED
+
+
+def test_a_marker_with_another_library_id_is_degraded(synced, capsys) -> None:  # type: ignore[no-untyped-def]
+    drive, path, cfg = synced
+    marker = drive.root / ".objlibd-library"
+    marker.write_text(json.dumps({"library_id": "someone-else"}), encoding="utf-8")
+    for item in list(drive.root.iterdir())[:3]:
+        if item.is_dir():
+            shutil.rmtree(item)
+
+    code = main(["sync", "--config", str(path)])
+
+    assert code == 3
+    assert "wrong library" in capsys.readouterr().err
+    assert counts(cfg)["missing"] == 0
+
+
+def test_mounted_without_the_library_folder_is_degraded(synced, capsys) -> None:  # type: ignore[no-untyped-def]
+    drive, path, cfg = synced
+    drive.unmount()
+    drive.mount(make_root=False)
+
+    code = main(["sync", "--config", str(path)])
+
+    assert code == 3
+    assert "is mounted but the library folder" in capsys.readouterr().err
+    assert not drive.root.exists(), "objlibd never creates folders on the drive"
+
+
+def test_half_the_library_gone_is_held_until_confirmed(synced, capsys) -> None:  # type: ignore[no-untyped-def]
+    drive, path, cfg = synced
+    files = sorted(p for p in drive.root.rglob("*.txt"))
+    for file in files[:20]:
+        file.unlink()
+
+    held = main(["sync", "--config", str(path)])
+    out = capsys.readouterr().out
+    shown = main(["missing", "--config", str(path)])
+    listing = capsys.readouterr().out
+
+    assert held == 0
+    assert "HELD: 20 of 40 files (50 %)" in out
+    assert counts(cfg)["missing"] == 0
+    assert shown == 0
+    assert "objlibd missing --confirm" in listing
+
+    assert main(["missing", "--config", str(path), "--confirm"]) == 0
+    assert counts(cfg)["missing"] == 20
+
+
+def test_unmount_between_detection_and_marking_marks_nothing(drive, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The availability re-check right before marking catches an eject mid-run."""
+    from objlibd.errors import VolumeUnavailableError
+    from objlibd.remote.local import LocalStore
+    from objlibd.sync import SyncEngine, SyncOptions
+
+    paths = make_library(drive.root, 10)
+    cfg = make_config(drive.root, tmp_path / "state", mount_point=drive.mount_point)
+    state = StateStore.open(cfg.db_path)
+    engine = SyncEngine(cfg, state, LocalStore(cfg.state.dir / "store"))
+    engine.run(SyncOptions())
+    (drive.root / paths[0]).unlink()
+
+    def eject(phase: str, done: int, total: int) -> None:
+        if drive.mounted:
+            subprocess.run(["umount", "-l", str(drive.mount_point)], check=True)
+
+    engine.progress = eject
+    (drive.root / "Course 0" / "new.txt").write_text("new", encoding="utf-8")
+    with pytest.raises(VolumeUnavailableError):
+        engine.run(SyncOptions())
+
+    assert state.counts_by_status()["missing"] == 0
+    state.close()
