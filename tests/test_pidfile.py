@@ -1,0 +1,97 @@
+"""pidfile: one daemon per state dir; dead or reused pids are taken over."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from objlibd import pidfile
+from objlibd.errors import AlreadyRunningError
+
+
+def write(path: Path, pid: int, create_time: float) -> None:
+    path.write_text(json.dumps({"pid": pid, "create_time": create_time, "started_at": 1.0}))
+
+
+def test_acquire_writes_pid_and_create_time_and_release_removes_it(tmp_path: Path) -> None:
+    path = tmp_path / "objlibd.pid"
+    lock = pidfile.PidFile(path)
+
+    owner = lock.acquire()
+    found = pidfile.read(path)
+    lock.release()
+
+    assert owner.pid == os.getpid()
+    assert found == owner
+    assert owner.create_time == psutil.Process().create_time()
+    assert not path.exists()
+
+
+def test_a_live_owner_refuses_a_second_daemon(tmp_path: Path) -> None:
+    path = tmp_path / "objlibd.pid"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        write(path, child.pid, psutil.Process(child.pid).create_time())
+
+        with pytest.raises(AlreadyRunningError, match=f"already running .*pid {child.pid}"):
+            pidfile.PidFile(path).acquire()
+    finally:
+        child.kill()
+        child.wait()
+
+    assert pidfile.read(path).pid == child.pid  # untouched
+
+
+def test_a_dead_pid_is_stale_and_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "objlibd.pid"
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    created = psutil.Process(child.pid).create_time()
+    child.wait()
+    write(path, child.pid, created)
+    lock = pidfile.PidFile(path)
+
+    owner = lock.acquire()
+    lock.release()
+
+    assert owner.pid == os.getpid()
+    assert lock.took_over is not None
+    assert lock.took_over.pid == child.pid
+
+
+def test_a_reused_pid_with_another_create_time_is_stale(tmp_path: Path) -> None:
+    path = tmp_path / "objlibd.pid"
+    write(path, os.getppid(), 12345.0)  # a live process, but not the one that wrote the file
+    lock = pidfile.PidFile(path)
+
+    lock.acquire()
+    lock.release()
+
+    assert lock.took_over is not None
+
+
+def test_garbage_pidfile_is_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "objlibd.pid"
+    path.write_text("not json")
+    lock = pidfile.PidFile(path)
+
+    lock.acquire()
+
+    assert pidfile.live_owner(path).pid == os.getpid()
+    lock.release()
+
+
+def test_release_leaves_someone_elses_file_alone(tmp_path: Path) -> None:
+    path = tmp_path / "objlibd.pid"
+    lock = pidfile.PidFile(path)
+    lock.acquire()
+    write(path, 1, 0.0)
+
+    lock.release()
+
+    assert path.exists()
