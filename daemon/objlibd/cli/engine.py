@@ -194,14 +194,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _instance(config: Config) -> Iterator[None]:
-    """Hold the state dir's single-writer lock (refuse while the daemon owns it)."""
+    """Own the state dir for one command; refuse while the daemon (or another sync) does."""
+    from objlibd import pidfile
+    from objlibd.errors import AlreadyRunningError
+
+    claim = pidfile.PidFile(config.state.dir / pidfile.PIDFILE_NAME)
     try:
-        from objlibd import pidfile
-    except ImportError:  # pragma: no cover - the daemon module lands separately
+        claim.acquire()
+    except AlreadyRunningError as err:
+        raise AlreadyRunningError(
+            f"another objlibd is working on {config.state.dir}: {err.message}",
+            hint="the daemon keeps the store in sync by itself (`objlibd status`); "
+            "stop it first (`objlibd stop`) to run a one-shot command",
+        ) from None
+    try:
         yield
-        return
-    with pidfile.exclusive(config.state.dir, role="sync"):
-        yield
+    finally:
+        claim.release()
 
 
 _BAR_WIDTH = 30
