@@ -129,6 +129,11 @@ class GeminiSettings:
     poll_interval_seconds: float = 3.0
     operation_deadline_seconds: float = 600.0
     max_attempts: int = 6
+    # Retry backoff (exponential with jitter) and the circuit breaker's cooldown; tests
+    # shrink these so storms finish in seconds.
+    retry_initial_delay_seconds: float = 1.0
+    retry_max_delay_seconds: float = 60.0
+    breaker_cooldown_seconds: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
