@@ -255,7 +255,7 @@ def _utf8(name: str) -> bool:
 
 
 def _printable(rel: str) -> str:
-    return rel.encode("utf-8", "backslashreplace").decode("utf-8")
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
 
 
 def _why(err: OSError) -> str:

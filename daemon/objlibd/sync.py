@@ -247,7 +247,7 @@ class SyncEngine:
         if options.cleanup_orphans:
             self._sweep(summary)
         if not options.dry_run and not summary.stopped:
-            self._ensure_library_id()
+            self._ensure_library_id(summary)
 
     def _incremental(self, paths: set[str], subtrees: set[str], summary: SyncSummary) -> None:
         self.require_available()
@@ -607,13 +607,23 @@ class SyncEngine:
             self.state.mark_deleted(record.path)
             summary.pruned += 1
 
-    def _ensure_library_id(self) -> None:
+    def _ensure_library_id(self, summary: SyncSummary) -> None:
         if self.state.get_config(volume.LIBRARY_ID_KEY) is not None:
             return
         if self.state.count_tracked() == 0:
             return  # an empty library proves nothing; mark it once it holds files
         marker = volume.Marker(volume.new_library_id(), store=self.config.store.name)
-        volume.write_marker(self.config.library, marker)
+        try:
+            volume.write_marker(self.config.library, marker)
+        except OSError as err:
+            reason = (
+                f"cannot write the library marker ({err.strerror or err}): the drive is "
+                "read-only for objlibd, so a different drive at the same place cannot be told "
+                "apart; make the library folder writable once and sync again"
+            )
+            summary.problems.append(Problem(self.config.library.marker_name, reason))
+            log.warning("library.unmarked", reason=reason)
+            return
         self.state.set_config(volume.LIBRARY_ID_KEY, marker.library_id)
         log.info("library.marked", library_id=marker.library_id)
 
