@@ -86,6 +86,8 @@ class SyncSettings:
     quiet_seconds: float = 3.0
     max_wait_seconds: float = 60.0
     batch_max_paths: int = 500
+    volume_poll_seconds: float = 2.0
+    heartbeat_seconds: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +324,8 @@ def _check_positive(config: Config, fail: Any) -> None:
         "[sync] quiet_seconds": config.sync.quiet_seconds,
         "[sync] max_wait_seconds": config.sync.max_wait_seconds,
         "[sync] batch_max_paths": config.sync.batch_max_paths,
+        "[sync] volume_poll_seconds": config.sync.volume_poll_seconds,
+        "[sync] heartbeat_seconds": config.sync.heartbeat_seconds,
         "[sync] mass_missing_percent": config.sync.mass_missing_percent,
         "[jobs] orphan_cleanup_minutes": config.jobs.orphan_cleanup_minutes,
         "[jobs] prune_minutes": config.jobs.prune_minutes,
