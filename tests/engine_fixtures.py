@@ -52,7 +52,7 @@ def write_config_file(cfg: Config, path: Path) -> Path:
     """Write `cfg`'s essentials as TOML (for subprocess runs)."""
     path.write_text(
         f'[library]\nmount_point = "{cfg.library.mount_point}"\nroot = "{cfg.library.root}"\n'
-        f'max_file_mb = {cfg.library.max_file_mb}\n'
+        f"max_file_mb = {cfg.library.max_file_mb}\n"
         f'[store]\nbackend = "{cfg.store.backend}"\nname = "{cfg.store.name}"\n'
         f'[state]\ndir = "{cfg.state.dir}"\n[logs]\ndir = "{cfg.logs.dir}"\n',
         encoding="utf-8",
@@ -117,3 +117,12 @@ def env(tmp_path: Path, clock: Clock) -> Iterator[Env]:
     environment = Env(tmp_path, clock)
     yield environment
     environment.state.close()
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """Leave structlog and stdlib logging as each test found them."""
+    yield
+    from objlibd import logs
+
+    logs.reset()

@@ -71,9 +71,8 @@ def test_an_older_database_migrates_with_its_rows_kept_and_a_backup_made(tmp_pat
 def test_status_is_enforced_by_check_constraint() -> None:
     state = StateStore.memory()
 
-    with pytest.raises(sqlite3.IntegrityError):
-        with state.transaction() as conn:
-            conn.execute("INSERT INTO files(path, status) VALUES ('x', 'bogus')")
+    with pytest.raises(sqlite3.IntegrityError), state.transaction() as conn:
+        conn.execute("INSERT INTO files(path, status) VALUES ('x', 'bogus')")
 
 
 def test_status_changes_are_logged_and_updated_at_is_touched(tmp_path: Path) -> None:
@@ -88,7 +87,9 @@ def test_status_changes_are_logged_and_updated_at_is_touched(tmp_path: Path) -> 
     )  # test reads the log table directly
 
     assert [tuple(r) for r in rows] == [
-        (None, "uploading"), ("uploading", "uploaded"), ("uploaded", "missing")
+        (None, "uploading"),
+        ("uploading", "uploaded"),
+        ("uploaded", "missing"),
     ]
     state.close()
 

@@ -110,7 +110,7 @@ def test_a_marker_with_another_library_id_is_degraded(synced, capsys) -> None:  
 
 
 def test_mounted_without_the_library_folder_is_degraded(synced, capsys) -> None:  # type: ignore[no-untyped-def]
-    drive, path, cfg = synced
+    drive, path, _ = synced
     drive.unmount()
     drive.mount(make_root=False)
 

@@ -243,7 +243,7 @@ def _build(cls: type[Any], values: dict[str, Any], *, source: Path, where: str) 
     return cls(**kwargs)
 
 
-def _convert(kind: Any, value: Any, *, source: Path, where: str) -> Any:  # noqa: PLR0911
+def _convert(kind: Any, value: Any, *, source: Path, where: str) -> Any:  # noqa: PLR0911, PLR0912
     def fail(expected: str) -> ConfigError:
         return ConfigError(f"{source}: {where}: expected {expected}, got {value!r}")
 
@@ -281,7 +281,7 @@ def _convert(kind: Any, value: Any, *, source: Path, where: str) -> Any:  # noqa
     raise fail(str(kind))  # pragma: no cover - a field type this loader does not know
 
 
-def _check(config: Config, source: Path) -> None:  # noqa: PLR0912
+def _check(config: Config, source: Path) -> None:
     def fail(where: str, reason: str, hint: str = "") -> ConfigError:
         return ConfigError(f"{source}: {where}: {reason}", hint=hint)
 
@@ -360,7 +360,9 @@ def _check_rules(rules: tuple[EnrichmentRule, ...], fail: Any) -> None:
         try:
             re.compile(rule.pattern)
         except re.error as err:
-            raise fail(f"[enrichment] rules[{index}] pattern", f"not a valid regex: {err}") from None
+            raise fail(
+                f"[enrichment] rules[{index}] pattern", f"not a valid regex: {err}"
+            ) from None
     if len(rules) > 18:
         raise fail("[enrichment] rules", "at most 18 rules (a document holds 20 metadata entries)")
 

@@ -70,7 +70,7 @@ class WalkResult:
     def covers(self, rel_path: str) -> bool:
         """Return True if the walk really looked where `rel_path` would be."""
         return not any(
-            d == "" or rel_path == d or rel_path.startswith(d + "/") for d in self.unreadable_dirs
+            d in ("", rel_path) or rel_path.startswith(d + "/") for d in self.unreadable_dirs
         )
 
 
@@ -92,13 +92,14 @@ def walk(root: Path, filters: Filters, prefix: str = "") -> WalkResult:
             result.problems.append(Problem(rel_dir or ".", f"cannot list folder: {_why(err)}"))
             continue
         for entry in entries:
-            _visit(entry, rel_dir, filters, real_root, result, stack)
+            _visit(entry, rel_dir, filters=filters, real_root=real_root, result=result, stack=stack)
     return result
 
 
-def _visit(
+def _visit(  # noqa: PLR0911 - one early return per kind of entry
     entry: os.DirEntry[str],
     rel_dir: str,
+    *,
     filters: Filters,
     real_root: str,
     result: WalkResult,
@@ -122,7 +123,7 @@ def _visit(
             info = _follow_link(entry.path, real_root)
         if not stat.S_ISREG(info.st_mode):
             return
-    except _LinkSkipped as skip:
+    except _LinkSkippedError as skip:
         result.problems.append(Problem(rel, str(skip)))
         return
     except OSError as err:
@@ -131,7 +132,7 @@ def _visit(
     result.entries[rel] = DiskEntry(rel, info.st_size, info.st_mtime_ns)
 
 
-class _LinkSkipped(Exception):
+class _LinkSkippedError(Exception):
     pass
 
 
@@ -140,13 +141,13 @@ def _follow_link(path: str, real_root: str) -> os.stat_result:
         target = os.path.realpath(path, strict=True)
     except OSError as err:
         if "loop" in str(err).lower() or getattr(err, "errno", None) == 40:
-            raise _LinkSkipped("symlink loop: skipped") from None
-        raise _LinkSkipped(f"broken symlink: {_why(err)}") from None
+            raise _LinkSkippedError("symlink loop: skipped") from None
+        raise _LinkSkippedError(f"broken symlink: {_why(err)}") from None
     if os.path.commonpath([real_root, target]) != real_root:
-        raise _LinkSkipped("symlink points outside the library: skipped")
-    info = os.stat(target)
+        raise _LinkSkippedError("symlink points outside the library: skipped")
+    info = os.stat(target)  # noqa: PTH116 - str paths keep the walk allocation-free
     if not stat.S_ISREG(info.st_mode):
-        raise _LinkSkipped("symlink to a folder: not followed")
+        raise _LinkSkippedError("symlink to a folder: not followed")
     return info
 
 
@@ -170,7 +171,7 @@ def stat_paths(root: Path, filters: Filters, paths: Iterable[str]) -> tuple[Walk
         except (FileNotFoundError, NotADirectoryError):
             absent.add(rel)
             continue
-        except _LinkSkipped as skip:
+        except _LinkSkippedError as skip:
             result.problems.append(Problem(rel, str(skip)))
             continue
         except OSError as err:

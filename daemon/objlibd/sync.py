@@ -227,7 +227,9 @@ class SyncEngine:
         )  # fmt: skip
         return summary
 
-    def _close_job(self, job: int | None, status: str, summary: SyncSummary, error: str | None) -> None:
+    def _close_job(
+        self, job: int | None, status: str, summary: SyncSummary, error: str | None
+    ) -> None:
         if job is not None:
             self.state.finish_job(job, status, summary.counts(), error)
 
@@ -317,13 +319,19 @@ class SyncEngine:
             digest = self._hash(entry, record, options, summary)
             if digest is None:
                 continue
-            upload = self._decide(entry, record, digest, version, options, summary)
+            upload = self._decide(
+                entry, record, digest, version=version, options=options, summary=summary
+            )
             if upload is not None:
                 uploads.append(upload)
         return uploads
 
     def _hash(
-        self, entry: DiskEntry, record: FileRecord | None, options: SyncOptions, summary: SyncSummary
+        self,
+        entry: DiskEntry,
+        record: FileRecord | None,
+        options: SyncOptions,
+        summary: SyncSummary,
     ) -> str | None:
         try:
             digest = scanner.sha256_file(self.config.library.root / entry.path)
@@ -344,6 +352,7 @@ class SyncEngine:
         entry: DiskEntry,
         record: FileRecord | None,
         digest: str,
+        *,
         version: str,
         options: SyncOptions,
         summary: SyncSummary,
@@ -390,7 +399,9 @@ class SyncEngine:
 
     # -- uploads -------------------------------------------------------------------------------
 
-    def _upload_all(self, uploads: list[Upload], options: SyncOptions, summary: SyncSummary) -> None:
+    def _upload_all(
+        self, uploads: list[Upload], options: SyncOptions, summary: SyncSummary
+    ) -> None:
         if not uploads:
             return
         index = self._remote_index() if self._needs_index() else None
@@ -577,7 +588,9 @@ class SyncEngine:
             return
         self._mark_missing(fresh, summary, confirmed=False)
 
-    def _mark_missing(self, records: list[FileRecord], summary: SyncSummary, *, confirmed: bool) -> None:
+    def _mark_missing(
+        self, records: list[FileRecord], summary: SyncSummary, *, confirmed: bool
+    ) -> None:
         self.require_available()  # re-check right before: an eject mid-run marks nothing
         if not confirmed and self.state.get_json("hold"):
             self.state.delete_config("hold")
@@ -630,4 +643,3 @@ class SyncEngine:
     def _report(self, phase: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(phase, done, total)
-

@@ -118,7 +118,7 @@ def read_marker(path: Path) -> Marker:
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or not isinstance(data.get(LIBRARY_ID_KEY), str):
         msg = "not an objlibd marker"
-        raise ValueError(msg)
+        raise ValueError(msg)  # noqa: TRY004 - callers treat any bad marker as ValueError
     return Marker(library_id=data[LIBRARY_ID_KEY], store=str(data.get("store", "")))
 
 

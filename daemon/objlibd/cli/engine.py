@@ -22,11 +22,27 @@ def register(subparsers: Any) -> None:
     """Add the engine's subcommands."""
     sync = subparsers.add_parser("sync", help="sync the library into the store once and exit")
     add_config_option(sync)
-    sync.add_argument("--dry-run", action="store_true", help="show what would happen; change nothing")
-    sync.add_argument("--force", action="store_true", help="re-hash every file; re-upload documents made under older enrichment rules")
-    sync.add_argument("--prune-missing", action="store_true", help="delete documents of files missing longer than prune_after_days")
-    sync.add_argument("--cleanup-orphans", action="store_true", help="delete store documents the state DB does not reference")
-    sync.add_argument("--skip-enrichment", action="store_true", help="send only identity metadata (path, sha256)")
+    sync.add_argument(
+        "--dry-run", action="store_true", help="show what would happen; change nothing"
+    )
+    sync.add_argument(
+        "--force",
+        action="store_true",
+        help="re-hash every file; re-upload documents made under older enrichment rules",
+    )
+    sync.add_argument(
+        "--prune-missing",
+        action="store_true",
+        help="delete documents of files missing longer than prune_after_days",
+    )
+    sync.add_argument(
+        "--cleanup-orphans",
+        action="store_true",
+        help="delete store documents the state DB does not reference",
+    )
+    sync.add_argument(
+        "--skip-enrichment", action="store_true", help="send only identity metadata (path, sha256)"
+    )
     sync.add_argument("--json", action="store_true", help="print the summary as JSON")
     sync.set_defaults(handler=cmd_sync)
 
@@ -39,17 +55,29 @@ def register(subparsers: Any) -> None:
 
     missing = subparsers.add_parser("missing", help="show missing files and any held mass-missing")
     add_config_option(missing)
-    missing.add_argument("--confirm", action="store_true", help="confirm a held mass-missing: the files are really gone")
+    missing.add_argument(
+        "--confirm",
+        action="store_true",
+        help="confirm a held mass-missing: the files are really gone",
+    )
     missing.add_argument("--json", action="store_true", help="print as JSON")
     missing.set_defaults(handler=cmd_missing)
 
-    marker = subparsers.add_parser("marker", help="show or re-write the library marker on the drive")
+    marker = subparsers.add_parser(
+        "marker", help="show or re-write the library marker on the drive"
+    )
     add_config_option(marker)
-    marker.add_argument("--write", action="store_true", help="mark the mounted library as this state DB's library")
+    marker.add_argument(
+        "--write", action="store_true", help="mark the mounted library as this state DB's library"
+    )
     marker.set_defaults(handler=cmd_marker)
 
-    demo = subparsers.add_parser("demo", help="make a sample library + config on local disk and sync it")
-    demo.add_argument("--dir", default="objlibd-demo", help="where to put it (default: ./objlibd-demo)")
+    demo = subparsers.add_parser(
+        "demo", help="make a sample library + config on local disk and sync it"
+    )
+    demo.add_argument(
+        "--dir", default="objlibd-demo", help="where to put it (default: ./objlibd-demo)"
+    )
     demo.set_defaults(handler=cmd_demo)
     # fmt: on
 

@@ -75,7 +75,9 @@ class LocalStore:
     def upload(self, request: UploadRequest, checkpoint: Checkpoint | None = None) -> RemoteDoc:
         """Copy the file in and index it; return the new document."""
         folder = self._folder()
-        doc_name = f"{_slug(Path(request.rel_path).stem)[:27].strip('-') or 'doc'}-{secrets.token_hex(6)}"
+        doc_name = (
+            f"{_slug(Path(request.rel_path).stem)[:27].strip('-') or 'doc'}-{secrets.token_hex(6)}"
+        )
         blob = folder / "blobs" / f"{doc_name}.bin"
         try:
             _copy_atomic(request.local_path, blob)
@@ -101,7 +103,7 @@ class LocalStore:
     def list_docs(self) -> Iterator[RemoteDoc]:
         """Yield every document."""
         docs = self._folder() / "docs"
-        for entry in sorted(os.listdir(docs)):
+        for entry in sorted(item.name for item in docs.iterdir()):
             if entry.endswith(".json"):
                 doc = self._read_file(docs / entry)
                 if doc is not None:

@@ -1,0 +1,121 @@
+"""Crash states, built by hand, are repaired exactly by the next run."""
+
+from __future__ import annotations
+
+from engine_fixtures import Env, make_library, touch_later
+from objlibd import enrichment
+from objlibd.models import FileStatus
+from objlibd.remote.base import UploadRequest
+from objlibd.scanner import sha256_file
+from objlibd.sync import SyncOptions
+
+
+def request_for(env: Env, path: str) -> UploadRequest:
+    digest = sha256_file(env.root / path)
+    return UploadRequest(
+        env.root / path, path, digest, (env.root / path).stat().st_size, "text/plain",
+        enrichment.build_metadata(path, digest, (), skip=True),
+    )  # fmt: skip
+
+
+def crashed_after_upload(env: Env, path: str, *, checkpoint: bool) -> str:
+    """The state a SIGKILL leaves between the store's upload and the DB commit."""
+    request = request_for(env, path)
+    info = (env.root / path).stat()
+    env.state.begin_upload(path, request.sha256, info.st_size, info.st_mtime_ns)
+    saved = []
+    doc = env.store.upload(request, lambda op, fid: saved.append(op))
+    if checkpoint:
+        env.state.save_operation(path, saved[0], "", request.sha256)
+    return doc.doc_id
+
+
+def test_a_checkpointed_operation_is_resumed_not_uploaded_again(env: Env) -> None:
+    paths = make_library(env.root, 4)
+    env.engine.check_identity()
+    doc = crashed_after_upload(env, paths[0], checkpoint=True)
+
+    summary = env.engine.run(SyncOptions())
+
+    assert summary.resumed == 1
+    assert summary.uploaded == 3
+    assert env.state.record(paths[0]).remote_id == doc  # type: ignore[union-attr]
+    assert env.state.pending_operations() == []
+    assert all(len(v) == 1 for v in env.docs_by_path().values())
+
+
+def test_an_unrecorded_upload_is_adopted_by_its_identity(env: Env) -> None:
+    paths = make_library(env.root, 4)
+    env.engine.check_identity()
+    doc = crashed_after_upload(env, paths[1], checkpoint=False)
+
+    summary = env.engine.run(SyncOptions())
+
+    assert summary.adopted == 1
+    assert env.state.record(paths[1]).remote_id == doc  # type: ignore[union-attr]
+    assert len(list(env.store.list_docs())) == 4
+
+
+def test_duplicate_documents_from_repeated_crashes_collapse_to_one(env: Env) -> None:
+    paths = make_library(env.root, 3)
+    env.engine.check_identity()
+    crashed_after_upload(env, paths[0], checkpoint=False)
+    crashed_after_upload(env, paths[0], checkpoint=False)
+
+    summary = env.engine.run(SyncOptions())
+
+    assert summary.adopted == 1
+    assert summary.orphans_deleted == 1
+    assert sorted(env.docs_by_path()) == sorted(paths)
+    assert all(len(v) == 1 for v in env.docs_by_path().values())
+
+
+def test_an_interrupted_replacement_finishes_and_deletes_the_old_document(env: Env) -> None:
+    paths = make_library(env.root, 6)
+    env.engine.run(SyncOptions())
+    old = env.state.record(paths[0]).remote_id  # type: ignore[union-attr]
+    touch_later(env.root / paths[0], "new content")
+    new = crashed_after_upload(env, paths[0], checkpoint=True)
+
+    summary = env.engine.run(SyncOptions())
+
+    record = env.state.record(paths[0])
+    assert record is not None
+    assert (record.remote_id, record.status, record.orphaned_remote_id) == (
+        new,
+        FileStatus.UPLOADED,
+        None,
+    )
+    assert summary.resumed == 1
+    assert old not in {d.doc_id for d in env.store.list_docs()}
+
+
+def test_an_operation_that_never_finished_is_uploaded_again(env: Env) -> None:
+    paths = make_library(env.root, 2)
+    env.engine.check_identity()
+    info = (env.root / paths[0]).stat()
+    env.state.begin_upload(paths[0], sha256_file(env.root / paths[0]), info.st_size,
+                           info.st_mtime_ns)  # fmt: skip
+    env.state.save_operation(paths[0], "localStores/x/documents/never-written", "", "h")
+
+    summary = env.engine.run(SyncOptions())
+
+    assert summary.uploaded == 2
+    assert env.state.pending_operations() == []
+    assert env.state.record(paths[0]).status is FileStatus.UPLOADED  # type: ignore[union-attr]
+
+
+def test_recorded_orphans_are_deleted_at_the_start_of_a_run(env: Env) -> None:
+    paths = make_library(env.root, 3)
+    env.engine.run(SyncOptions())
+    stray = env.store.upload(request_for(env, paths[0]))
+    env.state.record_uploaded(paths[0], remote_id=env.state.record(paths[0]).remote_id or "",  # type: ignore[union-attr]
+                              remote_file_id=None, upload_hash="h", enrichment_version="v",
+                              replaced_remote_id=stray.doc_id)  # fmt: skip
+    assert env.state.orphan_count() == 1
+
+    summary = env.engine.run(SyncOptions())
+
+    assert summary.orphans_deleted == 1
+    assert env.state.orphan_count() == 0
+    assert stray.doc_id not in {d.doc_id for d in env.store.list_docs()}
