@@ -47,12 +47,13 @@ def test_stdlib_records_of_watchdog_and_apscheduler_become_json_too(log_dir: Pat
     logs.setup(LogSettings(dir=log_dir), console=False)
 
     logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed")
-    logging.getLogger("apscheduler.scheduler").info("Scheduler started")
+    logging.getLogger("apscheduler.scheduler").warning("Run time of job was missed")
+    logging.getLogger("apscheduler.scheduler").info("Running job (chatter, dropped at info)")
 
     events = [(r["logger"], r["event"], r["level"]) for r in lines(log_dir)]
     assert events == [
         ("watchdog.observers.inotify_c", "Inotify queue overflowed", "warning"),
-        ("apscheduler.scheduler", "Scheduler started", "info"),
+        ("apscheduler.scheduler", "Run time of job was missed", "warning"),
     ]
 
 

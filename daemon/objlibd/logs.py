@@ -124,8 +124,10 @@ def setup(settings: LogSettings, *, console: bool, to_file: bool = True) -> Path
         )
         stream.setFormatter(_formatter(renderer))
         root.addHandler(stream)
-    logging.getLogger("watchdog").setLevel(max(level, logging.INFO))
-    logging.getLogger("apscheduler").setLevel(max(level, logging.INFO))
+    # Their INFO is per-job chatter ("Running job ..."); ours already says it once, as data.
+    noisy = logging.INFO if level <= logging.DEBUG else logging.WARNING
+    logging.getLogger("watchdog").setLevel(noisy)
+    logging.getLogger("apscheduler").setLevel(noisy)
     structlog.configure(
         processors=[*_shared_processors(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

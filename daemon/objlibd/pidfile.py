@@ -3,7 +3,8 @@
 A pidfile is only believed when a process with that pid exists *and* started when the file
 says (psutil create_time, within a second): a pid reused by another program after a crash,
 or a dead pid, makes the file stale, and the new daemon takes it over. The file is created
-with O_EXCL, so two daemons starting at once cannot both win.
+with O_EXCL, so two daemons starting at once cannot both win. psutil is imported only where
+a process is checked, so `objlibd status` can read the file without paying for it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import psutil  # type: ignore[import-untyped]  # no stubs in the dev env
 
 from objlibd.errors import AlreadyRunningError
 
@@ -43,6 +42,8 @@ def read(path: Path) -> Owner | None:
 
 def is_alive(owner: Owner) -> bool:
     """Return True if `owner.pid` is running and is the same process that wrote the file."""
+    import psutil  # type: ignore[import-untyped]  # no stubs in the dev env
+
     try:
         created = float(psutil.Process(owner.pid).create_time())
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
@@ -72,6 +73,8 @@ class PidFile:
         Raises:
             AlreadyRunningError: a live daemon owns it.
         """
+        import psutil
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = psutil.Process(os.getpid())
         mine = Owner(os.getpid(), me.create_time(), time.time())
