@@ -1,0 +1,142 @@
+"""Daemon subcommands: `run`, `status`, `logs`, `pause`, `resume`.
+
+Imports stay inside the handlers: `status` must not pay for structlog, watchdog or the
+store backends, and only `run` needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from objlibd.cli.common import add_config_option, load_config
+
+
+def register(subparsers: Any) -> None:
+    """Add the daemon's subcommands."""
+    run = subparsers.add_parser(
+        "run", help="run the daemon in the foreground (what launchd starts); stop with SIGTERM"
+    )
+    add_config_option(run)
+    run.set_defaults(handler=cmd_run)
+
+    status = subparsers.add_parser(
+        "status", help="show the daemon, volume, queue, files and jobs (exit 1 if not healthy)"
+    )
+    add_config_option(status)
+    status.add_argument("--json", action="store_true", help="print JSON with stable keys")
+    status.set_defaults(handler=cmd_status)
+
+    logs = subparsers.add_parser("logs", help="show the daemon's log (across rotated files)")
+    add_config_option(logs)
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.add_argument(
+        "-n", "--lines", type=int, default=None, metavar="N", help="only the last N lines"
+    )
+    logs.add_argument("--since", metavar="WHEN", help="10m, 2h, 1d or an ISO time")
+    logs.add_argument(
+        "--level", choices=("debug", "info", "warning", "error"), help="this level and above"
+    )
+    logs.add_argument("--grep", metavar="TEXT", help="only lines containing TEXT (any case)")
+    logs.add_argument("--json", action="store_true", help="print the raw JSON lines")
+    logs.set_defaults(handler=cmd_logs)
+
+    for name, text in (
+        ("pause", "stop uploads and deletes (watching continues); persists across restarts"),
+        ("resume", "continue after `objlibd pause`"),
+    ):
+        sub = subparsers.add_parser(name, help=text)
+        add_config_option(sub)
+        sub.set_defaults(handler=cmd_pause if name == "pause" else cmd_resume)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon until SIGTERM/SIGINT."""
+    from objlibd import logs
+    from objlibd.service import Daemon
+
+    config = load_config(args)
+
+    def start_logging() -> None:  # only once this process owns the state dir (and the log)
+        path = logs.setup(config.logs, console=sys.stderr.isatty())
+        if sys.stderr.isatty():
+            print(f"objlibd: running; log in {path}; Ctrl-C to stop", file=sys.stderr)
+
+    return Daemon(config, on_claimed=start_logging).run()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the status; 0 when healthy, 1 when not running or degraded."""
+    from objlibd import status
+
+    config = load_config(args)
+    snap = status.snapshot(config)
+    if args.json:
+        print(json.dumps(snap, indent=2, sort_keys=True))
+    else:
+        print(status.render_text(snap))
+    return 0 if snap["healthy"] else 1
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Print log lines (pretty, or raw JSON with --json); -f keeps following."""
+    import datetime as dt
+
+    from objlibd import logs
+
+    config = load_config(args)
+    try:
+        since = logs.parse_since(args.since, dt.datetime.now(dt.UTC)) if args.since else None
+    except ValueError:
+        print(
+            f"objlibd: --since {args.since!r}: expected 10m, 2h, 1d or an ISO time", file=sys.stderr
+        )
+        return 2
+    flt = logs.LogFilter(level=args.level, since=since, grep=args.grep)
+    log_dir = config.logs.dir
+    if not logs.log_files(log_dir) and not args.follow:
+        print(f"objlibd: no log yet in {log_dir}", file=sys.stderr)
+        print("  hint: the daemon writes it; start it with `objlibd run`", file=sys.stderr)
+        return 0
+    color = sys.stdout.isatty() and not args.json
+    for line, record in logs.tail(log_dir, flt, args.lines):
+        print(line if args.json else logs.render(record, color=color))
+    if args.follow:
+        sys.stdout.flush()
+        for line, record in logs.follow(log_dir, flt, keep_going=lambda: True):
+            print(line if args.json else logs.render(record, color=color), flush=True)
+    return 0
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    """Pause uploads and deletes."""
+    return _set_pause(args, paused=True)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Resume after a pause."""
+    return _set_pause(args, paused=False)
+
+
+def _set_pause(args: argparse.Namespace, *, paused: bool) -> int:
+    import time
+
+    from objlibd import status
+
+    config = load_config(args)
+    changed = status.set_pause(config.state.dir, paused)
+    running = status.live_heartbeat(config, time.time()) is not None
+    if paused:
+        text = "paused: uploads and deletes stop; watching and recording continue"
+        text += "" if changed else " (it already was)"
+        tail = "; `objlibd resume` continues"
+    else:
+        text = "resumed" if changed else "not paused"
+        tail = ""
+    where = (
+        "the daemon picks this up within a second" if running else "applies when the daemon runs"
+    )
+    print(f"objlibd: {text} ({where}){tail}")
+    return 0

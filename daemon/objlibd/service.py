@@ -1,0 +1,316 @@
+"""The daemon's composition root: `objlibd run`.
+
+Threads, and who talks to whom:
+- main thread: signals, and a 0.5 s monitor loop that probes the volume every
+  `volume_poll_seconds` (sooner when the mount-point parent changes), checks the watch's
+  liveness every second (rebuilding a dead one with backoff, then reconciling), notices
+  `objlibd pause`/`resume`, and rewrites the heartbeat file `status` reads;
+- watchdog observer + emitter: RawEvents into the debouncer;
+- debouncer: due batches into the worker's queue;
+- APScheduler: job names into the worker's queue;
+- worker: the only writer. It runs batches, reconciles and jobs through the engine's
+  incremental entry point, and parks work while the volume is unavailable or the daemon is
+  paused (parked work runs on mount/resume; a mount also starts a catch-up reconcile).
+
+Nothing is ever marked missing here: the engine re-probes before it marks, and an
+unavailable volume only parks work. SIGTERM/SIGINT stop the watch, flush the debouncer into
+the queue, let the engine abandon its batch between files, persist the parked work, and exit 0
+well within 10 s. SIGHUP does not reload: the config is read at start (restart to apply it).
+SIGUSR2 drops the watch's emitter on purpose, exercising the self-healing path.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from objlibd import __version__, status
+from objlibd.config import Config
+from objlibd.debounce import Debouncer, DebounceWindow
+from objlibd.jobs import JobScheduler
+from objlibd.models import Availability, VolumeState
+from objlibd.pidfile import PIDFILE_NAME, PidFile
+from objlibd.scanner import Filters
+from objlibd.state import StateStore
+from objlibd.volume import LIBRARY_ID_KEY, probe
+from objlibd.watcher import LibraryWatcher, MountWatch, WatchBackoff
+from objlibd.worker import Work, Worker
+
+log = structlog.get_logger("objlibd.service")
+
+STOP_BUDGET = 8.0  # seconds from SIGTERM to exit; launchd waits longer, people do not
+TICK = 0.5
+WATCH_CHECK = 1.0
+
+
+def volume_transition(before: VolumeState | None, after: VolumeState) -> str | None:
+    """Return "mounted", "unavailable", "changed" (still unavailable, new reason) or None."""
+    if after.available:
+        return None if before is not None and before.available else "mounted"
+    if before is None or before.available:
+        return "unavailable"
+    same = (before.availability, before.reason) == (after.availability, after.reason)
+    return None if same else "changed"
+
+
+class Daemon:
+    """One resident daemon for one config (one state dir)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        stop: threading.Event | None = None,
+        on_claimed: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self.stop = stop or threading.Event()
+        self._on_claimed = on_claimed
+        self.volume = VolumeState(Availability.UNAVAILABLE, "not probed yet")
+        self._wake = threading.Event()
+        self._started = time.time()
+        self._next_probe = 0.0
+        self._next_watch = 0.0
+        self._next_beat = 0.0
+        self._paused = False
+        self._rebuilds = 0
+        self._backoff = WatchBackoff()
+        self._process: Any = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped; return the exit code (0)."""
+        claim = PidFile(self.config.state.dir / PIDFILE_NAME)
+        claim.acquire()
+        self._on_claimed()
+        if claim.took_over is not None:
+            log.warning("pidfile.taken_over", stale_pid=claim.took_over.pid)
+        try:
+            self._build()
+            self._install_signals()
+            self._start()
+            while not self.stop.is_set():
+                self._tick(time.monotonic())
+                self.stop.wait(TICK)
+        finally:
+            self._shutdown()
+            claim.release()
+        return 0
+
+    def _build(self) -> None:
+        import psutil  # type: ignore[import-untyped]  # no stubs in the dev env
+
+        from objlibd.remote import open_store
+        from objlibd.sync import SyncEngine
+
+        config = self.config
+        self._process = psutil.Process()
+        self.state = StateStore.open(config.db_path)
+        self.reader = StateStore.open(config.db_path, readonly=True)
+        self.store = open_store(config)
+        engine = SyncEngine(config, self.state, self.store, stop=self.stop)
+        self.scheduler = JobScheduler(
+            config.jobs, lambda name: self.worker.submit(Work.scheduled(name))
+        )
+        self.worker = Worker(config, self.state, engine, self.stop, self.scheduler.next_runs)
+        window = DebounceWindow(
+            quiet=config.sync.quiet_seconds,
+            max_wait=config.sync.max_wait_seconds,
+            max_paths=config.sync.batch_max_paths,
+        )
+        self.debouncer = Debouncer(window, lambda batch: self.worker.submit(Work.of(batch)))
+        self.watcher = LibraryWatcher(
+            config.library.root,
+            Filters.from_settings(config.library),
+            self.debouncer.put,
+            on_overflow=self._on_overflow,
+        )
+        self.mount_watch = MountWatch(config.library.mount_point.parent, self._wake.set)
+
+    def _start(self) -> None:
+        self._paused = status.read_pause(self.config.state.dir) is not None
+        self.worker.paused = self._paused
+        self.worker.start()
+        self.debouncer.start()
+        self.scheduler.start()
+        self.mount_watch.start()
+        log.info(
+            "daemon.started", pid=os.getpid(), version=__version__, paused=self._paused,
+            library=str(self.config.library.root), store=self.config.store.name,
+            backend=self.config.store.backend,
+        )  # fmt: skip
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # embedded (tests): the caller sets `stop`
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        signal.signal(signal.SIGUSR2, self._on_fault)
+
+    def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            return
+        self.stop.set()
+        log.info("daemon.signal", signal=signal.Signals(signum).name)
+
+    def _on_hup(self, _signum: int, _frame: FrameType | None) -> None:
+        log.warning(
+            "config.reload_unsupported",
+            hint="the config is read at start; restart the daemon to apply changes "
+            "(launchctl kickstart -k gui/$UID/<label>)",
+        )
+
+    def _on_fault(self, _signum: int, _frame: FrameType | None) -> None:
+        log.warning("watcher.fault_injected")
+        self.watcher.kill_emitters()
+
+    def _on_overflow(self) -> None:
+        log.warning("watcher.overflow", action="reconcile the library")
+        self.worker.submit(Work.reconcile("overflow"))
+
+    def _shutdown(self) -> None:
+        if not hasattr(self, "worker"):
+            return  # failed while building: nothing started
+        deadline = time.monotonic() + STOP_BUDGET
+        log.info("daemon.stopping")
+        self.mount_watch.stop()
+        self.watcher.stop()
+        self.scheduler.shutdown()
+        self.debouncer.stop(flush=True)  # pending events go to the queue; the worker parks them
+        self.worker.finish(timeout=max(0.5, deadline - time.monotonic()))
+        if self.worker.alive:
+            log.warning("daemon.stop_timeout", doing=self.worker.current)
+        else:
+            self.store.close()
+            self.state.close()
+        self._beat(stopped=True)
+        self.reader.close()
+        log.info("daemon.stopped", uptime_s=round(time.time() - self._started, 1))
+
+    # -- monitor loop ------------------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        if now >= self._next_probe or self._wake.is_set():
+            self._wake.clear()
+            self._next_probe = now + self.config.sync.volume_poll_seconds
+            self._check_volume()
+        if now >= self._next_watch:
+            self._next_watch = now + WATCH_CHECK
+            if self.volume.available:
+                self._check_watch(now)
+        self._check_pause()
+        if now >= self._next_beat:
+            self._next_beat = now + self.config.sync.heartbeat_seconds
+            self._beat()
+
+    def _check_volume(self) -> None:
+        found = probe(self.config.library, self.reader.get_config(LIBRARY_ID_KEY))
+        change = volume_transition(self.volume, found) if self._probed else "first"
+        before, self.volume = self.volume, found
+        self.worker.volume = found
+        self._probed = True
+        if change == "first":
+            change = "mounted" if found.available else "unavailable"
+        if change == "mounted":
+            self._on_mounted()
+        elif change == "unavailable":
+            self._on_unavailable(found, was_available=before.available)
+        elif change == "changed":
+            log.warning("volume.changed", state=found.availability.value, reason=found.reason)
+
+    _probed = False
+
+    def _on_mounted(self) -> None:
+        log.info("volume.mounted", reason=self.volume.reason)
+        self._backoff = WatchBackoff()
+        self._start_watch(reason="mount")
+        self.worker.submit(Work.catch_up("mount"))
+        self.scheduler.wakeup()
+
+    def _on_unavailable(self, found: VolumeState, *, was_available: bool) -> None:
+        self.watcher.stop()
+        log.warning(
+            "volume.unmounted" if was_available else "volume.unavailable",
+            state=found.availability.value, reason=found.reason, hint=found.hint,
+            action="watching stopped; work parked; nothing is marked missing",
+        )  # fmt: skip
+
+    def _start_watch(self, *, reason: str) -> bool:
+        try:
+            self.watcher.start()
+        except OSError as err:
+            retry = self._backoff.on_failure(time.monotonic()) - time.monotonic()
+            log.warning("watcher.start_failed", error=str(err), retry_in_s=round(retry, 1))
+            return False
+        log.info("watcher.started", root=str(self.config.library.root), reason=reason)
+        return True
+
+    def _check_watch(self, now: float) -> None:
+        if self.watcher.alive():
+            self._backoff.on_alive(now)
+            return
+        if self.watcher.running:
+            self.watcher.stop()
+            retry = self._backoff.on_failure(now) - now
+            log.warning("watcher.died", retry_in_s=round(retry, 1), failures=self._backoff.failures)
+            return
+        if self._backoff.may_retry(now) and self._start_watch(reason="rebuild"):
+            self._rebuilds += 1
+            log.warning("watcher.rebuilt", rebuilds=self._rebuilds, action="reconcile the library")
+            self.worker.submit(Work.reconcile("watch_rebuilt"))
+
+    def _check_pause(self) -> None:
+        paused = (self.config.state.dir / status.PAUSE_NAME).exists()
+        if paused == self._paused:
+            return
+        self._paused = self.worker.paused = paused
+        if paused:
+            log.warning("daemon.paused", action="uploads and deletes stop; watching continues")
+        else:
+            log.info("daemon.resumed")
+            self.worker.submit(Work.resume())
+            self.scheduler.wakeup()
+
+    # -- heartbeat ---------------------------------------------------------------------------
+
+    def _beat(self, *, stopped: bool = False) -> None:
+        now = time.time()
+        pending = self.debouncer.pending_paths + self.worker.pending_paths
+        beat = {
+            "pid": os.getpid(),
+            "version": __version__,
+            "started_epoch": self._started,
+            "updated_epoch": now,
+            "updated_at": status.iso(now),
+            "stopped": stopped,
+            "rss_mb": round(self._process.memory_info().rss / 2**20, 1),
+            "volume": {"state": self.volume.availability.value, "reason": self.volume.reason},
+            "watcher": {"alive": self.watcher.alive(), "rebuilds": self._rebuilds,
+                        "events_seen": self.watcher.events_seen},
+            "paused": self._paused,
+            "queue": {"pending_paths": pending, "parked_paths": self.worker.parked_paths},
+            "current": self.worker.current,
+            "last_batch": self.worker.last_batch,
+            "next_runs": self.scheduler.next_runs(),
+            "remote": self._health(),
+            "problem": self.worker.problem,
+        }  # fmt: skip
+        try:
+            status.write_json_atomic(self.config.state.dir / status.HEARTBEAT_NAME, beat)
+        except OSError as err:
+            log.warning("heartbeat.write_failed", error=str(err))
+
+    def _health(self) -> dict[str, object]:
+        try:
+            return self.store.health()
+        except Exception as err:  # noqa: BLE001 - status must not take the daemon down
+            return {"error": str(err)}

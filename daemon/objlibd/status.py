@@ -1,0 +1,283 @@
+"""`objlibd status`: a read-only snapshot, fast, whether or not the daemon runs.
+
+Facts come from three places: the state DB opened read-only (file counts, duplicates,
+orphans, jobs, hold, last batch), the daemon's heartbeat file (live facts: watcher, queue,
+breaker, next runs, RSS), rewritten atomically every few seconds, and the pidfile. The daemon
+counts as running only when the pidfile's pid is alive *and* the heartbeat is fresh and
+written by that pid. Nothing here imports google-genai, watchdog, structlog or psutil.
+
+This module also owns the small files the daemon shares with the CLI: the heartbeat and the
+pause flag (`objlibd pause` writes it; the daemon notices within a second).
+
+Healthy (exit 0) means: running, the volume is not "degraded" (a wrong or unmarked drive),
+the watch is alive while the volume is available, no mass-missing hold waits for a person,
+the store's breaker is not open, and the daemon reports no problem. A drive that is simply
+not connected is healthy: the daemon is doing its job, waiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from objlibd import pidfile, volume
+from objlibd.config import Config
+from objlibd.errors import StateError
+from objlibd.state import StateStore
+
+HEARTBEAT_NAME = "daemon.heartbeat.json"
+PAUSE_NAME = "paused.json"
+LAST_BATCH_KEY = "daemon.last_batch"
+SCHEDULE_KEY = "daemon.schedule"
+PENDING_KEY = "daemon.pending"
+JOB_KINDS = {"orphan_cleanup": "orphan_cleanup", "prune": "prune", "reconcile": "sync"}
+
+
+# -- shared files ------------------------------------------------------------------------------
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write `data` to `path` via a temp file and rename (readers never see half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """Return a JSON object file, or None when absent or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_pause(state_dir: Path) -> dict[str, Any] | None:
+    """Return the pause record ({since, by}) or None when not paused."""
+    return read_json(state_dir / PAUSE_NAME)
+
+
+def set_pause(state_dir: Path, paused: bool, *, now: float | None = None) -> bool:
+    """Pause or resume; return True if that changed anything."""
+    path = state_dir / PAUSE_NAME
+    was = path.exists()
+    if paused and not was:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, {"since": iso(now or time.time()), "by": f"pid {os.getpid()}"})
+    elif not paused and was:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return paused != was
+
+
+def iso(epoch: float) -> str:
+    """Return a UTC ISO time with seconds precision and Z."""
+    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- snapshot ------------------------------------------------------------------------------------
+
+
+def stale_after(config: Config) -> float:
+    """Return how old a heartbeat may be before the daemon counts as not running."""
+    return max(10.0, 5 * config.sync.heartbeat_seconds)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def live_heartbeat(config: Config, now: float) -> dict[str, Any] | None:
+    """Return the heartbeat if the daemon that wrote it is alive and it is fresh."""
+    state_dir = config.state.dir
+    owner = pidfile.read(state_dir / pidfile.PIDFILE_NAME)
+    beat = read_json(state_dir / HEARTBEAT_NAME)
+    if owner is None or beat is None or beat.get("pid") != owner.pid:
+        return None
+    if not _pid_alive(owner.pid) or beat.get("stopped"):
+        return None
+    if now - float(beat.get("updated_epoch", 0)) > stale_after(config):
+        return None
+    return beat
+
+
+def snapshot(config: Config, *, now: float | None = None) -> dict[str, Any]:
+    """Return the status as a dict with stable keys (see module doc)."""
+    moment = time.time() if now is None else now
+    beat = live_heartbeat(config, moment)
+    db = _db_facts(config)
+    snap: dict[str, Any] = {
+        "daemon": _daemon(beat, moment),
+        "volume": _volume(config, beat, db),
+        "watcher": {"alive": bool(beat and beat.get("watcher", {}).get("alive"))},
+        "paused": read_pause(config.state.dir) is not None,
+        "hold": (db["hold"] or {}).get("reason") if db["hold"] else None,
+        "queue": {"pending_paths": int(beat.get("queue", {}).get("pending_paths", 0)) if beat
+                  else len((db["pending"] or {}).get("paths", []))},
+        "last_batch": (beat or {}).get("last_batch") or db["last_batch"],
+        "files": db["files"],
+        "duplicates": db["duplicates"],
+        "orphans": db["orphans"],
+        "jobs": _jobs(db["jobs"], (beat or {}).get("next_runs") or {}),
+        "remote": _remote(config, beat),
+        "errors": db["errors"],
+        "problem": (beat or {}).get("problem") or db["problem"],
+    }  # fmt: skip
+    snap["healthy"] = healthy(snap)
+    return snap
+
+
+def _daemon(beat: dict[str, Any] | None, now: float) -> dict[str, Any]:
+    if beat is None:
+        return {"running": False, "pid": None, "uptime_s": None, "rss_mb": None}
+    started = float(beat.get("started_epoch", now))
+    return {
+        "running": True,
+        "pid": beat.get("pid"),
+        "uptime_s": round(now - started, 1),
+        "rss_mb": beat.get("rss_mb"),
+    }
+
+
+def _volume(config: Config, beat: dict[str, Any] | None, db: dict[str, Any]) -> dict[str, Any]:
+    if beat is not None and isinstance(beat.get("volume"), dict):
+        return {"state": beat["volume"].get("state"), "reason": beat["volume"].get("reason")}
+    found = volume.probe(config.library, db["library_id"])
+    return {"state": found.availability.value, "reason": found.reason}
+
+
+def _remote(config: Config, beat: dict[str, Any] | None) -> dict[str, Any]:
+    health = (beat or {}).get("remote") or {}
+    breaker = health.get("breaker") if isinstance(health, dict) else None
+    if isinstance(breaker, dict):
+        breaker = breaker.get("state")
+    return {"backend": config.store.backend, "store": config.store.name, "breaker": breaker}
+
+
+def _jobs(rows: dict[str, Any], next_runs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: {
+            "last_run": (rows.get(name) or {}).get("last_run"),
+            "last_result": (rows.get(name) or {}).get("last_result"),
+            "next_run": next_runs.get(name),
+        }
+        for name in JOB_KINDS
+    }
+
+
+def _empty_db() -> dict[str, Any]:
+    return {
+        "files": {}, "duplicates": 0, "orphans": 0, "errors": [], "jobs": {}, "hold": None,
+        "last_batch": None, "pending": None, "library_id": None, "problem": None,
+    }  # fmt: skip
+
+
+def _db_facts(config: Config) -> dict[str, Any]:
+    facts = _empty_db()
+    if not config.db_path.exists():
+        return facts
+    try:
+        state = StateStore.open(config.db_path, readonly=True)
+    except StateError as err:
+        facts["problem"] = err.message
+        return facts
+    try:
+        _read_db(state, facts)
+    finally:
+        state.close()
+    return facts
+
+
+def _read_db(state: StateStore, facts: dict[str, Any]) -> None:
+    facts["files"] = state.counts_by_status()
+    facts["duplicates"] = len(state.duplicates())
+    facts["orphans"] = state.orphan_count()
+    facts["errors"] = [
+        {"path": path, "status": status, "error": error[:200]}
+        for path, status, error in state.recent_errors(5)
+    ]
+    facts["hold"] = state.get_json("hold")
+    facts["last_batch"] = state.get_json(LAST_BATCH_KEY)
+    facts["pending"] = state.get_json(PENDING_KEY)
+    facts["library_id"] = state.get_config(volume.LIBRARY_ID_KEY)
+    for name, kind in JOB_KINDS.items():
+        row = state.last_job(kind)
+        if row is not None:
+            result = row.status if not row.error else f"{row.status}: {row.error}"
+            facts["jobs"][name] = {
+                "last_run": row.finished_at or row.started_at,
+                "last_result": result[:200],
+            }
+
+
+def healthy(snap: dict[str, Any]) -> bool:
+    """Return True when nothing needs a person (see module doc)."""
+    if not snap["daemon"]["running"] or snap["problem"] or snap["hold"]:
+        return False
+    if snap["volume"]["state"] == "degraded" or snap["remote"]["breaker"] == "open":
+        return False
+    return not (snap["volume"]["state"] == "available" and not snap["watcher"]["alive"])
+
+
+# -- human rendering -----------------------------------------------------------------------------
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes}m" if hours else f"{minutes}m {secs}s"
+
+
+def render_text(snap: dict[str, Any]) -> str:
+    """Return the status for people."""
+    d = snap["daemon"]
+    lines = [
+        f"daemon:     running (pid {d['pid']}, up {_duration(d['uptime_s'])}, {d['rss_mb']} MB)"
+        if d["running"] else "daemon:     NOT RUNNING",
+        f"volume:     {snap['volume']['state']}: {snap['volume']['reason']}",
+        f"watcher:    {'alive' if snap['watcher']['alive'] else 'not watching'}",
+        f"paused:     {'YES (objlibd resume to continue)' if snap['paused'] else 'no'}",
+        f"hold:       {snap['hold'] or 'none'}",
+        f"queue:      {snap['queue']['pending_paths']} paths pending",
+    ]  # fmt: skip
+    batch = snap["last_batch"]
+    if batch:
+        counts = (
+            ", ".join(f"{v} {k}" for k, v in batch.get("counts", {}).items() if v) or "no changes"
+        )
+        lines.append(f"last batch: {batch.get('time')} {counts} in {batch.get('duration_s')}s")
+    files = ", ".join(f"{v} {k}" for k, v in snap["files"].items() if v) or "none tracked"
+    lines += [
+        f"files:      {files}",
+        f"duplicates: {snap['duplicates']}    orphans: {snap['orphans']}",
+        "jobs:",
+    ]
+    for name, job in snap["jobs"].items():
+        lines.append(
+            f"  {name:<15} last {job['last_run'] or '-'} {job['last_result'] or ''}".rstrip()
+            + f"  next {job['next_run'] or '-'}"
+        )
+    r = snap["remote"]
+    lines.append(f'remote:     {r["backend"]} store "{r["store"]}" (breaker {r["breaker"] or "-"})')
+    if snap["problem"]:
+        lines.append(f"PROBLEM:    {snap['problem']}")
+    for err in snap["errors"]:
+        lines.append(f"  error: {err['path']}: {err['error']}")
+    lines.append("healthy" if snap["healthy"] else "NOT HEALTHY")
+    return "\n".join(lines)

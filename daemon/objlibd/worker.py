@@ -1,0 +1,335 @@
+"""The daemon's one writer: a thread that runs batches, reconciles and jobs from one queue.
+
+Everything that changes the state DB or the store goes through here, so there is never a
+second writer. Work that cannot run now (volume unavailable, daemon paused, store
+unreachable, shutdown under way) is *parked*: merged into one bounded Batch that rides along
+with the next batch, runs on mount/resume, and is persisted on exit for the next start.
+
+Items waiting in the queue are merged before running (a burst of batches becomes one engine
+call). Batches and reconciles go through `SyncEngine.run_paths` (cost O(paths), subtree ""
+is the whole library); jobs through the engine's job entry points.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from objlibd import jobs, status
+from objlibd.config import Config
+from objlibd.debounce import merge_batches
+from objlibd.errors import ObjlibdError, StoreMismatchError, VolumeUnavailableError
+from objlibd.models import Availability, Batch, VolumeState
+from objlibd.state import StateStore
+from objlibd.summary import SyncSummary
+from objlibd.sync import SyncEngine, SyncOptions
+
+log = structlog.get_logger("objlibd.worker")
+
+PERSIST_MAX_PATHS = 5000
+_batch_ids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """One queue item: a batch/reconcile (`batch`), a job name, or a catch-up/resume."""
+
+    kind: str
+    batch: Batch = field(default_factory=Batch)
+    job: str = ""
+    reason: str = ""
+
+    @classmethod
+    def of(cls, batch: Batch) -> Work:
+        """Return a debounced batch of events."""
+        return cls("batch", batch, reason="batch")
+
+    @classmethod
+    def reconcile(cls, reason: str) -> Work:
+        """Return a reconcile of the whole library."""
+        return cls("batch", Batch(rescan=frozenset({""}), reason=reason), reason=reason)
+
+    @classmethod
+    def scheduled(cls, name: str) -> Work:
+        """Return a scheduled job."""
+        return cls("job", job=name, reason="scheduled")
+
+    @classmethod
+    def catch_up(cls, reason: str) -> Work:
+        """Return a mount/start catch-up: reconcile, then skipped or overdue jobs."""
+        return cls("catch_up", reason=reason)
+
+    @classmethod
+    def resume(cls) -> Work:
+        """Return the work to do on resume: parked paths and jobs skipped while paused."""
+        return cls("resume", reason="resume")
+
+
+def batch_size(batch: Batch) -> int:
+    """Return how many paths and subtrees a batch holds."""
+    return len(batch.paths) + len(batch.rescan)
+
+
+class Worker:
+    """The single-writer thread."""
+
+    def __init__(
+        self,
+        config: Config,
+        state: StateStore,
+        engine: SyncEngine,
+        stop: threading.Event,
+        next_runs: Callable[[], dict[str, str | None]],
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.engine = engine
+        self.stop = stop
+        self.next_runs = next_runs
+        self.volume = VolumeState(Availability.UNAVAILABLE, "not probed yet")
+        self.paused = False
+        self.current: dict[str, Any] | None = None
+        self.last_batch: dict[str, Any] | None = state.get_json(status.LAST_BATCH_KEY)
+        self.problem: str | None = None
+        self._queue: queue.Queue[Work | None] = queue.Queue()
+        self._queued_paths = 0
+        self._lock = threading.Lock()
+        self._parked: Batch | None = self._load_pending()
+        self._pending_jobs: set[str] = set()
+        self._thread = threading.Thread(target=self._run, name="objlibd-worker", daemon=True)
+
+    # -- API for other threads ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def submit(self, work: Work) -> None:
+        """Queue work (any thread)."""
+        with self._lock:
+            self._queued_paths += batch_size(work.batch)
+        self._queue.put(work)
+
+    def finish(self, timeout: float) -> None:
+        """Ask the thread to persist parked work and exit; wait up to `timeout`."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        """Return True while the thread runs."""
+        return self._thread.is_alive()
+
+    @property
+    def parked_paths(self) -> int:
+        """Return how many paths/subtrees are parked."""
+        parked = self._parked
+        return batch_size(parked) if parked else 0
+
+    @property
+    def pending_paths(self) -> int:
+        """Return paths queued or parked (not counting the one batch running)."""
+        return self._queued_paths + self.parked_paths
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        done = False
+        while not done:
+            items = [self._queue.get()]
+            items += self._drain()
+            done = None in items
+            work = [item for item in items if item is not None]
+            with self._lock:
+                self._queued_paths -= sum(batch_size(item.batch) for item in work)
+            self._handle(work)
+        self._persist()
+
+    def _drain(self) -> list[Work | None]:
+        items: list[Work | None] = []
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                return items
+
+    def _handle(self, work: list[Work]) -> None:
+        merged = Batch()
+        reasons: list[str] = []
+        names: list[str] = []
+        kinds = {item.kind for item in work}
+        for item in work:
+            if item.kind == "batch":
+                merged = self._merge(merged, item.batch)
+                reasons.append(item.reason)
+            elif item.kind == "catch_up":
+                merged = self._merge(merged, Work.reconcile(item.reason).batch)
+                reasons.append(item.reason)
+            elif item.kind == "job" and item.job not in names:
+                names.append(item.job)
+        if not merged.empty or "resume" in kinds:
+            self._run_batch(merged, "+".join(dict.fromkeys(reasons)) or "resume")
+        if kinds & {"catch_up", "resume"}:
+            names += [n for n in self._catch_up_jobs() if n not in names]
+        for name in names:
+            self._run_job(name)
+
+    def _merge(self, a: Batch, b: Batch) -> Batch:
+        if a.empty:
+            return b
+        return merge_batches(a, b, max_paths=self.config.sync.batch_max_paths)
+
+    # -- batches --------------------------------------------------------------------------
+
+    def _park(self, batch: Batch, why: str) -> None:
+        if batch.empty:
+            return
+        self._parked = batch if self._parked is None else self._merge(self._parked, batch)
+        log.info("batch.parked", why=why, paths=len(batch.paths), subtrees=sorted(batch.rescan))
+
+    def _blocked(self) -> str | None:
+        if self.stop.is_set():
+            return "shutting down"
+        if self.paused:
+            return "paused"
+        if not self.volume.available:
+            return f"volume {self.volume.availability.value}: {self.volume.reason}"
+        return None
+
+    def _run_batch(self, batch: Batch, trigger: str) -> None:
+        why = self._blocked()
+        if why is not None:
+            self._park(batch, why)
+            return
+        if self._parked is not None:
+            batch, self._parked = self._merge(self._parked, batch), None
+        if batch.empty:
+            return
+        batch_id = next(_batch_ids)
+        waited = time.time() - batch.first_event_at if batch.first_event_at else None
+        self.current = {"batch_id": batch_id, "trigger": trigger, "paths": batch_size(batch)}
+        with structlog.contextvars.bound_contextvars(
+            batch_id=batch_id, reason=batch.reason, paths=len(batch.paths),
+            subtrees=sorted(batch.rescan)[:10],
+            waited_ms=round(waited * 1000) if waited is not None else None,
+        ):  # fmt: skip
+            summary = self._call(lambda: self.engine.run_paths(
+                batch.paths, subtrees=batch.rescan, trigger=trigger
+            ), batch)  # fmt: skip
+        self.current = None
+        if summary is not None:
+            if summary.stopped:
+                self._park(batch, summary.stopped)
+            self._record_batch(batch, summary, trigger)
+
+    def _call(self, body: Callable[[], SyncSummary], batch: Batch) -> SyncSummary | None:
+        try:
+            summary = body()
+        except VolumeUnavailableError as err:
+            self._park(batch, f"volume unavailable: {err.message}")
+        except StoreMismatchError as err:
+            self.problem = err.message
+            log.error("store.mismatch", error=err.message, hint=err.hint)
+            self._park(batch, "store mismatch")
+        except ObjlibdError as err:
+            log.error("batch.failed", error=err.message, hint=err.hint)
+            self._park(batch, err.message)
+        except Exception:
+            log.exception("batch.crashed")
+            self._park(batch, "unexpected error (see the log)")
+        else:
+            self.problem = None
+            return summary
+        return None
+
+    def _record_batch(self, batch: Batch, summary: SyncSummary, trigger: str) -> None:
+        now = time.time()
+        self.last_batch = {
+            "time": status.iso(now),
+            "trigger": trigger,
+            "counts": summary.counts(),
+            "duration_s": round(summary.duration_s, 3),
+            "paths": len(batch.paths),
+            "subtrees": sorted(batch.rescan)[:10],
+            "latency_s": round(now - batch.first_event_at, 3) if batch.first_event_at else None,
+            "hold": summary.hold_reason,
+        }
+        self.state.set_json(status.LAST_BATCH_KEY, self.last_batch)
+        if "" in batch.rescan and not summary.stopped:
+            self.state.delete_config(status.PENDING_KEY)
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def _catch_up_jobs(self) -> list[str]:
+        last: dict[str, jobs.LastRun | None] = {}
+        for spec in jobs.specs(self.config.jobs):
+            row = self.state.last_job(spec.kind)
+            last[spec.name] = (
+                jobs.LastRun(row.status, jobs.parse_db_time(row.finished_at)) if row else None
+            )
+        due = jobs.catch_up(jobs.specs(self.config.jobs), last, time.time())
+        return [*due, *(n for n in sorted(self._pending_jobs) if n not in due)]
+
+    def _run_job(self, name: str) -> None:
+        why = self._blocked()
+        spec = {s.name: s for s in jobs.specs(self.config.jobs)}[name]
+        if why is not None:
+            self._pending_jobs.add(name)
+            if not self.stop.is_set():
+                job_id = self.state.start_job(spec.kind, trigger="scheduled")
+                self.state.finish_job(job_id, "skipped", {}, why)
+                log.info("job.skipped", job=name, reason=why)
+            return
+        self.current = {"job": name}
+        with structlog.contextvars.bound_contextvars(job=name):
+            summary = self._call(lambda: self._job_body(name), Batch())
+        self.current = None
+        if summary is not None:
+            self._pending_jobs.discard(name)
+        else:
+            self._pending_jobs.add(name)
+        self.state.set_json(status.SCHEDULE_KEY, self.next_runs())
+
+    def _job_body(self, name: str) -> SyncSummary:
+        if name == jobs.ORPHAN_CLEANUP:
+            return self.engine.cleanup_orphans(trigger="scheduled")
+        if name == jobs.PRUNE:
+            return self.engine.prune_missing(trigger="scheduled")
+        return self.engine.run(SyncOptions(trigger="scheduled"))
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def _load_pending(self) -> Batch | None:
+        data = self.state.get_json(status.PENDING_KEY)
+        if not isinstance(data, dict):
+            return None
+        batch = Batch(
+            paths=frozenset(data.get("paths", [])),
+            rescan=frozenset(data.get("rescan", [])),
+            reason="pending",
+        )
+        return None if batch.empty else batch
+
+    def _persist(self) -> None:
+        parked = self._parked
+        if parked is None or parked.empty:
+            self.state.delete_config(status.PENDING_KEY)
+            return
+        paths = sorted(parked.paths)
+        rescan = set(parked.rescan) | ({""} if len(paths) > PERSIST_MAX_PATHS else set())
+        self.state.set_json(
+            status.PENDING_KEY,
+            {
+                "paths": paths[:PERSIST_MAX_PATHS],
+                "rescan": sorted(rescan),
+                "at": status.iso(time.time()),
+            },
+        )
+        log.info("work.persisted", paths=len(paths), subtrees=sorted(rescan))
