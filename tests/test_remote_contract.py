@@ -19,7 +19,31 @@ def _local(tmp_path: Path) -> Iterator[RemoteStore]:
     yield LocalStore(tmp_path / "local-store")
 
 
-BACKENDS = {"local": _local}
+def _gemini(tmp_path: Path) -> Iterator[RemoteStore]:
+    import os
+
+    from fakes.gemini_server import FakeGemini
+    from objlibd.config import GeminiSettings
+    from objlibd.remote.gemini import GeminiStore
+
+    saved = os.environ.get("NO_PROXY")
+    os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+    with FakeGemini() as fake:
+        settings = GeminiSettings(
+            base_url=fake.base_url, rate_limit_tier="tier3", timeout_seconds=5.0,
+            poll_interval_seconds=0.01, retry_initial_delay_seconds=0.01,
+            retry_max_delay_seconds=0.05,
+        )  # fmt: skip
+        store = GeminiStore(settings, "test-key")
+        yield store
+        store.close()
+    if saved is None:
+        os.environ.pop("NO_PROXY", None)
+    else:
+        os.environ["NO_PROXY"] = saved
+
+
+BACKENDS = {"local": _local, "gemini": _gemini}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
