@@ -127,6 +127,7 @@ class GeminiSettings:
     base_url: str = ""
     max_concurrent_uploads: int = 4
     rate_limit_tier: str = "tier1"
+    rate_limit_rpm: float = 0.0  # > 0 overrides the tier's requests/minute (custom quotas)
     timeout_seconds: float = 120.0
     poll_interval_seconds: float = 3.0
     operation_deadline_seconds: float = 600.0
