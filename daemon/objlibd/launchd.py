@@ -1,0 +1,530 @@
+"""launchd: the LaunchAgent objlibd runs as on macOS, and the launchctl calls that manage it.
+
+The plist is built as a dict and rendered with plistlib (never pasted XML), so paths with
+spaces, quotes or `&` survive. `launchd/com.objlib.objlibd.plist` in the repository is a
+reference copy of the same dict; a test keeps the two from drifting apart.
+
+Why the keys are what they are (watch-sync-notes §3):
+- a LaunchAgent in `gui/<uid>`, not a LaunchDaemon: only the login session reaches the Keychain;
+- KeepAlive {SuccessfulExit: false}: restart after a crash or an error exit, not after the
+  clean exit 0 that SIGTERM produces (`objlibd stop`, `launchctl bootout`);
+- StartOnMount is only a nudge (it fires for any mount); the daemon detects the drive itself;
+- ExitTimeOut 30 s: the daemon drains within about 10 s of SIGTERM, launchd waits this long
+  before SIGKILL; ThrottleInterval 30 s keeps a crash loop slow;
+- stdout/stderr files hold crash output only (launchd never rotates them); the real log is
+  the daemon's rotating JSON file; WorkingDirectory is the state dir, never the drive, so
+  the job holds nothing open on the volume and cannot block an eject.
+
+Every launchctl call goes through one injected `Runner` (argv list, no shell). The plan for a
+command is a list of `Step`s built from what launchctl reports, then executed (or, with
+--dry-run, printed); the steps are shared with `objlibd.systemd`.
+"""
+
+from __future__ import annotations
+
+import os
+import plistlib
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from objlibd import pidfile
+from objlibd.errors import ServiceError
+
+# -- shared with objlibd.systemd: the runner, the spec, and the steps a command is made of --
+
+Runner = Callable[[list[str]], subprocess.CompletedProcess[str]]
+Echo = Callable[[str], None]
+NOT_FOUND = 127
+EXIT_TIMEOUT_SECONDS = 30  # SIGTERM to SIGKILL (launchd ExitTimeOut, systemd TimeoutStopSec)
+STOP_WAIT_SECONDS = EXIT_TIMEOUT_SECONDS + 5  # by then the manager has killed it for sure
+
+
+def run_command(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run `argv` (no shell) and capture its output; a missing program is exit code 127."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+    except FileNotFoundError:
+        return subprocess.CompletedProcess(argv, NOT_FOUND, "", f"{argv[0]}: command not found")
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(argv, 124, "", f"{argv[0]}: timed out after 120 s")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """What a service definition needs: the interpreter, the config, the dirs, the user."""
+
+    python: Path
+    config_path: Path
+    state_dir: Path
+    log_dir: Path
+    home: Path
+    uid: int
+    stop_timeout: float = STOP_WAIT_SECONDS
+
+    def program_arguments(self) -> list[str]:
+        """Return the daemon's argv: the stable interpreter path, never a resolved symlink.
+
+        TCC grants Full Disk Access per binary path, so the path must survive upgrades
+        (a venv's bin/python does; a versioned Cellar path would not).
+        """
+        return [str(self.python), "-m", "objlibd", "run", "--config", str(self.config_path)]
+
+    @property
+    def pidfile(self) -> Path:
+        """Return the daemon's pidfile (objlibd.pidfile's format)."""
+        return self.state_dir / pidfile.PIDFILE_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    """What the service manager says about objlibd."""
+
+    manager: str
+    available: bool  # the manager answers (launchctl exists, systemd --user runs)
+    installed: bool  # the plist or unit file is in place
+    loaded: bool  # bootstrapped (launchd) / enabled or active (systemd)
+    pid: int | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class MakeDir:
+    """Create a directory (and parents) if missing."""
+
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class WriteFile:
+    """Write a file atomically (mode 0644)."""
+
+    path: Path
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RemovePath:
+    """Remove a file, or with `tree` a directory and everything in it."""
+
+    path: Path
+    tree: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Run a launchctl/systemctl command; a non-zero exit stops the plan."""
+
+    argv: tuple[str, ...]
+    hint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WaitStopped:
+    """Wait until no live daemon holds the pidfile (it drained and exited)."""
+
+    pidfile: Path
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Terminate:
+    """SIGTERM the daemon a pidfile names (no service manager), then wait for it to exit."""
+
+    owner: pidfile.Owner
+    pidfile: Path
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Tell the person something about the plan (printed in dry runs too)."""
+
+    text: str
+
+
+Step = MakeDir | WriteFile | RemovePath | Run | WaitStopped | Terminate | Note
+
+
+def wait_step(spec: ServiceSpec) -> WaitStopped:
+    """Return the step that waits for the daemon to drain after a stop."""
+    return WaitStopped(spec.pidfile, spec.stop_timeout)
+
+
+def stop_fallback_steps(spec: ServiceSpec, why: str) -> list[Step]:
+    """Plan a stop without a service manager: SIGTERM the pid in the pidfile, if it lives."""
+    owner = pidfile.live_owner(spec.pidfile)
+    if owner is None:
+        return [Note(f"{why}; no objlibd daemon is running for {spec.state_dir}")]
+    return [
+        Note(f"{why}; stopping the daemon through its pidfile {spec.pidfile}"),
+        Terminate(owner, spec.pidfile, spec.stop_timeout),
+    ]
+
+
+def terminate_steps(spec: ServiceSpec) -> list[Step]:
+    """Plan SIGTERM to a daemon still holding the pidfile (before its state is deleted)."""
+    owner = pidfile.live_owner(spec.pidfile)
+    return [] if owner is None else [Terminate(owner, spec.pidfile, spec.stop_timeout)]
+
+
+def refuse_unmanaged_daemon(spec: ServiceSpec, manager: str) -> None:
+    """Raise when a daemon runs outside the service manager: a second one would only fail."""
+    owner = pidfile.live_owner(spec.pidfile)
+    if owner is not None:
+        raise ServiceError(
+            f"objlibd is already running outside {manager} (pid {owner.pid})",
+            hint="stop it first (`objlibd stop`, or Ctrl-C in its terminal), then run this again",
+        )
+
+
+def purge_steps(spec: ServiceSpec) -> list[Step]:
+    """Plan removing the state and log dirs (refusing anything that looks like home or /)."""
+    steps: list[Step] = []
+    for path in (spec.state_dir, spec.log_dir):
+        if path == Path(path.anchor) or path == spec.home or path in spec.home.parents:
+            raise ServiceError(
+                f"refusing to delete {path}: it is not an objlibd directory",
+                hint="point [state] dir and [logs] dir at directories of their own",
+            )
+        if path.exists():
+            steps.append(RemovePath(path, tree=True))
+    return steps
+
+
+def describe(step: Step) -> str:  # noqa: PLR0911 - one line per kind of step
+    """Return the shell command equivalent to a step (what people can type themselves)."""
+    match step:
+        case MakeDir(path):
+            return shlex.join(["mkdir", "-p", str(path)])
+        case WriteFile(path, _):
+            return f"write {shlex.quote(str(path))}"
+        case RemovePath(path, tree):
+            return shlex.join(["rm", "-rf" if tree else "-f", str(path)])
+        case Run(argv, _):
+            return shlex.join(argv)
+        case WaitStopped(path, timeout):
+            return f"wait up to {timeout:g} s for the daemon in {shlex.quote(str(path))} to exit"
+        case Terminate(owner, _, _):
+            return shlex.join(["kill", "-TERM", str(owner.pid)])
+        case Note(text):
+            return f"# {text}"
+
+
+@dataclass
+class Executor:
+    """Carry out (or with dry_run, only print) a plan; every command is echoed as `$ ...`."""
+
+    runner: Runner
+    echo: Echo
+    dry_run: bool = False
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def execute(self, steps: Sequence[Step]) -> None:
+        """Run the steps in order; raise ServiceError at the first that fails."""
+        for step in steps:
+            if self.dry_run:
+                self._preview(step)
+            else:
+                self._do(step)
+
+    def _preview(self, step: Step) -> None:
+        if isinstance(step, Note):
+            self.echo(step.text)
+        elif isinstance(step, WriteFile):
+            self.echo(f"would write {step.path}:")
+            self.echo(step.content.decode("utf-8").rstrip("\n"))
+        elif isinstance(step, MakeDir) and step.path.is_dir():
+            return
+        else:
+            self.echo(f"would run: {describe(step)}")
+
+    def _do(self, step: Step) -> None:
+        match step:
+            case MakeDir(path):
+                if not path.is_dir():
+                    path.mkdir(parents=True, exist_ok=True)
+                    self.echo(f"created {path}")
+            case WriteFile(path, content):
+                _write_atomic(path, content)
+                self.echo(f"wrote {path}")
+            case RemovePath(path, tree):
+                _remove(path, tree=tree)
+                self.echo(f"removed {path}")
+            case Run(argv, hint):
+                self._run(list(argv), hint)
+            case WaitStopped(path, timeout):
+                self._wait(path, pidfile.live_owner(path), timeout)
+            case Terminate(owner, path, timeout):
+                self._terminate(owner, path, timeout)
+            case Note(text):
+                self.echo(text)
+
+    def _run(self, argv: list[str], hint: str) -> None:
+        self.echo(f"$ {shlex.join(argv)}")
+        result = self.runner(argv)
+        if result.returncode != 0:
+            output = (result.stderr or result.stdout or "").strip() or "no output"
+            raise ServiceError(
+                f"`{shlex.join(argv)}` failed (exit {result.returncode}): {output}",
+                hint=hint or "run the command yourself to see the full message",
+            )
+
+    def _terminate(self, owner: pidfile.Owner, path: Path, timeout: float) -> None:
+        if not pidfile.is_alive(owner):
+            return
+        self.echo(f"$ kill -TERM {owner.pid}    # no service manager: the pid in {path}")
+        try:
+            os.kill(owner.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            raise ServiceError(
+                f"not allowed to signal objlibd (pid {owner.pid}): it runs as another user",
+                hint="stop it as that user, or with sudo",
+            ) from None
+        self._wait(path, owner, timeout)
+
+    def _wait(self, path: Path, owner: pidfile.Owner | None, timeout: float) -> None:
+        if owner is None:
+            return
+        start = self.clock()
+        while pidfile.is_alive(owner):
+            if self.clock() - start >= timeout:
+                raise ServiceError(
+                    f"objlibd (pid {owner.pid}) did not exit within {timeout:g} s of SIGTERM",
+                    hint="see `objlibd logs` for what it is stuck on; `kill -KILL "
+                    f"{owner.pid}` ends it (the next start recovers from the state DB)",
+                )
+            self.sleep(0.1)
+        self.echo(f"objlibd (pid {owner.pid}) stopped after {self.clock() - start:.1f} s")
+
+
+def _write_atomic(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(content)
+    tmp.chmod(0o644)
+    tmp.replace(path)
+
+
+def _remove(path: Path, *, tree: bool) -> None:
+    if tree and path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def first_line(result: subprocess.CompletedProcess[str]) -> str:
+    """Return the first line a command printed (stderr first), or its exit code."""
+    text = (result.stderr or result.stdout or "").strip()
+    return text.splitlines()[0] if text else f"exit code {result.returncode}"
+
+
+# -- launchd ----------------------------------------------------------------------------------
+
+LABEL = "com.objlib.objlibd"
+THROTTLE_SECONDS = 30
+PROCESS_TYPE = "Standard"  # Background would throttle hashing and uploads
+STDOUT_NAME = "launchd.stdout.log"
+STDERR_NAME = "launchd.stderr.log"
+SAFE_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
+LAUNCHCTL = "launchctl"
+
+
+def build_plist(spec: ServiceSpec, label: str = LABEL) -> dict[str, Any]:
+    """Return the LaunchAgent as a plist dict (no secrets: the key stays in the Keychain)."""
+    return {
+        "Label": label,
+        "ProgramArguments": spec.program_arguments(),
+        "RunAtLoad": True,
+        "KeepAlive": {"SuccessfulExit": False},
+        "StartOnMount": True,
+        "ThrottleInterval": THROTTLE_SECONDS,
+        "ExitTimeOut": EXIT_TIMEOUT_SECONDS,
+        "ProcessType": PROCESS_TYPE,
+        "StandardOutPath": str(spec.log_dir / STDOUT_NAME),
+        "StandardErrorPath": str(spec.log_dir / STDERR_NAME),
+        "WorkingDirectory": str(spec.state_dir),
+        "EnvironmentVariables": {
+            "PATH": SAFE_PATH,
+            "PYTHONUNBUFFERED": "1",  # crash output reaches the stderr file before exit
+            "PYTHONFAULTHANDLER": "1",  # a hard crash still leaves a traceback there
+        },
+    }
+
+
+def render(spec: ServiceSpec, label: str = LABEL) -> bytes:
+    """Return the LaunchAgent plist as XML bytes."""
+    return plistlib.dumps(build_plist(spec, label), fmt=plistlib.FMT_XML, sort_keys=True)
+
+
+def plist_path(home: Path, label: str = LABEL) -> Path:
+    """Return where the LaunchAgent lives: ~/Library/LaunchAgents/<label>.plist."""
+    return home / "Library" / "LaunchAgents" / f"{label}.plist"
+
+
+def domain(uid: int) -> str:
+    """Return the launchd domain of the user's login session."""
+    return f"gui/{uid}"
+
+
+def service_target(uid: int, label: str = LABEL) -> str:
+    """Return the launchctl service target, gui/<uid>/<label>."""
+    return f"{domain(uid)}/{label}"
+
+
+def parse_pid(print_output: str) -> int | None:
+    """Return the pid from `launchctl print` output, if it shows one (the output is not API)."""
+    for line in print_output.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key.strip() == "pid" and value.strip().isdigit():
+            return int(value.strip())
+    return None
+
+
+class Launchd:
+    """Manage objlibd's LaunchAgent through launchctl (launchctl 2 syntax)."""
+
+    name = "launchd"
+
+    def __init__(self, spec: ServiceSpec, runner: Runner, label: str = LABEL) -> None:
+        self.spec = spec
+        self.runner = runner
+        self.label = label
+        self.path = plist_path(spec.home, label)
+        self.target = service_target(spec.uid, label)
+
+    def _run(self, *args: str, hint: str = "") -> Run:
+        return Run((LAUNCHCTL, *args), hint)
+
+    def _bootstrap(self) -> list[Step]:
+        # enable first: a `launchctl disable` left behind would make bootstrap fail
+        hint = (
+            f"check the plist with `plutil -lint {shlex.quote(str(self.path))}`; "
+            f"see `launchctl print {self.target}`; if it is loaded already, "
+            f"`launchctl bootout {self.target}` and retry"
+        )
+        return [
+            self._run("enable", self.target),
+            self._run("bootstrap", domain(self.spec.uid), str(self.path), hint=hint),
+        ]
+
+    def definition(self) -> bytes:
+        """Return the plist `objlibd install` writes."""
+        return render(self.spec, self.label)
+
+    def status(self) -> ServiceStatus:
+        """Ask launchctl whether the agent is loaded (and its pid)."""
+        result = self.runner([LAUNCHCTL, "print", self.target])
+        installed = self.path.is_file()
+        if result.returncode == NOT_FOUND:
+            return ServiceStatus(self.name, False, installed, False, None, first_line(result))
+        loaded = result.returncode == 0
+        pid = parse_pid(result.stdout) if loaded else None
+        if loaded:
+            detail = f"loaded in {domain(self.spec.uid)}" + (f", pid {pid}" if pid else "")
+        else:
+            detail = f"not loaded in {domain(self.spec.uid)}"
+        return ServiceStatus(self.name, True, installed, loaded, pid, detail)
+
+    def install_steps(self, *, dry_run: bool = False) -> list[Step]:
+        """Plan `objlibd install`: dirs, plist (if changed), and a (re)bootstrap when needed.
+
+        With `dry_run` and no launchctl, plan as on a Mac where nothing is loaded yet.
+        """
+        status = self.status()
+        notes: list[Step] = []
+        if not status.available:
+            if not dry_run:
+                raise self._unavailable(status)
+            notes.append(Note(f"{self._unavailable(status).message}; on a Mac install would:"))
+        if not status.loaded:
+            refuse_unmanaged_daemon(self.spec, "launchd")
+        content = self.definition()
+        changed = _read_bytes(self.path) != content
+        steps: list[Step] = [
+            *notes,
+            MakeDir(self.spec.state_dir),
+            MakeDir(self.spec.log_dir),
+            MakeDir(self.path.parent),
+        ]
+        if changed:
+            steps.append(WriteFile(self.path, content))
+        if status.loaded and changed:
+            steps.append(self._run("bootout", self.target))
+            steps.append(wait_step(self.spec))
+        if changed or not status.loaded:
+            steps.extend(self._bootstrap())
+        return steps
+
+    def uninstall_steps(self, *, purge: bool) -> list[Step]:
+        """Plan `objlibd uninstall`: bootout, remove the plist; state and logs only with purge."""
+        status = self._require()
+        steps: list[Step] = []
+        if status.loaded:
+            steps.append(self._run("bootout", self.target))
+            steps.append(wait_step(self.spec))
+        if self.path.exists():
+            steps.append(RemovePath(self.path))
+        if purge:
+            steps.extend(terminate_steps(self.spec))
+            steps.extend(purge_steps(self.spec))
+        return steps
+
+    def start_steps(self) -> list[Step]:
+        """Plan `objlibd start`: bootstrap if unloaded (RunAtLoad starts it), else kickstart."""
+        status = self._require()
+        if not status.loaded:
+            self._require_installed()
+            refuse_unmanaged_daemon(self.spec, "launchd")
+            return self._bootstrap()
+        return [self._run("kickstart", self.target)]
+
+    def stop_steps(self) -> list[Step]:
+        """Plan `objlibd stop`: bootout (SIGTERM, then wait for the drain), else the pidfile."""
+        status = self.status()
+        if status.loaded:
+            return [self._run("bootout", self.target), wait_step(self.spec)]
+        why = f"{self.label} is not loaded" if status.available else status.detail
+        return stop_fallback_steps(self.spec, why)
+
+    def restart_steps(self) -> list[Step]:
+        """Plan `objlibd restart`: kickstart -k (kill and start again), or start if unloaded."""
+        status = self._require()
+        if not status.loaded:
+            return self.start_steps()
+        return [self._run("kickstart", "-k", self.target)]
+
+    def _require(self) -> ServiceStatus:
+        status = self.status()
+        if not status.available:
+            raise self._unavailable(status)
+        return status
+
+    def _unavailable(self, status: ServiceStatus) -> ServiceError:
+        return ServiceError(
+            f"launchctl is not available here ({status.detail})",
+            hint="launchd exists only on macOS; on Linux objlibd uses a systemd user unit",
+        )
+
+    def _require_installed(self) -> None:
+        if not self.path.is_file():
+            raise ServiceError(
+                f"objlibd is not installed as a LaunchAgent ({self.path} does not exist)",
+                hint="run `objlibd install` first",
+            )
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
