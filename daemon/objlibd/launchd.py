@@ -296,7 +296,7 @@ class Executor:
         if owner is None:
             return
         start = self.clock()
-        while pidfile.is_alive(owner):
+        while not exited(owner):
             if self.clock() - start >= timeout:
                 raise ServiceError(
                     f"objlibd (pid {owner.pid}) did not exit within {timeout:g} s of SIGTERM",
@@ -305,6 +305,18 @@ class Executor:
                 )
             self.sleep(0.1)
         self.echo(f"objlibd (pid {owner.pid}) stopped after {self.clock() - start:.1f} s")
+
+
+def exited(owner: pidfile.Owner) -> bool:
+    """Return True once the pidfile's process is gone (a zombie has exited too)."""
+    if not pidfile.is_alive(owner):
+        return True
+    import psutil  # type: ignore[import-untyped]  # no stubs in the dev env
+
+    try:
+        return bool(psutil.Process(owner.pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return True
 
 
 def _write_atomic(path: Path, content: bytes) -> None:
