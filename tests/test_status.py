@@ -1,0 +1,141 @@
+"""status: the snapshot with and without a daemon, health rules, and the shared files."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from objlibd import status
+from objlibd.config import Config, LibrarySettings, StateSettings
+from objlibd.models import FileStatus
+from objlibd.state import StateStore
+
+
+def make_config(tmp_path: Path) -> Config:
+    point = tmp_path / "U32 Shadow"
+    return Config(
+        library=LibrarySettings(mount_point=point, root=point / "Lib"),
+        state=StateSettings(dir=tmp_path / "state"),
+    )
+
+
+def beat(config: Config, **over: object) -> None:
+    config.state.dir.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    data = {
+        "pid": os.getpid(), "started_epoch": now - 90, "updated_epoch": now, "rss_mb": 41.5,
+        "volume": {"state": "available", "reason": "library mounted and verified"},
+        "watcher": {"alive": True}, "queue": {"pending_paths": 3},
+        "next_runs": {"prune": "2026-11-24T00:00:00+00:00"}, "remote": {"breaker": "closed"},
+    }  # fmt: skip
+    data.update(over)
+    status.write_json_atomic(config.state.dir / status.HEARTBEAT_NAME, data)
+    pid = {"pid": os.getpid(), "create_time": 0.0, "started_at": now}
+    (config.state.dir / "objlibd.pid").write_text(json.dumps(pid))
+
+
+def test_without_a_daemon_or_db_status_says_not_running(tmp_path: Path) -> None:
+    snap = status.snapshot(make_config(tmp_path))
+
+    assert snap["daemon"]["running"] is False
+    assert snap["volume"]["state"] == "unavailable"
+    assert snap["healthy"] is False
+    assert snap["jobs"]["prune"] == {"last_run": None, "last_result": None, "next_run": None}
+
+
+def test_a_fresh_heartbeat_from_a_live_pid_means_running(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    beat(config)
+
+    snap = status.snapshot(config)
+
+    assert snap["daemon"]["running"] is True
+    assert snap["daemon"]["rss_mb"] == 41.5
+    assert 89 <= snap["daemon"]["uptime_s"] <= 100
+    assert snap["queue"]["pending_paths"] == 3
+    assert snap["jobs"]["prune"]["next_run"] == "2026-11-24T00:00:00+00:00"
+    assert snap["remote"] == {
+        "backend": "local",
+        "store": "objectivism-library",
+        "breaker": "closed",
+    }
+    assert snap["healthy"] is True
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"updated_epoch": 0.0},  # stale
+        {"pid": 1},  # written by another pid than the pidfile's
+        {"stopped": True},  # the daemon said goodbye
+    ],
+)
+def test_a_stale_or_foreign_heartbeat_means_not_running(tmp_path: Path, over: dict) -> None:
+    config = make_config(tmp_path)
+    beat(config, **over)
+
+    assert status.snapshot(config)["daemon"]["running"] is False
+
+
+def test_db_facts_come_from_a_read_only_connection(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    state = StateStore.open(config.db_path)
+    state.begin_upload("a.pdf", "h1", 1, 1)
+    state.record_failure("b.pdf", FileStatus.FAILED, "refused")
+    job = state.start_job("prune", trigger="scheduled")
+    state.finish_job(job, "skipped", {}, "volume unavailable: nothing is mounted")
+    state.set_json("hold", {"reason": "9 files would be marked missing", "paths": []})
+    state.close()
+    beat(config)
+
+    snap = status.snapshot(config)
+
+    assert snap["files"]["uploading"] == 1
+    assert snap["errors"] == [{"path": "b.pdf", "status": "failed", "error": "refused"}]
+    assert snap["jobs"]["prune"]["last_result"] == "skipped: volume unavailable: nothing is mounted"
+    assert snap["hold"] == "9 files would be marked missing"
+    assert snap["healthy"] is False
+
+
+@pytest.mark.parametrize(
+    ("change", "healthy"),
+    [
+        ({}, True),
+        ({"volume": {"state": "unavailable", "reason": "not connected"}, "watcher": {"alive": False}}, True),
+        ({"volume": {"state": "degraded", "reason": "wrong drive"}}, False),
+        ({"watcher": {"alive": False}}, False),
+        ({"remote": {"breaker": "open"}}, False),
+        ({"problem": "store mismatch"}, False),
+    ],
+)  # fmt: skip
+def test_health_rules(tmp_path: Path, change: dict, healthy: bool) -> None:
+    config = make_config(tmp_path)
+    beat(config, **change)
+
+    assert status.snapshot(config)["healthy"] is healthy
+
+
+def test_pause_flag_round_trip(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+
+    assert status.set_pause(state_dir, True) is True
+    assert status.set_pause(state_dir, True) is False
+    assert status.read_pause(state_dir)["since"].endswith("Z")
+    assert status.set_pause(state_dir, False) is True
+    assert status.read_pause(state_dir) is None
+
+
+def test_render_text_mentions_what_matters(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    beat(config)
+
+    text = status.render_text(status.snapshot(config))
+
+    assert "daemon:     running" in text
+    assert "watcher:    alive" in text
+    assert "queue:      3 paths pending" in text
+    assert text.endswith("healthy")
