@@ -1,0 +1,191 @@
+"""service + worker: volume transitions (table), the worker's parking rules with a recording
+engine, and one real in-process daemon on a tmpfs drive (threads joined, nothing leaked)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon_fixtures import Drive, wait_for, write_config
+from objlibd import config as config_module
+from objlibd import status
+from objlibd.config import Config
+from objlibd.errors import VolumeUnavailableError
+from objlibd.models import Availability, Batch, VolumeState
+from objlibd.service import Daemon, volume_transition
+from objlibd.state import StateStore
+from objlibd.summary import SyncSummary
+from objlibd.worker import Work, Worker
+
+OK = VolumeState(Availability.AVAILABLE, "verified")
+GONE = VolumeState(Availability.UNAVAILABLE, "nothing is mounted")
+WRONG = VolumeState(Availability.DEGRADED, "wrong library")
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        (None, OK, "mounted"),
+        (None, GONE, "unavailable"),
+        (GONE, OK, "mounted"),
+        (WRONG, OK, "mounted"),
+        (OK, OK, None),
+        (OK, GONE, "unavailable"),
+        (OK, WRONG, "unavailable"),
+        (GONE, GONE, None),
+        (GONE, WRONG, "changed"),
+    ],
+)
+def test_volume_transition(before, after, expected) -> None:
+    assert volume_transition(before, after) == expected
+
+
+class RecordingEngine:
+    """Stands in for SyncEngine: records calls; can pretend the volume vanished."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.unavailable = False
+
+    def run_paths(self, paths, *, subtrees=(), trigger="batch") -> SyncSummary:
+        if self.unavailable:
+            raise VolumeUnavailableError("nothing is mounted")
+        self.calls.append(("batch", (frozenset(paths), frozenset(subtrees), trigger)))
+        return SyncSummary(trigger=trigger)
+
+    def cleanup_orphans(self, *, trigger: str = "manual") -> SyncSummary:
+        self.calls.append(("orphan_cleanup", trigger))
+        return SyncSummary(trigger=trigger)
+
+    def prune_missing(self, *, trigger: str = "manual") -> SyncSummary:
+        self.calls.append(("prune", trigger))
+        return SyncSummary(trigger=trigger)
+
+    def run(self, options) -> SyncSummary:
+        self.calls.append(("sync", options.trigger))
+        return SyncSummary(trigger=options.trigger)
+
+
+@pytest.fixture
+def worker_env():
+    state = StateStore.memory()
+    engine = RecordingEngine()
+    worker = Worker(Config(), state, engine, threading.Event(), dict)  # type: ignore[arg-type]
+    yield worker, engine, state
+    state.close()
+
+
+def batch(*paths: str) -> Batch:
+    return Batch(paths=frozenset(paths))
+
+
+def test_worker_parks_while_unavailable_and_runs_parked_work_with_the_next_batch(
+    worker_env,
+) -> None:
+    worker, engine, _ = worker_env
+    worker.volume = GONE
+    worker._handle([Work.of(batch("a.pdf"))])
+
+    assert engine.calls == []
+    assert worker.parked_paths == 1
+
+    worker.volume = OK
+    worker._handle([Work.of(batch("b.pdf"))])
+
+    assert engine.calls == [("batch", (frozenset({"a.pdf", "b.pdf"}), frozenset(), "batch"))]
+    assert worker.parked_paths == 0
+
+
+def test_worker_parks_when_the_engine_finds_the_volume_gone(worker_env) -> None:
+    worker, engine, _ = worker_env
+    worker.volume = OK
+    engine.unavailable = True
+
+    worker._handle([Work.of(batch("a.pdf"))])
+
+    assert worker.parked_paths == 1
+
+
+def test_worker_merges_queued_batches_into_one_engine_call(worker_env) -> None:
+    worker, engine, _ = worker_env
+    worker.volume = OK
+
+    worker._handle([Work.of(batch("a.pdf")), Work.of(batch("b.pdf")), Work.reconcile("overflow")])
+
+    assert engine.calls == [("batch", (frozenset(), frozenset({""}), "batch+overflow"))]
+
+
+def test_jobs_skip_while_unavailable_and_run_on_catch_up(worker_env) -> None:
+    worker, engine, state = worker_env
+    worker.volume = GONE
+    worker._handle([Work.scheduled("prune"), Work.scheduled("orphan_cleanup")])
+
+    assert state.last_job("prune").status == "skipped"
+    assert state.last_job("prune").error.startswith("volume unavailable: nothing is mounted")
+
+    worker.volume = OK
+    worker._handle([Work.catch_up("mount")])
+
+    assert engine.calls == [
+        ("batch", (frozenset(), frozenset({""}), "mount")),
+        ("orphan_cleanup", "scheduled"),
+        ("prune", "scheduled"),
+    ]
+
+
+def test_paused_worker_records_and_resume_runs_it(worker_env) -> None:
+    worker, engine, _ = worker_env
+    worker.volume = OK
+    worker.paused = True
+    worker._handle([Work.of(batch("a.pdf")), Work.scheduled("prune")])
+
+    assert engine.calls == []
+
+    worker.paused = False
+    worker._handle([Work.resume()])
+
+    assert engine.calls == [
+        ("batch", (frozenset({"a.pdf"}), frozenset(), "resume")),
+        ("prune", "scheduled"),
+    ]
+
+
+def test_parked_work_is_persisted_and_loaded_by_the_next_worker(worker_env) -> None:
+    worker, _, state = worker_env
+    worker.volume = GONE
+    worker._handle([Work.of(batch("a.pdf", "b.pdf"))])
+
+    worker._persist()
+    again = Worker(Config(), state, RecordingEngine(), threading.Event(), dict)  # type: ignore[arg-type]
+
+    assert state.get_json(status.PENDING_KEY)["paths"] == ["a.pdf", "b.pdf"]
+    assert again.parked_paths == 2
+
+
+@pytest.mark.usefixtures("no_thread_leaks")
+def test_daemon_in_process_syncs_and_stops_cleanly(tmp_path: Path, drive: Drive) -> None:
+    (drive.root / "early.txt").write_text("there before the start")
+    path = write_config(
+        tmp_path / "c.toml", drive.mount_point, tmp_path / "state", tmp_path / "logs"
+    )
+    config = config_module.load(path)
+    stop = threading.Event()
+    daemon = Daemon(config, stop=stop)
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(daemon.run()))
+    thread.start()
+    try:
+        assert wait_for(lambda: status.snapshot(config)["files"].get("uploaded") == 1, 15)
+        (drive.root / "later.md").write_text("seen by the watcher")
+        assert wait_for(lambda: status.snapshot(config)["files"].get("uploaded") == 2, 10)
+        assert status.snapshot(config)["daemon"]["running"] is True
+    finally:
+        stop.set()
+        thread.join(15)
+
+    assert result == [0]
+    assert status.snapshot(config)["daemon"]["running"] is False
+    assert not (config.state.dir / "objlibd.pid").exists()
