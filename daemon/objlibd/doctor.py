@@ -232,10 +232,10 @@ def check_root(library: LibrarySettings, mounted: bool) -> Check:
     found = volume.probe(library, None)
     if found.available:
         return Check(name, Level.OK, str(library.root))
-    return Check(name, Level.FAIL, found.reason, _binary_hint(found.hint))
+    return Check(name, Level.FAIL, found.reason, binary_hint(found.hint))
 
 
-def _binary_hint(hint: str) -> str:
+def binary_hint(hint: str) -> str:
     """Add the resolved interpreter when TCC is the cause: the grant is per binary path."""
     real = os.path.realpath(sys.executable)
     if "Full Disk Access" in hint and real != sys.executable:
@@ -282,6 +282,8 @@ def check_marker(library: LibrarySettings, db: DbFacts, readable: bool) -> Check
     name = "marker matches the DB"
     if not readable:
         return Check(name, Level.WARN, "not checked: the library root is not readable")
+    if db.error is not None:
+        return Check(name, Level.WARN, "not checked: the state DB cannot be read")
     if db.library_id is None:
         return Check(name, Level.OK, "nothing to match yet: the first sync writes the marker")
     found = volume.probe(library, db.library_id)
