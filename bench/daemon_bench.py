@@ -1,0 +1,197 @@
+"""Daemon benchmarks (issue #4), on a tmpfs "drive" holding a generated 50k-file library.
+
+1. Idle: the daemon mounted and caught up, doing nothing for 60 s: CPU % and RSS.
+2. One-file edit: wall from close() to the document in the store (latency), and the
+   daemon's work for that batch, vs a full `objlibd sync` of the same library.
+3. `objlibd status` wall vs `python -c pass`.
+
+Needs root (it mounts a tmpfs). Run: .venv/bin/python bench/daemon_bench.py [files] [idle_s]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import MetadataOnlyStore, make_library
+from objlibd import config as config_module
+from objlibd import logs
+from objlibd.state import StateStore
+from objlibd.sync import SyncEngine, SyncOptions
+
+QUIET = 1.0
+CONFIG = """
+[library]
+mount_point = "{point}"
+root = "{point}/Library"
+[store]
+backend = "local"
+name = "bench"
+[state]
+dir = "{base}/state"
+[logs]
+dir = "{base}/logs"
+[sync]
+quiet_seconds = {quiet}
+"""
+
+
+def sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def mount_drive(base: Path) -> Path:
+    point, backing = base / "U32 Shadow", base / "backing"
+    point.mkdir()
+    backing.mkdir()
+    sh("mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", str(backing))
+    sh("mount", "--bind", str(backing), str(point))
+    (point / "Library").mkdir()
+    return point
+
+
+def best_wall(argv: list[str], runs: int) -> float:
+    best = 1e9
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, capture_output=True, check=False)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def seed(config: config_module.Config) -> float:
+    """Bring the state DB in line with the library quickly (no byte copies)."""
+    logs.setup(dataclasses.replace(config.logs, level="warning"), console=False, to_file=False)
+    state = StateStore.open(config.db_path)
+    store = MetadataOnlyStore(config.state.dir / "local-store")
+    start = time.perf_counter()
+    SyncEngine(config, state, store).run(SyncOptions(trigger="bench-seed"))
+    state.close()
+    return time.perf_counter() - start
+
+
+def heartbeat(state_dir: Path) -> dict:
+    try:
+        return json.loads((state_dir / "daemon.heartbeat.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def wait(predicate, timeout: float, interval: float = 0.005) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def stored_hashes(config: config_module.Config) -> set[str]:
+    from objlibd.remote.local import LocalStore
+
+    store = LocalStore(config.state.dir / "local-store")
+    store.ensure_store(config.store.name)
+    return {doc.sha256 or "" for doc in store.list_docs()}
+
+
+def batch_ms(log_dir: Path) -> list[int]:
+    lines = (log_dir / "objlibd.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if '"batch.synced"' in line]
+    return [r["ms"] for r in records if r.get("paths") == 1]
+
+
+def edit_latency(config: config_module.Config, root: Path, index: int) -> float:
+    files = sorted(root.rglob(f"Lecture {index:06d}.txt"))
+    content = f"edited {index} at {time.time()}\n".encode()
+    digest = hashlib.sha256(content).hexdigest()
+    with files[0].open("wb") as handle:
+        handle.write(content)
+    closed = time.perf_counter()
+    assert wait(lambda: digest in stored_hashes(config), 30)
+    return time.perf_counter() - closed
+
+
+def main() -> int:
+    files = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
+    idle_s = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
+    if os.geteuid() != 0:
+        print("daemon_bench: needs root to mount a tmpfs; skipped")
+        return 0
+    base = Path(tempfile.mkdtemp(prefix="objlibd-bench-"))
+    point = mount_drive(base)
+    try:
+        return run(base, point, files, idle_s)
+    finally:
+        for path in (point, base / "backing"):
+            subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def run(base: Path, point: Path, files: int, idle_s: float) -> int:
+    conf_path = base / "objlibd.toml"
+    conf_path.write_text(CONFIG.format(point=point, base=base, quiet=QUIET))
+    config = config_module.load(conf_path)
+    make_library(point / "Library", files)
+    print(f"library: {files} files; seed sync {seed(config):.1f}s")
+    cli = [sys.executable, "-m", "objlibd"]
+    daemon = subprocess.Popen(
+        [*cli, "run", "--config", str(conf_path)], stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    results: dict[str, float] = {}
+    try:
+        assert wait(lambda: (heartbeat(config.state.dir).get("last_batch") or {}).get("trigger")
+                    == "mount", 120, 0.2)  # fmt: skip
+        catch_up = heartbeat(config.state.dir)["last_batch"]["duration_s"]
+        print(f"daemon up; catch-up reconcile of {files} files took {catch_up:.2f}s")
+        proc = psutil.Process(daemon.pid)
+        before, start = proc.cpu_times(), time.monotonic()
+        time.sleep(idle_s)
+        after, wall = proc.cpu_times(), time.monotonic() - start
+        cpu = (after.user + after.system - before.user - before.system) / wall * 100
+        results |= {"idle_cpu_percent": cpu, "idle_rss_mb": proc.memory_info().rss / 2**20}
+        latencies = [edit_latency(config, point / "Library", 7 + 1000 * i) for i in range(5)]
+        work = batch_ms(config.logs.dir)
+        results |= {"edit_latency_s": sorted(latencies)[2], "edit_latency_max_s": max(latencies),
+                    "edit_batch_ms": sorted(work)[len(work) // 2] if work else float("nan")}  # fmt: skip
+        results["status_s"] = best_wall([*cli, "status", "--json", "--config", str(conf_path)], 15)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        stop_start = time.monotonic()
+        results["exit_code"] = daemon.wait(30)
+        results["stop_s"] = time.monotonic() - stop_start
+    results["full_sync_s"] = best_wall([*cli, "sync", "--config", str(conf_path)], 3)
+    results["pass_s"] = best_wall([sys.executable, "-c", "pass"], 15)
+    report(results, files)
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "daemon.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def report(r: dict[str, float], files: int) -> None:
+    ratio_work = r["full_sync_s"] * 1000 / r["edit_batch_ms"] if r["edit_batch_ms"] else 0
+    print(f"idle 60s, {files} files: CPU {r['idle_cpu_percent']:.3f} % (target < 0.5 %), "
+          f"RSS {r['idle_rss_mb']:.1f} MB (target < 80 MB)")  # fmt: skip
+    print(f"one-file edit: close() -> in store {r['edit_latency_s']:.2f}s median, "
+          f"{r['edit_latency_max_s']:.2f}s max (target <= quiet {QUIET:g}s + 1s)")  # fmt: skip
+    print(f"  daemon work for the batch {r['edit_batch_ms']:.0f} ms vs full `objlibd sync` "
+          f"{r['full_sync_s']:.2f}s: {ratio_work:.0f}x less (target >= 100x)")  # fmt: skip
+    print(f"  end-to-end latency vs full sync: {r['full_sync_s'] / r['edit_latency_s']:.1f}x")
+    print(f"`objlibd status` {r['status_s'] * 1000:.0f} ms vs `python -c pass` "
+          f"{r['pass_s'] * 1000:.0f} ms: {r['status_s'] / r['pass_s']:.1f}x (target <= 3x)")  # fmt: skip
+    print(f"SIGTERM -> exit {int(r['exit_code'])} in {r['stop_s']:.2f}s (target < 10 s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
