@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from objlibd.config import LibrarySettings
-from objlibd.models import DiskEntry, FileRecord, FileStatus
+from objlibd.models import DiskEntry, FileStatus, StateIndex
 from objlibd.scanner import Filters, diff, sha256_file, stat_paths, walk
 
 FILTERS = Filters.from_settings(LibrarySettings())
@@ -28,8 +28,18 @@ def entry(path: str, size: int = 10, mtime: int = 100) -> DiskEntry:
 
 
 def record(path: str, status: FileStatus = FileStatus.UPLOADED, size: int = 10,
-           mtime: int = 100) -> FileRecord:  # fmt: skip
-    return FileRecord(path, status, content_hash="h", size=size, mtime_ns=mtime, remote_id="d")
+           mtime: int = 100) -> tuple[str, FileStatus, int, int]:  # fmt: skip
+    return path, status, size, mtime
+
+
+def index(*rows: tuple[str, FileStatus, int, int]) -> StateIndex:
+    built = StateIndex()
+    for path, status, size, mtime in rows:
+        if status in (FileStatus.UPLOADED, FileStatus.SKIPPED):
+            built.settled[path] = (path, size, mtime)
+        else:
+            built.unsettled[path] = status.value
+    return built
 
 
 @pytest.mark.parametrize(
@@ -48,31 +58,33 @@ def record(path: str, status: FileStatus = FileStatus.UPLOADED, size: int = 10,
         ([entry("a")], [record("a", FileStatus.SKIPPED)], ("unchanged", 1)),
     ],
 )
-def test_diff_table(disk: list[DiskEntry], known: list[FileRecord], expected: tuple) -> None:  # type: ignore[type-arg]
-    result = diff({e.path: e for e in disk}, {r.path: r for r in known})
+def test_diff_table(
+    disk: list[DiskEntry], known: list[tuple[str, FileStatus, int, int]], expected: tuple
+) -> None:  # type: ignore[type-arg]
+    result = diff({e.path: tuple(e) for e in disk}, index(*known))  # type: ignore[misc]
 
     kind, value = expected
     got = {
         "new": [e.path for e in result.new],
-        "check": [e.path for e, _ in result.check],
-        "missing": [r.path for r in result.missing],
+        "check": [e.path for e in result.check],
+        "missing": result.missing,
         "unchanged": result.unchanged,
     }[kind]
     assert got == value
 
 
 def test_force_checks_everything() -> None:
-    result = diff({"a": entry("a")}, {"a": record("a")}, force=True)
+    result = diff({"a": tuple(entry("a"))}, index(record("a")), force=True)  # type: ignore[dict-item]
 
-    assert [e.path for e, _ in result.check] == ["a"]
+    assert [e.path for e in result.check] == ["a"]
 
 
-def test_diff_limited_to_looked_at_paths_ignores_the_rest() -> None:
-    known = {"a": record("a"), "b": record("b")}
+def test_diff_reports_every_indexed_path_not_on_disk_as_missing() -> None:
+    known = index(record("a"), record("b"))
 
-    result = diff({}, known, looked_at=["a"])
+    result = diff({}, known)
 
-    assert [r.path for r in result.missing] == ["a"]
+    assert result.missing == ["a", "b"]
 
 
 def test_walk_skips_excluded_folders_and_reports_unlistable_ones(tmp_path: Path) -> None:

@@ -32,6 +32,14 @@ def synced(drive, tmp_path: Path, capsys: pytest.CaptureFixture[str]):  # type: 
     return drive, path, cfg
 
 
+def mount_other_volume(drive, *, make_root: bool = True) -> None:  # type: ignore[no-untyped-def]
+    """Mount a different, empty volume where the drive was (same name, new disk)."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(drive.mount_point)],
+                   check=True)  # fmt: skip
+    if make_root:
+        drive.root.mkdir()
+
+
 def counts(cfg) -> dict[str, int]:  # type: ignore[no-untyped-def]
     state = StateStore.open(cfg.db_path, readonly=True)
     try:
@@ -81,7 +89,7 @@ def test_an_empty_directory_in_the_drives_place_is_unavailable(synced, capsys) -
 def test_another_drive_without_the_marker_is_degraded(synced, capsys) -> None:  # type: ignore[no-untyped-def]
     drive, path, cfg = synced
     drive.unmount()
-    drive.mount()  # a fresh, empty volume with the same name and an empty library folder
+    mount_other_volume(drive)  # same name, same library folder name, but not our library
 
     code = main(["sync", "--config", str(path)])
 
@@ -112,7 +120,7 @@ def test_a_marker_with_another_library_id_is_degraded(synced, capsys) -> None:  
 def test_mounted_without_the_library_folder_is_degraded(synced, capsys) -> None:  # type: ignore[no-untyped-def]
     drive, path, _ = synced
     drive.unmount()
-    drive.mount(make_root=False)
+    mount_other_volume(drive, make_root=False)
 
     code = main(["sync", "--config", str(path)])
 

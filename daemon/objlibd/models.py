@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 class FileStatus(enum.StrEnum):
@@ -41,13 +42,44 @@ class VolumeState:
         return self.availability is Availability.AVAILABLE
 
 
-@dataclass(frozen=True, slots=True)
-class DiskEntry:
-    """One eligible file as the walk saw it (path relative to the library root, POSIX form)."""
+class DiskEntry(NamedTuple):
+    """One eligible file as the walk saw it (path relative to the library root, POSIX form).
+
+    A NamedTuple, not a dataclass: a reconcile makes one per file and must stay near the cost
+    of a bare stat walk.
+    """
 
     path: str
     size: int
     mtime_ns: int
+
+
+# A settled file's stat signature as the DB recorded it: (path, size, mtime_ns). It has the
+# DiskEntry shape on purpose, so "unchanged" is one tuple comparison in C.
+Signature = tuple[str, int | None, int | None]
+
+
+@dataclass(slots=True)
+class StateIndex:
+    """The DB's view of files that a diff needs.
+
+    `settled`: uploaded or skipped files by path, as their recorded signature.
+    `unsettled`: every other file by path, with its status (pending, failed, missing...).
+    """
+
+    settled: dict[str, Signature] = field(default_factory=dict)
+    unsettled: dict[str, str] = field(default_factory=dict)
+
+    def update(self, other: StateIndex) -> None:
+        """Merge another index into this one."""
+        self.settled.update(other.settled)
+        self.unsettled.update(other.unsettled)
+
+    def __len__(self) -> int:
+        return len(self.settled) + len(self.unsettled)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.settled or path in self.unsettled
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,33 +18,58 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from objlibd.config import LibrarySettings
-from objlibd.models import DiskEntry, FileRecord, FileStatus, Problem
+from objlibd.models import DiskEntry, Problem, Signature, StateIndex
 
 HASH_BUFFER = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
 class Filters:
-    """Which names count as library files."""
+    """Which names count as library files.
+
+    Exclude globs are split into the shapes a walk can test in C (exact names, `prefix*`,
+    `*suffix`) and a regex for the rest, because every name in the library passes here.
+    """
 
     include: frozenset[str]
-    exclude: re.Pattern[str] | None
+    names: frozenset[str]
+    prefixes: tuple[str, ...]
+    suffixes: tuple[str, ...]
+    other: re.Pattern[str] | None
     marker_name: str
 
     @classmethod
     def from_settings(cls, library: LibrarySettings) -> Filters:
         """Build filters from [library] include/exclude."""
-        pattern = "|".join(fnmatch.translate(glob) for glob in library.exclude)
+        names, prefixes, suffixes, other = {library.marker_name}, [], [], []
+        for glob in library.exclude:
+            body = glob.strip("*")
+            if any(c in body for c in "*?[]"):
+                other.append(fnmatch.translate(glob))
+            elif glob.endswith("*") and not glob.startswith("*"):
+                prefixes.append(body)
+            elif glob.startswith("*") and not glob.endswith("*"):
+                suffixes.append(body)
+            elif "*" not in glob:
+                names.add(glob)
+            else:
+                other.append(fnmatch.translate(glob))
         return cls(
             include=frozenset(ext.lower() for ext in library.include),
-            exclude=re.compile(pattern) if pattern else None,
+            names=frozenset(names),
+            prefixes=tuple(prefixes),
+            suffixes=tuple(suffixes),
+            other=re.compile("|".join(other)) if other else None,
             marker_name=library.marker_name,
         )
 
     def excluded(self, name: str) -> bool:
         """Return True for names never to look at (hidden, temp files, the marker)."""
-        return name == self.marker_name or (
-            self.exclude is not None and self.exclude.match(name) is not None
+        return (
+            name in self.names
+            or name.startswith(self.prefixes)
+            or name.endswith(self.suffixes)
+            or (self.other is not None and self.other.match(name) is not None)
         )
 
     def eligible(self, name: str) -> bool:
@@ -63,7 +88,7 @@ class Filters:
 class WalkResult:
     """Eligible files found, what could not be read, and the folders that failed to list."""
 
-    entries: dict[str, DiskEntry] = field(default_factory=dict)
+    entries: dict[str, Signature] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     unreadable_dirs: list[str] = field(default_factory=list)
 
@@ -75,53 +100,81 @@ class WalkResult:
 
 
 def walk(root: Path, filters: Filters, prefix: str = "") -> WalkResult:
-    """Walk the library (or the subtree `prefix`) and return its eligible files."""
+    """Walk the library (or the subtree `prefix`) and return its eligible files.
+
+    This is the reconcile's hot loop: per entry it does the name checks first and at most one
+    `lstat` (the DirEntry's), so it stays close to a bare scandir+stat walk. Rare cases
+    (symlinks, odd names, errors) leave the loop for `_visit`.
+    """
     result = WalkResult()
+    entries = result.entries
     real_root = os.path.realpath(root)
     start = root / prefix if prefix else root
     stack = [(os.fspath(start), prefix)]
+    include, is_reg = filters.include, stat.S_ISREG
+    names, prefixes, suffixes, other = (
+        filters.names, filters.prefixes, filters.suffixes, filters.other
+    )  # fmt: skip
     while stack:
         directory, rel_dir = stack.pop()
-        try:
-            with os.scandir(directory) as iterator:
-                entries = list(iterator)
-        except OSError as err:
-            if rel_dir == prefix and isinstance(err, FileNotFoundError) and prefix:
-                continue  # the subtree itself is gone: its files are simply absent
-            result.unreadable_dirs.append(rel_dir)
-            result.problems.append(Problem(rel_dir or ".", f"cannot list folder: {_why(err)}"))
-            continue
-        for entry in entries:
-            _visit(entry, rel_dir, filters=filters, real_root=real_root, result=result, stack=stack)
+        base = f"{rel_dir}/" if rel_dir else ""
+        for entry in _list(directory, rel_dir, prefix, result):
+            name = entry.name
+            # Filters.excluded, inlined: this runs once per name in the library.
+            if (
+                name in names
+                or name.startswith(prefixes)
+                or name.endswith(suffixes)
+                or (other is not None and other.match(name) is not None)
+            ):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, base + name))
+                    continue
+                dot = name.rfind(".")
+                if dot <= 0 or name[dot:].lower() not in include:
+                    continue
+                info = entry.stat(follow_symlinks=False)
+                if is_reg(info.st_mode) and name.isascii():
+                    rel = base + name
+                    entries[rel] = (rel, info.st_size, info.st_mtime_ns)
+                    continue
+            except OSError:
+                pass  # _visit below reports it with the right words
+            _visit(entry, base, real_root=real_root, result=result)
     return result
 
 
-def _visit(  # noqa: PLR0911 - one early return per kind of entry
-    entry: os.DirEntry[str],
-    rel_dir: str,
-    *,
-    filters: Filters,
-    real_root: str,
-    result: WalkResult,
-    stack: list[tuple[str, str]],
-) -> None:
-    name = entry.name
-    if filters.excluded(name):
-        return
-    rel = f"{rel_dir}/{name}" if rel_dir else name
-    if not _utf8(name):
-        result.problems.append(Problem(_printable(rel), "file name is not valid UTF-8: rename it"))
-        return
+def _list(directory: str, rel_dir: str, prefix: str, result: WalkResult) -> list[os.DirEntry[str]]:
     try:
-        if entry.is_dir(follow_symlinks=False):
-            stack.append((entry.path, rel))
-            return
-        if not filters.eligible(name):
-            return
+        with os.scandir(directory) as iterator:
+            return list(iterator)
+    except FileNotFoundError:
+        if rel_dir == prefix and prefix:
+            return []  # the subtree itself is gone: its files are simply absent
+        result.unreadable_dirs.append(rel_dir)
+        result.problems.append(Problem(rel_dir or ".", "cannot list folder: it vanished"))
+    except OSError as err:
+        result.unreadable_dirs.append(rel_dir)
+        result.problems.append(Problem(rel_dir or ".", f"cannot list folder: {_why(err)}"))
+    return []
+
+
+def _visit(entry: os.DirEntry[str], base: str, *, real_root: str, result: WalkResult) -> None:
+    """Handle what the fast path did not: non-ASCII names, symlinks, specials, errors."""
+    name = entry.name
+    if not _utf8(name):
+        result.problems.append(
+            Problem(_printable(base + name), "file name is not valid UTF-8: rename it")
+        )
+        return
+    rel = base + name
+    try:
         info = entry.stat(follow_symlinks=False)
         if stat.S_ISLNK(info.st_mode):
             info = _follow_link(entry.path, real_root)
-        if not stat.S_ISREG(info.st_mode):
+        elif not stat.S_ISREG(info.st_mode):
             return
     except _LinkSkippedError as skip:
         result.problems.append(Problem(rel, str(skip)))
@@ -129,7 +182,7 @@ def _visit(  # noqa: PLR0911 - one early return per kind of entry
     except OSError as err:
         result.problems.append(Problem(rel, f"cannot read: {_why(err)}"))
         return
-    result.entries[rel] = DiskEntry(rel, info.st_size, info.st_mtime_ns)
+    result.entries[rel] = (rel, info.st_size, info.st_mtime_ns)
 
 
 class _LinkSkippedError(Exception):
@@ -190,61 +243,55 @@ def sha256_file(path: Path) -> str:
 
 # -- the pure diff ------------------------------------------------------------------------
 
-_RETRY = frozenset({FileStatus.PENDING, FileStatus.UPLOADING, FileStatus.FAILED, FileStatus.ERROR})
-_GONE = frozenset({FileStatus.DELETED})
-
 
 @dataclass(slots=True)
 class Diff:
     """How the disk differs from the DB.
 
-    `new`: no usable record. `check`: content may have changed (stat differs, a retry, or
-    --force): hash and compare. `missing`: records whose file is not on disk. `unchanged`:
-    same size and mtime as recorded (not re-hashed).
+    `new`: no usable record. `check`: content may have changed (stat differs, a retry, a
+    missing file back, or --force): hash and compare. `missing`: recorded paths not on disk.
+    `unchanged`: same size and mtime as recorded (not re-hashed).
     """
 
     new: list[DiskEntry] = field(default_factory=list)
-    check: list[tuple[DiskEntry, FileRecord]] = field(default_factory=list)
-    missing: list[FileRecord] = field(default_factory=list)
+    check: list[DiskEntry] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
     unchanged: int = 0
 
 
 def diff(
-    disk: Mapping[str, DiskEntry],
-    known: Mapping[str, FileRecord],
+    disk: Mapping[str, Signature],
+    known: StateIndex,
     *,
     force: bool = False,
-    looked_at: Iterable[str] | None = None,
 ) -> Diff:
-    """Compare disk entries with DB records.
+    """Compare what the walk saw with the DB's index (both keyed by relative path).
 
-    `looked_at` limits which known records may count as missing (an incremental batch only
-    knows about the paths it stat-ed); None means every record was in scope.
+    Everything in `known` is in scope: a full reconcile passes the whole index, a batch only
+    the rows of the paths it looked at. Settled files whose recorded (path, size, mtime) is
+    identical are unchanged: one dict lookup and one tuple comparison each.
     """
     result = Diff()
-    for path, entry in disk.items():
-        record = known.get(path)
-        if record is None or record.status in _GONE:
+    if force:
+        changed: Iterable[tuple[str, Signature]] = disk.items()
+    else:
+        settled = known.settled.get
+        changed = [(path, sig) for path, sig in disk.items() if settled(path) != sig]
+    for path, signature in changed:
+        entry = DiskEntry(*signature)  # type: ignore[arg-type]  # walk tuples are never None
+        if path in known.settled:
+            result.check.append(entry)
+        elif known.unsettled.get(path, "deleted") == "deleted":
             result.new.append(entry)
-        elif force or record.status in _RETRY or not _same_stat(entry, record):
-            result.check.append((entry, record))
-        elif record.status is FileStatus.MISSING:
-            result.check.append((entry, record))  # back again: confirm the content
         else:
-            result.unchanged += 1
-    scope = known.keys() if looked_at is None else looked_at
-    for path in scope:
-        record = known.get(path)
-        if record is not None and path not in disk and record.status not in _GONE:
-            result.missing.append(record)
-    result.new.sort(key=lambda e: e.path)
-    result.check.sort(key=lambda pair: pair[0].path)
-    result.missing.sort(key=lambda r: r.path)
+            result.check.append(entry)  # a retry, or a missing file that is back
+    result.unchanged = len(disk) - len(result.new) - len(result.check)
+    gone = known.settled.keys() - disk.keys()
+    gone.update(p for p, status in known.unsettled.items() if status != "deleted" and p not in disk)
+    result.missing = sorted(gone)
+    result.new.sort()
+    result.check.sort()
     return result
-
-
-def _same_stat(entry: DiskEntry, record: FileRecord) -> bool:
-    return entry.size == record.size and entry.mtime_ns == record.mtime_ns
 
 
 def _utf8(name: str) -> bool:

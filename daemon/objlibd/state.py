@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 
 from objlibd import migrations
 from objlibd.errors import StateError
-from objlibd.models import FileRecord, FileStatus
+from objlibd.models import FileRecord, FileStatus, StateIndex
 
 _RECORD_COLUMNS = (
     "path, status, content_hash, size, mtime_ns, remote_id, remote_file_id, upload_hash, "
@@ -170,6 +170,44 @@ class StateStore:
         rows = self._query(f"SELECT {_RECORD_COLUMNS} FROM files")
         return {row[0]: _record(row) for row in rows}
 
+    def index(self, paths: Iterable[str] | None = None) -> StateIndex:
+        """Return the diff's view of every file, or of just `paths` (cost O(paths))."""
+        if paths is None:
+            return self._index_where("", ())
+        index = StateIndex()
+        wanted = list(dict.fromkeys(paths))
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            index.update(self._index_where(f"path IN ({marks})", chunk))
+        return index
+
+    def index_under(self, prefix: str) -> StateIndex:
+        """Return the diff's view of the files at or below folder `prefix` ('' = all)."""
+        if not prefix:
+            return self.index()
+        # "/" sorts just before "0": [prefix + "/", prefix + "0") is exactly the subtree, and
+        # the range uses the unique index on path (cost O(subtree), not O(library)).
+        return self._index_where(
+            "(path = ? OR (path >= ? AND path < ?))", (prefix, prefix + "/", prefix + "0")
+        )
+
+    def _index_where(self, condition: str, params: Sequence[Any]) -> StateIndex:
+        where = f"AND {condition}" if condition else ""
+        with self._lock:
+            # Rows come back as (path, size, mtime_ns) tuples: the DiskEntry shape.
+            settled = self._conn.execute(
+                "SELECT path, size, mtime_ns FROM files "
+                f"WHERE status IN ('uploaded', 'skipped') {where}",
+                tuple(params),
+            ).fetchall()
+            unsettled = self._conn.execute(
+                "SELECT path, status FROM files "
+                f"WHERE status NOT IN ('uploaded', 'skipped') {where}",
+                tuple(params),
+            ).fetchall()
+        return StateIndex({row[0]: row for row in settled}, dict(unsettled))
+
     def records(self, paths: Iterable[str]) -> dict[str, FileRecord]:
         """Return the records for `paths` (cost O(len(paths)))."""
         wanted = list(dict.fromkeys(paths))
@@ -180,17 +218,6 @@ class StateStore:
             sql = f"SELECT {_RECORD_COLUMNS} FROM files WHERE path IN ({marks})"
             found.update((row[0], _record(row)) for row in self._query(sql, chunk))
         return found
-
-    def records_under(self, prefix: str) -> dict[str, FileRecord]:
-        """Return the records at or below directory `prefix` ('' = all)."""
-        if not prefix:
-            return self.all_records()
-        like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
-        rows = self._query(
-            f"SELECT {_RECORD_COLUMNS} FROM files WHERE path = ? OR path LIKE ? ESCAPE '\\'",
-            (prefix, like),
-        )
-        return {row[0]: _record(row) for row in rows}
 
     def record(self, path: str) -> FileRecord | None:
         """Return one record."""

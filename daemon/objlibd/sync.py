@@ -240,10 +240,12 @@ class SyncEngine:
         self.check_identity(connect=not options.dry_run)
         if not options.dry_run:
             self._recover(summary)
+        # Sequential on purpose: overlapping the DB read with the walk was measured slower
+        # (the two threads hand the GIL back and forth on every row and every stat).
+        index = self.state.index()
         walked = scanner.walk(self.config.library.root, self.filters)
-        known = self.state.all_records()
-        changes = scanner.diff(walked.entries, known, force=options.force)
-        self._apply(changes, walked, len(known), options, summary)
+        changes = scanner.diff(walked.entries, index, force=options.force)
+        self._apply(changes, walked, options, summary)
         if options.prune_missing:
             self._prune(summary)
         if options.cleanup_orphans:
@@ -259,21 +261,20 @@ class SyncEngine:
             return
         root = self.config.library.root
         walked, _absent = scanner.stat_paths(root, self.filters, paths)
-        known = self.state.records(paths)
+        known = self.state.index(paths)
         for tree in sorted(subtrees):
             sub = scanner.walk(root, self.filters, tree)
             walked.entries.update(sub.entries)
             walked.problems.extend(sub.problems)
             walked.unreadable_dirs.extend(sub.unreadable_dirs)
-            known.update(self.state.records_under(tree))
-        changes = scanner.diff(walked.entries, known, looked_at=known.keys())
-        self._apply(changes, walked, self.state.count_tracked(), SyncOptions(), summary)
+            known.update(self.state.index_under(tree))
+        changes = scanner.diff(walked.entries, known)  # known holds only what was looked at
+        self._apply(changes, walked, SyncOptions(), summary)
 
     def _apply(
         self,
         changes: scanner.Diff,
         walked: scanner.WalkResult,
-        tracked: int,
         options: SyncOptions,
         summary: SyncSummary,
     ) -> None:
@@ -286,14 +287,15 @@ class SyncEngine:
         else:
             self._upload_all(uploads, options, summary)
         troubled = {problem.path for problem in walked.problems}
-        gone = [r for r in changes.missing if walked.covers(r.path) and r.path not in troubled]
+        gone_paths = [p for p in changes.missing if walked.covers(p) and p not in troubled]
+        gone = list(self.state.records(gone_paths).values())
         if options.dry_run:
             for record in gone:
                 if record.status is not FileStatus.MISSING:
                     summary.plan("mark missing", record.path)
             return
         if not summary.stopped:
-            self._missing_step(gone, tracked, summary)
+            self._missing_step(gone, self.state.count_tracked(), summary)
 
     # -- classification (hash only what may have changed) ------------------------------------
 
@@ -305,7 +307,8 @@ class SyncEngine:
             self.config.enrichment.rules, skip=options.skip_enrichment
         )
         candidates: list[tuple[DiskEntry, FileRecord | None]] = [(e, None) for e in changes.new]
-        candidates.extend(changes.check)
+        records = self.state.records(entry.path for entry in changes.check)
+        candidates.extend((entry, records.get(entry.path)) for entry in changes.check)
         uploads: list[Upload] = []
         total = len(candidates)
         for done, (entry, record) in enumerate(candidates, 1):

@@ -1,0 +1,84 @@
+"""Shared bench helpers: timing, a generated library, a store that skips the byte copies."""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
+from objlibd.remote.local import LocalStore
+
+
+def quiet_logs() -> None:
+    """Keep benchmark output to the report: warnings only, on stderr."""
+    import dataclasses
+
+    from objlibd import logs
+    from objlibd.config import LogSettings
+
+    logs.setup(dataclasses.replace(LogSettings(), level="warning"), console=True, to_file=False)
+
+
+def best_of(runs: int, action: Callable[[], object]) -> float:
+    """Return the fastest wall time of `runs` calls (noise only ever adds time)."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def median_of(runs: int, action: Callable[[], object]) -> float:
+    """Return the median wall time of `runs` calls."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def make_library(root: Path, count: int, per_dir: int = 250) -> None:
+    """Write `count` small files, `per_dir` per folder, two levels deep."""
+    for index in range(count):
+        folder = root / f"Collection {index // (per_dir * 20):02d}" / f"Part {index // per_dir:04d}"
+        if index % per_dir == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"Lecture {index:06d}.txt").write_bytes(b"lecture %d\n" % index)
+
+
+def bare_walk(root: str) -> int:
+    """The floor: os.scandir + stat of every file, nothing else."""
+    count = 0
+    stack = [root]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    entry.stat(follow_symlinks=False)
+                    count += 1
+    return count
+
+
+def peak_rss_mb_children() -> float:
+    """Peak RSS of waited-for child processes, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+class MetadataOnlyStore(LocalStore):
+    """The local store without the byte copies: seeds a big synced state quickly."""
+
+    def upload(self, request: UploadRequest, checkpoint: Checkpoint | None = None) -> RemoteDoc:
+        return RemoteDoc(
+            doc_id=f"{self._store_id}/documents/{request.sha256[:12]}-{abs(hash(request.rel_path))}",
+            display_name=request.display_name,
+            metadata=dict(request.metadata),
+            size=request.size,
+        )

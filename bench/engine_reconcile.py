@@ -1,0 +1,65 @@
+"""Reconcile of an unchanged 50,000-file library vs a bare scandir+stat walk of the same tree.
+
+Target (issue #2): reconcile <= 1.5x the bare walk; peak RSS of `objlibd sync` < 150 MB.
+Run: .venv/bin/python bench/engine_reconcile.py [--files N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+
+from common import (
+    MetadataOnlyStore,
+    bare_walk,
+    best_of,
+    make_library,
+    peak_rss_mb_children,
+    quiet_logs,
+)
+from engine_fixtures import make_config, write_config_file
+from objlibd.state import StateStore
+from objlibd.sync import SyncEngine, SyncOptions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=50_000)
+    args = parser.parse_args()
+    quiet_logs()
+    with tempfile.TemporaryDirectory(prefix="objlibd-bench-") as tmp:
+        base = Path(tmp)
+        root = base / "library"
+        make_library(root, args.files)
+        cfg = make_config(root, base / "state")
+        config_path = write_config_file(cfg, base / "objlibd.toml")
+        state = StateStore.open(cfg.db_path)
+        engine = SyncEngine(cfg, state, MetadataOnlyStore(cfg.state.dir / "local-store"))
+        seeded = engine.run(SyncOptions())
+        assert seeded.uploaded == args.files, seeded.to_dict()
+
+        walk_s = best_of(5, lambda: bare_walk(str(root)))
+        reconcile_s = best_of(5, lambda: engine.run(SyncOptions()))
+        check = engine.run(SyncOptions())
+        assert check.unchanged == args.files and check.hashed == 0, check.to_dict()
+        state.close()
+
+        cli = [sys.executable, "-m", "objlibd", "sync", "--config", str(config_path), "--json"]
+        subprocess.run(cli, check=True, capture_output=True)
+        rss = peak_rss_mb_children()
+
+    print(f"engine_reconcile: {args.files} unchanged files")
+    print(f"  bare scandir+stat walk   {walk_s * 1000:8.1f} ms  (baseline, best of 5)")
+    print(f"  objlibd reconcile        {reconcile_s * 1000:8.1f} ms  (in-process, best of 5)")
+    print(f"  ratio                    {reconcile_s / walk_s:8.2f} x  (target <= 1.5)")
+    print(f"  peak RSS `objlibd sync`  {rss:8.1f} MB  (target < 150)")
+
+
+if __name__ == "__main__":
+    main()
