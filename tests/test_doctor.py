@@ -540,3 +540,27 @@ def test_a_tcc_denial_names_the_interpreter_and_its_real_binary() -> None:
     if os.path.realpath(sys.executable) != sys.executable:
         assert os.path.realpath(sys.executable) in fix
     assert doctor.binary_hint("check the folder's permissions") == "check the folder's permissions"
+
+
+def test_a_daemon_that_cannot_read_what_this_shell_reads_points_at_tcc(setup: Setup) -> None:
+    """The launchd job hangs on EPERM while Terminal reads fine (TCC is per binary)."""
+    setup.sync_once()
+    setup.health = DaemonHealth(
+        True, 4242, False, "unavailable", f"cannot read {setup.drive.root}: Operation not permitted"
+    )
+
+    check = find(setup.run(), "daemon running")
+
+    assert check.level is Level.FAIL
+    assert "the daemon cannot" in check.detail and "Operation not permitted" in check.detail
+    assert f"Full Disk Access (or Removable Volumes) to {sys.executable}" in check.fix
+
+
+def test_a_daemon_waiting_for_an_unplugged_drive_is_fine(setup: Setup) -> None:
+    setup.sync_once()
+    setup.drive.unmount()
+    setup.health = DaemonHealth(True, 4242, False, "unavailable", "library disk not connected")
+
+    check = find(setup.run(), "daemon running")
+
+    assert check.level is Level.OK and "waiting for the drive" in check.detail

@@ -102,6 +102,7 @@ class DaemonHealth:
     pid: int | None = None
     watcher_alive: bool | None = None  # None: the daemon does not report it (yet)
     volume: str = ""
+    volume_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +149,7 @@ def run(config_path: Path, probes: Probes, *, offline: bool = False) -> Report:
         key,
         check_store(config, db, probes.reach_store, offline=offline, key_ok=key.level is Level.OK),
         service,
-        check_daemon(config, probes.daemon(config), status),
+        check_daemon(config, probes.daemon(config), status, readable.level is Level.OK),
         check_log_dir(config.logs.dir),
         check_disk(config.state.dir, probes.disk_usage),
     )
@@ -445,12 +446,16 @@ def daemon_health(config: Config) -> DaemonHealth:
     watcher = beat.get("watcher")
     alive = bool(watcher.get("alive")) if isinstance(watcher, dict) else None
     vol = beat.get("volume")
-    state = str(vol.get("state", "")) if isinstance(vol, dict) else ""
-    return DaemonHealth(running=True, pid=owner.pid, watcher_alive=alive, volume=state)
+    vol = vol if isinstance(vol, dict) else {}
+    return DaemonHealth(
+        True, owner.pid, alive, str(vol.get("state") or ""), str(vol.get("reason") or "")
+    )
 
 
-def check_daemon(config: Config, health: DaemonHealth, status: ServiceStatus | None) -> Check:
-    """Is a daemon running for this state dir, and is its watcher alive?"""
+def check_daemon(
+    config: Config, health: DaemonHealth, status: ServiceStatus | None, readable_here: bool
+) -> Check:
+    """Is a daemon running for this state dir, does it see the drive, is its watcher alive?"""
     name = "daemon running"
     if not health.running:
         if status is not None and status.loaded:
@@ -463,6 +468,18 @@ def check_daemon(config: Config, health: DaemonHealth, status: ServiceStatus | N
             )
         return Check(name, Level.WARN, "not running", "`objlibd start` (or `objlibd install`)")
     detail = f"pid {health.pid}"
+    if readable_here and health.volume == "unavailable":
+        # this shell reads the drive, the daemon cannot: TCC charges launchd's binary
+        return Check(
+            name,
+            Level.FAIL,
+            f"{detail}; this shell can read the library but the daemon cannot: "
+            f"{health.volume_reason}",
+            binary_hint(
+                f"grant Full Disk Access (or Removable Volumes) to {sys.executable} in System "
+                "Settings > Privacy & Security, then `objlibd restart`"
+            ),
+        )
     if health.watcher_alive is None:
         return Check(name, Level.WARN, f"{detail}; no fresh heartbeat", "see `objlibd status`")
     if not health.watcher_alive and health.volume == "available":
