@@ -24,6 +24,7 @@ import pytest
 from daemon_fixtures import LIBRARY_DIR, Drive, write_config
 from objlibd import config as config_module
 from objlibd import doctor, pidfile, status, volume
+from objlibd.cli import service as service_cli
 from objlibd.config import Config
 from objlibd.doctor import Check, DaemonHealth, DiskUsage, Level, Probes
 from objlibd.launchd import Launchd, ServiceSpec
@@ -564,3 +565,14 @@ def test_a_daemon_waiting_for_an_unplugged_drive_is_fine(setup: Setup) -> None:
     check = find(setup.run(), "daemon running")
 
     assert check.level is Level.OK and "waiting for the drive" in check.detail
+
+
+def test_a_config_that_cannot_become_a_service_is_a_line_not_a_crash(setup: Setup) -> None:
+    text = setup.config_path.read_text()
+    setup.config_path.write_text(text.replace(f'dir = "{setup.config.logs.dir}"', 'dir = "logs"'))
+    probes = setup.probes()
+    probes.manager = lambda config: service_cli.manager_for(service_cli.ServiceContext(), config)
+
+    check = find(doctor.run(setup.config_path, probes), "service installed")
+
+    assert check.level is Level.FAIL and "must be absolute for a service" in check.detail

@@ -139,7 +139,7 @@ def run(config_path: Path, probes: Probes, *, offline: bool = False) -> Report:
     readable = check_root(library, mounted.level is Level.OK)
     db = read_db(config)
     key = check_api_key(config, probes.environ, probes.keystore)
-    service, status = check_service(probes.manager(config), config)
+    service, status = service_for(probes.manager, config)
     checks = (
         first,
         mounted,
@@ -400,9 +400,18 @@ def reach_store(config: Config) -> str:
     return f'store "{config.store.name}" answers ({store_id})'
 
 
-def check_service(
-    manager: ServiceManager | None, config: Config
+def service_for(
+    factory: Callable[[Config], ServiceManager | None], config: Config
 ) -> tuple[Check, ServiceStatus | None]:
+    """Build the platform's service manager for `config`, then check the service."""
+    try:
+        manager = factory(config)
+    except ObjlibdError as err:  # e.g. a relative [state] dir cannot become a service
+        return Check("service installed", Level.FAIL, err.message, err.hint), None
+    return check_service(manager)
+
+
+def check_service(manager: ServiceManager | None) -> tuple[Check, ServiceStatus | None]:
     """Is the LaunchAgent / user unit installed, current, and loaded?"""
     name = "service installed"
     if manager is None:
