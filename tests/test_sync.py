@@ -11,6 +11,7 @@ from objlibd.errors import StoreMismatchError
 from objlibd.models import FileStatus
 from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
 from objlibd.remote.local import LocalStore
+from objlibd.summary import render
 from objlibd.sync import SyncEngine, SyncOptions, mass_missing_reason
 
 
@@ -238,11 +239,13 @@ def test_identical_content_under_two_paths_is_reported(env: Env) -> None:
     (env.root / "b.txt").write_text("same", encoding="utf-8")
     (env.root / "c.txt").write_text("other", encoding="utf-8")
 
-    env.engine.run(SyncOptions())
+    summary = env.engine.run(SyncOptions())
 
     [(digest, paths)] = env.state.duplicates()
     assert paths == ["a.txt", "b.txt"]
     assert len(digest) == 64
+    assert summary.duplicates == [(digest, ["a.txt", "b.txt"])]
+    assert "a.txt  =  b.txt" in render(summary)
 
 
 def test_skip_enrichment_sends_only_identity_keys(env: Env) -> None:

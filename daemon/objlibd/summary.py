@@ -39,6 +39,7 @@ class SyncSummary:
     problems: list[Problem] = field(default_factory=list)
     failures: list[Problem] = field(default_factory=list)
     planned: dict[str, list[str]] = field(default_factory=dict)
+    duplicates: list[tuple[str, list[str]]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -66,6 +67,7 @@ class SyncSummary:
             "problems": [{"path": p.path, "reason": p.reason} for p in self.problems],
             "failures": [{"path": p.path, "reason": p.reason} for p in self.failures],
             "planned": self.planned,
+            "duplicates": [{"sha256": digest, "paths": paths} for digest, paths in self.duplicates],
             "exit_code": self.exit_code,
         }
 
@@ -89,6 +91,10 @@ def render(summary: SyncSummary, *, limit: int = 10) -> str:
         lines.append("    confirm with `objlibd missing --confirm` if the files are really gone")
     if summary.stopped:
         lines.append(f"  STOPPED: {summary.stopped}")
+    if summary.duplicates:
+        lines.append(f"  same content under several paths ({len(summary.duplicates)}):")
+        for _, paths in summary.duplicates[:limit]:
+            lines.append("    " + "  =  ".join(paths))
     for heading, items in (("failed", summary.failures), ("problems", summary.problems)):
         if items:
             lines.append(f"  {heading}:")

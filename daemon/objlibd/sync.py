@@ -240,6 +240,8 @@ class SyncEngine:
             self.uploads.sweep(summary)
         if not options.dry_run and not summary.stopped:
             self._ensure_library_id(summary)
+        if summary.uploaded or summary.replaced or summary.adopted or summary.restored:
+            summary.duplicates = self.state.duplicates()  # content only changes with these
 
     def _incremental(self, paths: set[str], subtrees: set[str], summary: SyncSummary) -> None:
         self.require_available()
