@@ -73,7 +73,9 @@ def catch_up(jobs: Iterable[JobSpec], last: Mapping[str, LastRun | None], now: f
         run = last.get(spec.name)
         if run is None:
             continue
-        if run.status == "skipped" or (run.finished_at is not None and now - run.finished_at >= spec.minutes * 60):
+        if run.status == "skipped" or (
+            run.finished_at is not None and now - run.finished_at >= spec.minutes * 60
+        ):
             due.append(spec.name)
     return due
 

@@ -48,6 +48,7 @@ log = structlog.get_logger("objlibd.service")
 STOP_BUDGET = 8.0  # seconds from SIGTERM to exit; launchd waits longer, people do not
 TICK = 0.5
 WATCH_CHECK = 1.0
+DB_FACTS_MAX_AGE = 60.0  # one-shot CLI commands can change the DB too
 
 
 def volume_transition(before: VolumeState | None, after: VolumeState) -> str | None:
@@ -83,6 +84,8 @@ class Daemon:
         self._rebuilds = 0
         self._backoff = WatchBackoff()
         self._process: Any = None
+        self._db_facts: dict[str, Any] = {}
+        self._db_key = (-1, 0.0)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -303,11 +306,19 @@ class Daemon:
             "next_runs": self.scheduler.next_runs(),
             "remote": self._health(),
             "problem": self.worker.problem,
+            "db": self._cached_db_facts(now),
         }  # fmt: skip
         try:
             status.write_json_atomic(self.config.state.dir / status.HEARTBEAT_NAME, beat)
         except OSError as err:
             log.warning("heartbeat.write_failed", error=str(err))
+
+    def _cached_db_facts(self, now: float) -> dict[str, Any]:
+        generation, at = self._db_key
+        if generation != self.worker.generation or now - at > DB_FACTS_MAX_AGE:
+            self._db_facts = status.db_facts(self.reader)
+            self._db_key = (self.worker.generation, now)
+        return self._db_facts
 
     def _health(self) -> dict[str, object]:
         try:

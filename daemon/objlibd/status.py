@@ -2,7 +2,9 @@
 
 Facts come from three places: the state DB opened read-only (file counts, duplicates,
 orphans, jobs, hold, last batch), the daemon's heartbeat file (live facts: watcher, queue,
-breaker, next runs, RSS), rewritten atomically every few seconds, and the pidfile. The daemon
+breaker, next runs, RSS), rewritten atomically every few seconds, and the pidfile. While the
+daemon runs, its heartbeat also carries the DB facts (refreshed after each batch or job), so
+`status` does not even open SQLite; the queries grow with the library, the heartbeat does not. The daemon
 counts as running only when the pidfile's pid is alive *and* the heartbeat is fresh and
 written by that pid. Nothing here imports google-genai, watchdog, structlog or psutil.
 
@@ -23,12 +25,13 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from objlibd import pidfile, volume
+from objlibd import pidfile
 from objlibd.config import Config
-from objlibd.errors import StateError
-from objlibd.state import StateStore
+
+if TYPE_CHECKING:
+    from objlibd.state import StateStore
 
 HEARTBEAT_NAME = "daemon.heartbeat.json"
 PAUSE_NAME = "paused.json"
@@ -116,7 +119,8 @@ def snapshot(config: Config, *, now: float | None = None) -> dict[str, Any]:
     """Return the status as a dict with stable keys (see module doc)."""
     moment = time.time() if now is None else now
     beat = live_heartbeat(config, moment)
-    db = _db_facts(config)
+    cached = (beat or {}).get("db")
+    db = cached if isinstance(cached, dict) else _db_facts(config)
     snap: dict[str, Any] = {
         "daemon": _daemon(beat, moment),
         "volume": _volume(config, beat, db),
@@ -153,6 +157,8 @@ def _daemon(beat: dict[str, Any] | None, now: float) -> dict[str, Any]:
 def _volume(config: Config, beat: dict[str, Any] | None, db: dict[str, Any]) -> dict[str, Any]:
     if beat is not None and isinstance(beat.get("volume"), dict):
         return {"state": beat["volume"].get("state"), "reason": beat["volume"].get("reason")}
+    from objlibd import volume  # only without a running daemon: the heartbeat has it otherwise
+
     found = volume.probe(config.library, db["library_id"])
     return {"state": found.availability.value, "reason": found.reason}
 
@@ -187,19 +193,24 @@ def _db_facts(config: Config) -> dict[str, Any]:
     facts = _empty_db()
     if not config.db_path.exists():
         return facts
+    from objlibd.errors import StateError
+    from objlibd.state import StateStore
+
     try:
         state = StateStore.open(config.db_path, readonly=True)
     except StateError as err:
         facts["problem"] = err.message
         return facts
     try:
-        _read_db(state, facts)
+        facts.update(db_facts(state))
     finally:
         state.close()
     return facts
 
 
-def _read_db(state: StateStore, facts: dict[str, Any]) -> None:
+def db_facts(state: StateStore) -> dict[str, Any]:
+    """Return the DB part of the status (the daemon caches it in its heartbeat)."""
+    facts = _empty_db()
     facts["files"] = state.counts_by_status()
     facts["duplicates"] = len(state.duplicates())
     facts["orphans"] = state.orphan_count()
@@ -210,7 +221,7 @@ def _read_db(state: StateStore, facts: dict[str, Any]) -> None:
     facts["hold"] = state.get_json("hold")
     facts["last_batch"] = state.get_json(LAST_BATCH_KEY)
     facts["pending"] = state.get_json(PENDING_KEY)
-    facts["library_id"] = state.get_config(volume.LIBRARY_ID_KEY)
+    facts["library_id"] = state.get_config("library_id")  # volume.LIBRARY_ID_KEY
     for name, kind in JOB_KINDS.items():
         row = state.last_job(kind)
         if row is not None:
@@ -219,6 +230,7 @@ def _read_db(state: StateStore, facts: dict[str, Any]) -> None:
                 "last_run": row.finished_at or row.started_at,
                 "last_result": result[:200],
             }
+    return facts
 
 
 def healthy(snap: dict[str, Any]) -> bool:

@@ -98,6 +98,7 @@ class Worker:
         self.current: dict[str, Any] | None = None
         self.last_batch: dict[str, Any] | None = state.get_json(status.LAST_BATCH_KEY)
         self.problem: str | None = None
+        self.generation = 0  # bumped after every DB write of ours: the status cache key
         self._queue: queue.Queue[Work | None] = queue.Queue()
         self._queued_paths = 0
         self._lock = threading.Lock()
@@ -232,7 +233,9 @@ class Worker:
     def _call(self, body: Callable[[], SyncSummary], batch: Batch) -> SyncSummary | None:
         try:
             summary = body()
+            self.generation += 1
         except VolumeUnavailableError as err:
+            self.generation += 1  # the engine may have written before it found the volume gone
             self._park(batch, f"volume unavailable: {err.message}")
         except StoreMismatchError as err:
             self.problem = err.message
@@ -262,6 +265,7 @@ class Worker:
             "hold": summary.hold_reason,
         }
         self.state.set_json(status.LAST_BATCH_KEY, self.last_batch)
+        self.generation += 1
         if "" in batch.rescan and not summary.stopped:
             self.state.delete_config(status.PENDING_KEY)
 
@@ -285,6 +289,7 @@ class Worker:
             if not self.stop.is_set():
                 job_id = self.state.start_job(spec.kind, trigger="scheduled")
                 self.state.finish_job(job_id, "skipped", {}, why)
+                self.generation += 1
                 log.info("job.skipped", job=name, reason=why)
             return
         self.current = {"job": name}
@@ -296,6 +301,7 @@ class Worker:
         else:
             self._pending_jobs.add(name)
         self.state.set_json(status.SCHEDULE_KEY, self.next_runs())
+        self.generation += 1
 
     def _job_body(self, name: str) -> SyncSummary:
         if name == jobs.ORPHAN_CLEANUP:
