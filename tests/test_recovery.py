@@ -119,3 +119,24 @@ def test_recorded_orphans_are_deleted_at_the_start_of_a_run(env: Env) -> None:
     assert summary.orphans_deleted == 1
     assert env.state.orphan_count() == 0
     assert stray.doc_id not in {d.doc_id for d in env.store.list_docs()}
+
+
+def test_an_edit_interrupted_before_its_upload_is_still_replaced(env: Env) -> None:
+    """Found by the crash test: the intent row already holds the new hash, the doc the old."""
+    paths = make_library(env.root, 3)
+    env.engine.run(SyncOptions())
+    old = env.state.record(paths[0]).remote_id  # type: ignore[union-attr]
+    touch_later(env.root / paths[0], "edited")
+    info = (env.root / paths[0]).stat()
+    env.state.begin_upload(paths[0], sha256_file(env.root / paths[0]), info.st_size,
+                           info.st_mtime_ns)  # fmt: skip
+
+    summary = env.engine.run(SyncOptions())
+
+    record = env.state.record(paths[0])
+    assert record is not None
+    assert summary.replaced == 1
+    assert record.remote_id != old
+    docs = {d.doc_id: d for d in env.store.list_docs()}
+    assert docs[record.remote_id].sha256 == record.content_hash == record.upload_hash
+    assert old not in docs

@@ -352,7 +352,9 @@ class SyncEngine:
     ) -> Upload | None:
         live = record is not None and record.status is not FileStatus.DELETED
         old = record.remote_id if live and record is not None else None
-        if record is not None and old and record.content_hash == digest:
+        # Compare with upload_hash (what the store's document holds), not content_hash: an
+        # interrupted upload has already recorded the new content_hash next to the old doc.
+        if record is not None and old and record.upload_hash == digest:
             stale_rules = options.force and record.enrichment_version != version
             if not stale_rules:
                 self._keep(entry, record, summary, dry_run=options.dry_run)

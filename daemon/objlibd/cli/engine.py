@@ -8,14 +8,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from objlibd.cli.common import add_config_option, load_config, setup_console_logging
-from objlibd.config import Config
 from objlibd.errors import ObjlibdError
-from objlibd.state import StateStore
-from objlibd.summary import render
-from objlibd.sync import SyncEngine, SyncOptions
+
+if TYPE_CHECKING:  # the engine (and structlog) load only when a command here runs
+    from objlibd.config import Config
+    from objlibd.sync import SyncEngine
 
 
 def register(subparsers: Any) -> None:
@@ -86,6 +86,8 @@ def register(subparsers: Any) -> None:
 def engine_for(config: Config, *, progress: bool = False) -> Iterator[SyncEngine]:
     """Open state and store for one command and close them after."""
     from objlibd.remote import open_store
+    from objlibd.state import StateStore
+    from objlibd.sync import SyncEngine
 
     state = StateStore.open(config.db_path)
     try:
@@ -100,6 +102,9 @@ def engine_for(config: Config, *, progress: bool = False) -> Iterator[SyncEngine
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """Run one sync and print its summary."""
+    from objlibd.summary import render
+    from objlibd.sync import SyncOptions
+
     config = load_config(args)
     setup_console_logging(config)
     options = SyncOptions(
@@ -145,6 +150,8 @@ def cmd_missing(args: argparse.Namespace) -> int:
         print(f"objlibd: confirmed; {summary.missing} files marked missing"
               f" ({summary.forgotten} never-uploaded entries forgotten)")  # fmt: skip
         return 0
+    from objlibd.state import StateStore
+
     state = StateStore.open(config.db_path, readonly=True)
     try:
         hold = state.get_json("hold")
@@ -181,6 +188,7 @@ def _print_missing(config: Config, hold: Any, missing: list[Any]) -> None:
 def cmd_marker(args: argparse.Namespace) -> int:
     """Show the marker state, or write the DB's library id to the mounted library."""
     from objlibd import volume
+    from objlibd.state import StateStore
 
     config = load_config(args)
     state = StateStore.open(config.db_path)
