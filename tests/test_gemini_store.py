@@ -678,3 +678,9 @@ def test_using_the_store_before_ensure_store_is_a_programming_error(fake: FakeGe
 
     with pytest.raises(RuntimeError, match="ensure_store"):
         list(store.list_docs())
+
+
+def test_a_configured_rpm_overrides_the_tiers_number(fake: FakeGemini) -> None:
+    store = GeminiStore(settings_for(fake, rate_limit_tier="free", rate_limit_rpm=600.0), KEY)
+
+    assert store.health()["rate_limit"] == {"rpm": 600.0, "calls": 0, "waited_seconds": 0.0}

@@ -68,7 +68,10 @@ KEYRING_USERNAME = "gemini-api-key"
 MAX_FILE_BYTES = 100 * 1024 * 1024
 PAGE_SIZE = 20
 TRANSIENT_CODES = frozenset({408, 429, 500, 502, 503, 504})
-AMBIGUOUS_CODES = frozenset({500, 502, 504})  # the server may have acted before failing
+# Failures after which the server may still have acted on the request (a lost answer):
+# the request went out and the answer did not come back.
+AMBIGUOUS_CODES = frozenset({504})
+_AMBIGUOUS_TRANSPORT = (httpx2.ReadTimeout, httpx2.ReadError, httpx2.RemoteProtocolError)
 BREAKER_POLL_CAP_SECONDS = 5.0
 
 # File Search "Supported file types" (reference §6): the ones a document library holds.
@@ -236,7 +239,10 @@ class GeminiStore:
         self._client = genai.Client(api_key=api_key, http_options=http_options(settings))
         self._store: str | None = None
         self._gate = _Gate(self.concurrency)
-        self._limiter = RateLimiter.for_tier(settings.rate_limit_tier, clock, sleep)
+        if settings.rate_limit_rpm > 0:
+            self._limiter = RateLimiter(settings.rate_limit_rpm, clock, sleep)
+        else:
+            self._limiter = RateLimiter.for_tier(settings.rate_limit_tier, clock, sleep)
         breaker_settings = BreakerSettings(cooldown=settings.breaker_cooldown_seconds)
         self._breaker = CircuitBreaker(clock, breaker_settings, self._on_breaker)
         self._backoff = tenacity.wait_exponential_jitter(
@@ -578,7 +584,7 @@ class GeminiStore:
             raise self._api_failure(err, record) from None
         except _TRANSPORT_ERRORS as err:
             self._breaker.record_error()
-            record.ambiguous = True
+            record.ambiguous = record.ambiguous or isinstance(err, _AMBIGUOUS_TRANSPORT)
             raise _TransientError(f"{type(err).__name__}: {err}", None) from None
         except (KeyError, ValueError) as err:
             self._breaker.record_error()
