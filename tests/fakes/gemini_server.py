@@ -17,8 +17,10 @@ Faults are reproducible (a seeded `random.Random`): storms of 429 (with RetryInf
 503 and hung connections at configurable rates, added latency on every call, operations
 that finish with an error, a storage quota, and N-shot injections for one route.
 
-State is inspectable: `fake.lock` guards `fake.stores`, `fake.files`, `fake.operations`
-and `fake.counts` (requests per route); helpers return copies.
+State is inspectable: `fake.lock` guards `fake.stores`, `fake.files`, `fake.operations`,
+`fake.counts` (requests per route) and `fake.journal` (documents created and deleted, in
+order); helpers return copies. `fake.on(route, hook)` runs a hook after a call was served
+and before its reply goes out (a test can SIGKILL its client at exactly that point).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import random
 import re
 import socket
 import string
+import sys
 import threading
 import time
 from collections import Counter
@@ -384,6 +387,8 @@ class FakeGemini:
         self.injections: list[Injection] = []
         self.failing_names: set[str] = set()  # display names whose imports always fail
         self.failing_files = 0  # how many of the next uploaded Files end FAILED
+        self.journal: list[tuple[str, str]] = []  # ("created"|"deleted", document name)
+        self.hooks: dict[str, list[Callable[[Call], None]]] = {}
         self._seq = 0
         self._stop = threading.Event()
         self._server: _Server | None = None
@@ -470,6 +475,12 @@ class FakeGemini:
         with self.lock:
             self.failing_names.add(display_name)
 
+    def on(self, route: str, hook: Callable[[Call], None]) -> None:
+        """Run `hook(call)` after a call to `route` was served, before the reply goes out."""
+        self._check_route(route)
+        with self.lock:
+            self.hooks.setdefault(route, []).append(hook)
+
     def fail_next_files(self, times: int = 1) -> None:
         """Make the next `times` uploaded Files go PROCESSING, then FAILED."""
         with self.lock:
@@ -482,6 +493,7 @@ class FakeGemini:
     def documents(self, store: str | None = None) -> list[dict[str, Any]]:
         """Return copies of the documents (of one store, or all), oldest first."""
         with self.lock:
+            self._advance_operations()
             stores = [self.stores[store]] if store else list(self.stores.values())
             docs = [doc for s in stores for doc in s.documents.values()]
             return [self._document_view(doc) for doc in sorted(docs, key=lambda d: d.seq)]
@@ -545,6 +557,8 @@ class FakeGemini:
             if fault.hang_mode == "drop":
                 raise DroppedError
         reply = self._dispatch(call)
+        for hook in list(self.hooks.get(call.route, ())):
+            hook(call)
         if fault is not None and fault.hang_mode == "process_drop":
             raise DroppedError
         return reply
@@ -887,6 +901,7 @@ class FakeGemini:
         name = f"{store.name}/documents/{slug(display)}-{self._random_id()}"
         doc = FakeDocument(name, display, metadata, size, mime_type, now_utc(), self._next_seq())
         store.documents[name] = doc
+        self.journal.append(("created", name))
         return doc
 
     def _new_operation(self, store: FakeStore, doc: FakeDocument, upload: bool) -> FakeOperation:
@@ -940,6 +955,7 @@ class FakeGemini:
                 doc.state = "STATE_FAILED"
             else:
                 del store.documents[doc.name]
+                self.journal.append(("deleted", doc.name))
 
     def _operation_json(self, op: FakeOperation) -> dict[str, Any]:
         body: dict[str, Any] = {"name": op.name}
@@ -997,6 +1013,7 @@ class FakeGemini:
             raise ApiError(400, "Cannot delete non-empty Document", "FAILED_PRECONDITION")
         store = self._store(call.params["store"])
         del store.documents[doc.name]
+        self.journal.append(("deleted", doc.name))
         return Reply({})
 
 
@@ -1033,3 +1050,9 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, app: FakeGemini) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.app = app
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that vanished (killed, timed out) is normal here; anything else is not."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
