@@ -209,7 +209,7 @@ class SyncEngine:
         summary.duration_s = self.clock() - started
         self._close_job(job, "failed" if summary.stopped else "completed", summary, summary.stopped)
         log.info(
-            f"{kind}.finished" if kind != "batch" else "batch.synced",
+            "batch.synced" if kind == "batch" else f"job.{kind}.finished",
             trigger=summary.trigger, dry_run=summary.dry_run, ms=round(summary.duration_s * 1000),
             hold=summary.hold_reason, **summary.counts(),
         )  # fmt: skip
@@ -284,7 +284,7 @@ class SyncEngine:
                 if record.status is not FileStatus.MISSING:
                     summary.plan("mark missing", record.path)
             return
-        if not summary.stopped:
+        if gone and not summary.stopped:
             self._missing_step(gone, self.state.count_tracked(), summary)
 
     # -- classification (hash only what may have changed) ------------------------------------

@@ -65,7 +65,7 @@ class Uploads:
             return
         index = self._remote_index() if self._needs_index() else None
         pending = list(reversed(uploads))
-        workers = max(1, int(self.store.concurrency))
+        workers = max(1, min(int(self.store.concurrency), len(uploads)))
         running: dict[Future[RemoteDoc], Upload] = {}
         done_count = 0
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="objlibd-upload") as pool:
@@ -77,7 +77,10 @@ class Uploads:
                         break
                     if index is not None and self._adopt(item, index, summary):
                         continue
-                    running[pool.submit(self._upload_one, item, skip_enrichment)] = item
+                    if workers == 1:  # a daemon batch of one file: no thread hand-off
+                        running[self._inline(item, skip_enrichment)] = item
+                    else:
+                        running[pool.submit(self._upload_one, item, skip_enrichment)] = item
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -85,6 +88,15 @@ class Uploads:
                     done_count += 1
                     self._settle(running.pop(future), future, summary)
                     self.report("upload", done_count, len(uploads))
+
+    def _inline(self, item: Upload, skip_enrichment: bool) -> Future[RemoteDoc]:
+        """Run one upload on this thread, packaged like the pool's result."""
+        future: Future[RemoteDoc] = Future()
+        try:
+            future.set_result(self._upload_one(item, skip_enrichment))
+        except Exception as err:  # noqa: BLE001 - re-raised by future.result() in _settle
+            future.set_exception(err)
+        return future
 
     def _upload_one(self, item: Upload, skip_enrichment: bool) -> RemoteDoc:
         path = item.entry.path
