@@ -211,6 +211,7 @@ class Daemon:
             if self.volume.available:
                 self._check_watch(now)
         self._check_pause()
+        self._check_requests()
         if now >= self._next_beat:
             self._next_beat = now + self.config.sync.heartbeat_seconds
             self._beat()
@@ -282,6 +283,14 @@ class Daemon:
             log.info("daemon.resumed")
             self.worker.submit(Work.resume())
             self.scheduler.wakeup()
+
+    def _check_requests(self) -> None:
+        """Pick up operator requests the CLI leaves in the state dir (it never writes the DB)."""
+        request = self.config.state.dir / status.CONFIRM_MISSING_NAME
+        if request.exists():
+            request.unlink(missing_ok=True)
+            log.info("missing.confirm_requested")
+            self.worker.submit(Work.confirm_missing())
 
     # -- heartbeat ---------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 HEARTBEAT_NAME = "daemon.heartbeat.json"
 PAUSE_NAME = "paused.json"
+CONFIRM_MISSING_NAME = "confirm-missing.request"
 LAST_BATCH_KEY = "daemon.last_batch"
 SCHEDULE_KEY = "daemon.schedule"
 PENDING_KEY = "daemon.pending"

@@ -67,6 +67,11 @@ class Work:
         return cls("catch_up", reason=reason)
 
     @classmethod
+    def confirm_missing(cls) -> Work:
+        """Return an operator's confirmation of a held mass-missing (`objlibd missing --confirm`)."""
+        return cls("confirm", reason="operator")
+
+    @classmethod
     def resume(cls) -> Work:
         """Return the work to do on resume: parked paths and jobs skipped while paused."""
         return cls("resume", reason="resume")
@@ -181,6 +186,18 @@ class Worker:
             names += [n for n in self._catch_up_jobs() if n not in names]
         for name in names:
             self._run_job(name)
+        if "confirm" in kinds:
+            self._confirm_missing()
+
+    def _confirm_missing(self) -> None:
+        """Apply a held mass-missing the operator confirmed (never while paused)."""
+        why = self._blocked()
+        if why is not None:
+            log.warning("missing.confirm_deferred", reason=why, action="run it again later")
+            return
+        summary = self._call(self.engine.confirm_missing, Batch())
+        if summary is not None:
+            log.info("missing.confirmed", missing=summary.missing, forgotten=summary.forgotten)
 
     def _merge(self, a: Batch, b: Batch) -> Batch:
         if a.empty:

@@ -398,3 +398,27 @@ def test_pause_stops_uploads_and_resume_catches_up(env: Env) -> None:
     assert objlibd("resume", *args).returncode == 0
     env.wait_files(uploaded=1, timeout=5)
     stop_ok(daemon)
+
+
+# operator decisions while the daemon runs ------------------------------------------------------
+
+
+def test_a_mass_disappearance_is_held_then_confirmed_through_the_running_daemon(env: Env) -> None:
+    for i in range(20):
+        write(env.root / f"talks/t{i:02d}.txt", f"talk {i}")
+    daemon = env.start()
+    env.wait_files(uploaded=20)
+
+    for i in range(12):
+        (env.root / f"talks/t{i:02d}.txt").unlink()
+    assert wait_for(lambda: env.status()["hold"] is not None, 15, interval=0.1), env.tail()
+    held = env.status()
+    confirm = objlibd("missing", "--confirm", "--config", str(env.config))
+    assert wait_for(lambda: env.status()["hold"] is None, 15, interval=0.1), env.tail()
+    env.wait_files(uploaded=8, missing=12)
+    stop_ok(daemon)
+
+    assert held["files"]["missing"] == 0, "nothing is marked while the hold stands"
+    assert held["healthy"] is False
+    assert confirm.returncode == 0, confirm.stderr
+    assert "asked the running daemon" in confirm.stdout

@@ -145,6 +145,8 @@ def cmd_missing(args: argparse.Namespace) -> int:
     config = load_config(args)
     setup_console_logging(config)
     if args.confirm:
+        if _ask_daemon_to_confirm(config):
+            return 0
         with _instance(config), engine_for(config) as engine:
             summary = engine.confirm_missing()
         print(f"objlibd: confirmed; {summary.missing} files marked missing"
@@ -166,6 +168,19 @@ def cmd_missing(args: argparse.Namespace) -> int:
         return 0
     _print_missing(config, hold, missing)
     return 0
+
+
+def _ask_daemon_to_confirm(config: Config) -> bool:
+    """Leave the confirmation for a running daemon (the only writer); False if none runs."""
+    from objlibd import pidfile, status
+
+    owner = pidfile.live_owner(config.state.dir / pidfile.PIDFILE_NAME)
+    if owner is None:
+        return False
+    (config.state.dir / status.CONFIRM_MISSING_NAME).write_text("confirm\n", encoding="utf-8")
+    print(f"objlibd: asked the running daemon (pid {owner.pid}) to apply the hold;")
+    print("  `objlibd status` shows it cleared within a few seconds")
+    return True
 
 
 def _print_missing(config: Config, hold: Any, missing: list[Any]) -> None:
