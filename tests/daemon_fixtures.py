@@ -48,7 +48,7 @@ def wait_for(predicate: Callable[[], object], timeout: float, *, interval: float
             return True
         if time.monotonic() >= deadline:
             return False
-        time.sleep(interval)
+        time.sleep(interval)  # the poll interval of this deadline wait
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from objlibd.launchd import Launchd, ServiceSpec
 from objlibd.state import StateStore
 from test_launchd import FakeLaunchctl, execute
 
-SECRET = "AIzaSyTHIS-IS-NOT-A-REAL-KEY-0123456789"
+SECRET = "objlibd-canary-THIS-IS-NOT-A-REAL-KEY-0123456789"
 ALL_CHECKS = [
     "config valid", "mount point mounted", "library root readable", "marker matches the DB",
     "state DB integrity", "API key present", "store reachable", "service installed",

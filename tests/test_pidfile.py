@@ -35,7 +35,7 @@ def test_acquire_writes_pid_and_create_time_and_release_removes_it(tmp_path: Pat
 
 def test_a_live_owner_refuses_a_second_daemon(tmp_path: Path) -> None:
     path = tmp_path / "objlibd.pid"
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    child = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
     try:
         write(path, child.pid, psutil.Process(child.pid).create_time())
 

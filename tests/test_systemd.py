@@ -285,7 +285,7 @@ def test_the_real_systemctl_without_a_user_manager_is_reported_plainly(tmp_path:
 
 STAND_IN = textwrap.dedent(
     """
-    import signal, sys, time
+    import signal, sys
     from pathlib import Path
     from objlibd.pidfile import PidFile
     lock = PidFile(Path(sys.argv[1]) / "objlibd.pid")
@@ -297,8 +297,7 @@ STAND_IN = textwrap.dedent(
         signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     print("ready", flush=True)
     while not stop:
-        time.sleep(0.05)
-    time.sleep(0.2)  # drain
+        signal.pause()  # until SIGTERM (or SIGKILL, when SIGTERM is ignored)
     lock.release()
     sys.exit(0)
     """
