@@ -407,7 +407,7 @@ def test_a_call_that_keeps_failing_ends_as_unavailable_after_max_attempts(
     store = open_store(fake)
     fake.inject("documents.list", 503, times=10)
 
-    with pytest.raises(RemoteUnavailableError, match=r"failed 4 times; last: 503 UNAVAILABLE"):
+    with pytest.raises(RemoteUnavailableError, match=r"did not succeed in 4 attempts; last error: 503 UNAVAILABLE"):
         list(store.list_docs())
 
     assert fake.count("documents.list") == 4
@@ -684,3 +684,26 @@ def test_a_configured_rpm_overrides_the_tiers_number(fake: FakeGemini) -> None:
     store = GeminiStore(settings_for(fake, rate_limit_tier="free", rate_limit_rpm=600.0), KEY)
 
     assert store.health()["rate_limit"] == {"rpm": 600.0, "calls": 0, "waited_seconds": 0.0}
+
+
+def test_a_file_that_vanished_before_upload_is_rejected_with_its_path(
+    fake: FakeGemini, tmp_path: Path
+) -> None:
+    store = open_store(fake)
+    request = request_for(tmp_path, "gone.txt")
+    request.local_path.unlink()
+
+    with pytest.raises(RemoteRejectedError, match=r"cannot read gone\.txt"):
+        store.upload(request)
+
+    assert fake.count("files.upload") == 0
+
+
+def test_the_sdk_does_not_retry_on_its_own(fake: FakeGemini) -> None:
+    store = GeminiStore(settings_for(fake, max_attempts=1), KEY)
+    fake.inject("stores.list", 503)
+
+    with pytest.raises(RemoteUnavailableError, match="did not succeed in 1 attempts"):
+        store.ensure_store("library")
+
+    assert fake.count("stores.list") == 1

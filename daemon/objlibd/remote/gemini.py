@@ -569,7 +569,7 @@ class GeminiStore:
             result: T = retrying(self._attempt, send, gated, record)
         except _TransientError as err:
             raise RemoteUnavailableError(
-                f"Gemini {what} failed {self._settings.max_attempts} times; last: {err}",
+                f"Gemini {what} did not succeed in {self._settings.max_attempts} attempts; last error: {err}",
                 hint="the service is busy or unreachable; the next sync tries again",
             ) from None
         return result
