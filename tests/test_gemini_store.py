@@ -44,7 +44,7 @@ class FakeTime:
         with self._lock:
             self.slept.append(seconds)
             self.now += seconds
-        time.sleep(0.001)
+        time.sleep(0.001)  # a real yield so polling threads interleave (fake time above)
 
 
 @pytest.fixture(autouse=True)
@@ -582,7 +582,7 @@ def test_the_environment_key_wins_over_the_keychain(
 def test_a_wrong_key_is_refused_with_a_hint_and_without_echoing_the_key(
     fake: FakeGemini,
 ) -> None:
-    secret = "AIzaSy-not-the-right-key-0123456789"
+    secret = "objlibd-canary-not-the-right-key-0123456789"
     store = GeminiStore(settings_for(fake), secret)
 
     with pytest.raises(RemoteRejectedError, match="API key not valid") as caught:

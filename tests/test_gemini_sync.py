@@ -35,7 +35,7 @@ from objlibd.state import StateStore
 pytestmark = pytest.mark.e2e
 
 # Recognisable, so a leak is unmistakable; shaped like a real key.
-FAKE_KEY = "AIzaSyFAKE-objlibd-canary-7f3a9c2e41d05b"
+FAKE_KEY = "objlibd-canary-FAKE-7f3a9c2e41d05b-0123456789"
 STORE = "objlibd-e2e"
 
 
@@ -166,7 +166,7 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
     while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {seconds:g}s waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(0.02)  # poll interval of this deadline wait
 
 
 @pytest.fixture(autouse=True)

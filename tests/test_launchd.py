@@ -121,7 +121,7 @@ def test_paths_with_spaces_quotes_and_markup_survive_rendering(tmp_path: Path) -
 
 
 def test_plist_holds_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    secret = "AIzaSyTHIS-IS-NOT-A-REAL-KEY-0123456789"
+    secret = "objlibd-canary-THIS-IS-NOT-A-REAL-KEY-0123456789"
     monkeypatch.setenv("GEMINI_API_KEY", secret)
 
     xml = launchd.render(make_spec(tmp_path))

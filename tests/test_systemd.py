@@ -112,11 +112,11 @@ def test_exec_start_round_trips_paths_with_spaces_percent_dollar_and_quotes(tmp_
 
 
 def test_unit_holds_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GEMINI_API_KEY", "AIzaSyTHIS-IS-NOT-A-REAL-KEY-0123456789")
+    monkeypatch.setenv("GEMINI_API_KEY", "objlibd-canary-THIS-IS-NOT-A-REAL-KEY-0123456789")
 
     text = systemd.render_unit(make_spec(tmp_path))
 
-    assert "AIza" not in text and "GEMINI" not in text
+    assert "canary" not in text and "GEMINI" not in text
 
 
 def test_a_line_break_in_a_path_is_refused(tmp_path: Path) -> None:

@@ -192,6 +192,9 @@ def read_api_key() -> str:
         return key
     key = _keychain_key()
     if key:
+        from objlibd import logs
+
+        logs.register_secret(key)  # the redactor knows env values; teach it this one too
         return key
     raise CredentialsMissingError(
         f"no Gemini API key: {API_KEY_ENV} is not set and the OS keychain has no entry "
