@@ -407,7 +407,9 @@ def test_a_call_that_keeps_failing_ends_as_unavailable_after_max_attempts(
     store = open_store(fake)
     fake.inject("documents.list", 503, times=10)
 
-    with pytest.raises(RemoteUnavailableError, match=r"did not succeed in 4 attempts; last error: 503 UNAVAILABLE"):
+    with pytest.raises(
+        RemoteUnavailableError, match=r"did not succeed in 4 attempts; last error: 503 UNAVAILABLE"
+    ):
         list(store.list_docs())
 
     assert fake.count("documents.list") == 4
