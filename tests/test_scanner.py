@@ -121,3 +121,18 @@ def test_sha256_matches_hashlib(tmp_path: Path) -> None:
     target.write_bytes(b"abc" * 100_000)
 
     assert sha256_file(target) == hashlib.sha256(b"abc" * 100_000).hexdigest()
+
+
+def test_undecodable_folder_names_are_reported_not_descended(tmp_path: Path) -> None:
+    import os
+
+    folder = os.path.join(os.fsencode(tmp_path), b"Vorlesungen \xfc")
+    os.mkdir(folder)
+    with open(os.path.join(folder, b"a.txt"), "wb") as handle:
+        handle.write(b"a")
+    (tmp_path / "Caf\u00e9 notes.txt").write_text("accents are fine")
+
+    result = walk(tmp_path, FILTERS)
+
+    assert list(result.entries) == ["Caf\u00e9 notes.txt"]
+    assert [p.reason for p in result.problems] == ["folder name is not valid UTF-8: rename it"]

@@ -120,7 +120,19 @@ def walk(root: Path, filters: Filters, prefix: str = "") -> WalkResult:
         base = f"{rel_dir}/" if rel_dir else ""
         for entry in _list(directory, rel_dir, prefix, result):
             name = entry.name
-            # Filters.excluded, inlined: this runs once per name in the library.
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if not filters.excluded(name):
+                        _descend(entry, base, stack, result)
+                    continue
+            except OSError:
+                _visit(entry, base, real_root=real_root, result=result)
+                continue
+            # The extension test rejects most non-documents before anything else.
+            dot = name.rfind(".")
+            if dot <= 0 or name[dot:].lower() not in include:
+                continue
+            # Filters.excluded, inlined: this runs once per document in the library.
             if (
                 name in names
                 or name.startswith(prefixes)
@@ -129,21 +141,27 @@ def walk(root: Path, filters: Filters, prefix: str = "") -> WalkResult:
             ):
                 continue
             try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append((entry.path, base + name))
-                    continue
-                dot = name.rfind(".")
-                if dot <= 0 or name[dot:].lower() not in include:
-                    continue
                 info = entry.stat(follow_symlinks=False)
-                if is_reg(info.st_mode) and name.isascii():
-                    rel = base + name
-                    entries[rel] = (rel, info.st_size, info.st_mtime_ns)
-                    continue
             except OSError:
-                pass  # _visit below reports it with the right words
-            _visit(entry, base, real_root=real_root, result=result)
+                info = None
+            if info is not None and is_reg(info.st_mode) and (name.isascii() or _utf8(name)):
+                rel = base + name
+                entries[rel] = (rel, info.st_size, info.st_mtime_ns)
+            else:  # symlinks, specials, undecodable names, errors: reported with the right words
+                _visit(entry, base, real_root=real_root, result=result)
     return result
+
+
+def _descend(
+    entry: os.DirEntry[str], base: str, stack: list[tuple[str, str]], result: WalkResult
+) -> None:
+    name = entry.name
+    if name.isascii() or _utf8(name):
+        stack.append((entry.path, base + name))
+    else:
+        result.problems.append(
+            Problem(_printable(base + name), "folder name is not valid UTF-8: rename it")
+        )
 
 
 def _list(directory: str, rel_dir: str, prefix: str, result: WalkResult) -> list[os.DirEntry[str]]:
