@@ -27,7 +27,8 @@ from objlibd import doctor, pidfile, status, volume
 from objlibd.cli import service as service_cli
 from objlibd.config import Config
 from objlibd.doctor import Check, DaemonHealth, DiskUsage, Level, Probes
-from objlibd.launchd import Launchd, ServiceSpec
+from objlibd.launchd import Launchd
+from objlibd.serviceplan import ServiceSpec
 from objlibd.state import StateStore
 from test_launchd import FakeLaunchctl, execute
 

@@ -18,7 +18,8 @@ import pytest
 
 from objlibd import launchd
 from objlibd.errors import ServiceError
-from objlibd.launchd import Executor, Launchd, Note, ServiceSpec, Step
+from objlibd.launchd import Launchd
+from objlibd.serviceplan import Executor, Note, ServiceSpec, Step
 
 REPO = Path(__file__).resolve().parents[1]
 UID = 501

@@ -24,7 +24,7 @@ from objlibd.cli import main
 from objlibd.cli import service as service_cli
 from objlibd.cli.service import ServiceContext
 from objlibd.errors import ConfigError, CredentialsMissingError, ServiceError
-from objlibd.launchd import run_command
+from objlibd.serviceplan import run_command
 from test_doctor import SECRET, FakeKeyStore, NoKeychain
 from test_launchd import FakeLaunchctl
 from test_systemd import FakeSystemctl

@@ -18,7 +18,7 @@ import pytest
 
 from objlibd import systemd
 from objlibd.errors import ServiceError
-from objlibd.launchd import Executor, Note, ServiceSpec, Step, Terminate, run_command
+from objlibd.serviceplan import Executor, Note, ServiceSpec, Step, Terminate, run_command
 from objlibd.systemd import Systemd
 from test_launchd import make_spec
 

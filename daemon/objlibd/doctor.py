@@ -28,7 +28,7 @@ from objlibd import config as config_module
 from objlibd import pidfile, volume
 from objlibd.config import Config, LibrarySettings
 from objlibd.errors import CredentialsMissingError, ObjlibdError, StateError
-from objlibd.launchd import ServiceStatus
+from objlibd.serviceplan import ServiceStatus
 from objlibd.state import StateStore
 
 API_KEY_ENV = "GEMINI_API_KEY"

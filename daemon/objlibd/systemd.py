@@ -1,7 +1,7 @@
 """systemd: objlibd as a systemd *user* unit on Linux, managed with `systemctl --user`.
 
 The same commands as on macOS (install, uninstall, start, stop, restart) produce the same
-kind of plan (`objlibd.launchd` steps), run through the same injected runner.
+kind of plan (`objlibd.serviceplan` steps), run through the same injected runner.
 
 - Restart=on-failure: restart after a crash or an error exit, not after the clean exit 0
   that SIGTERM produces; KillSignal=SIGTERM and TimeoutStopSec give the daemon time to drain.
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from objlibd.errors import ServiceError
-from objlibd.launchd import (
+from objlibd.serviceplan import (
     EXIT_TIMEOUT_SECONDS,
     NOT_FOUND,
     MakeDir,

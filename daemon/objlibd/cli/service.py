@@ -26,7 +26,8 @@ from objlibd.cli.common import add_config_option
 from objlibd.config import Config
 from objlibd.doctor import API_KEY_ENV, KEYRING_SERVICE, KEYRING_USER, KeyStore
 from objlibd.errors import ConfigError, CredentialsMissingError, ObjlibdError, ServiceError
-from objlibd.launchd import Executor, Launchd, Run, Runner, ServiceSpec, Step, run_command
+from objlibd.launchd import Launchd
+from objlibd.serviceplan import Executor, Run, Runner, ServiceSpec, Step, run_command
 from objlibd.systemd import Systemd
 
 T = TypeVar("T")
