@@ -24,7 +24,7 @@ from typing import Any, TextIO, TypeVar
 from objlibd import config as config_module
 from objlibd.cli.common import add_config_option
 from objlibd.config import Config
-from objlibd.doctor import API_KEY_ENV, KEYRING_SERVICE, KEYRING_USER, KeyStore
+from objlibd.credentials import API_KEY_ENV, KEYRING_SERVICE, KEYRING_USER, KeyStore
 from objlibd.errors import ConfigError, CredentialsMissingError, ObjlibdError, ServiceError
 from objlibd.launchd import Launchd
 from objlibd.serviceplan import Executor, Run, Runner, ServiceSpec, Step, run_command
@@ -268,7 +268,7 @@ def cmd_key_delete(context: ContextFactory, _args: argparse.Namespace) -> int:
 
 def cmd_key_status(context: ContextFactory, _args: argparse.Namespace) -> int:
     """Say whether a key is available and where from; exit 1 when there is none."""
-    from objlibd.doctor import find_api_key
+    from objlibd.credentials import find_api_key
 
     ctx = context()
     key, where = find_api_key(ctx.environ, ctx.keystore)

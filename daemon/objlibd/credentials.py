@@ -1,0 +1,40 @@
+"""The Gemini API key: where objlibd looks for it, and never what it is.
+
+`$GEMINI_API_KEY` wins; otherwise the OS keychain (service `objlibd`, account
+`gemini-api-key`), reached through `keyring`, which `objlibd key set` writes. The key never
+goes into the config, a service definition or a log line; callers only ever say where a key
+was found. (`objlibd.remote.gemini` reads the same two places; a test keeps the names equal.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+API_KEY_ENV = "GEMINI_API_KEY"
+KEYRING_SERVICE = "objlibd"
+KEYRING_USER = "gemini-api-key"
+
+
+class KeyStore(Protocol):
+    """The slice of `keyring` objlibd uses (the OS keychain)."""
+
+    def get_password(self, service_name: str, username: str) -> str | None: ...
+
+    def set_password(self, service_name: str, username: str, password: str) -> None: ...
+
+    def delete_password(self, service_name: str, username: str) -> None: ...
+
+
+def find_api_key(environ: Mapping[str, str], keystore: Callable[[], KeyStore]) -> tuple[str, str]:
+    """Return (key, where) the gemini backend would use, or ("", why not); never log the key."""
+    value = environ.get(API_KEY_ENV, "").strip()
+    if value:
+        return value, f"${API_KEY_ENV}"
+    try:
+        stored = keystore().get_password(KEYRING_SERVICE, KEYRING_USER)
+    except Exception as err:  # noqa: BLE001 - any keychain failure means "no key there"
+        return "", f"no usable keychain ({type(err).__name__})"
+    if stored and stored.strip():
+        return stored.strip(), f"the keychain (service {KEYRING_SERVICE}, account {KEYRING_USER})"
+    return "", "not in the keychain"
