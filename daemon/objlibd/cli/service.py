@@ -5,13 +5,15 @@ as `$ command` before it runs, so people learn the commands they can type themse
 
 What cannot exist in a Linux test (launchctl, the keychain, the platform itself) comes from
 a `ServiceContext`; `register(subparsers, context=...)` lets tests hand in their own.
+
+The service machinery (launchd, systemd, the plan and its subprocess calls), the doctor and
+keyring load inside the handlers: every other command builds this module's parser too, and
+must not pay for them.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import getpass
 import json
 import os
 import sys
@@ -19,16 +21,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from objlibd import config as config_module
 from objlibd.cli.common import add_config_option
 from objlibd.config import Config
 from objlibd.credentials import API_KEY_ENV, KEYRING_SERVICE, KEYRING_USER, KeyStore
 from objlibd.errors import ConfigError, CredentialsMissingError, ObjlibdError, ServiceError
-from objlibd.launchd import Launchd
-from objlibd.serviceplan import Executor, Run, Runner, ServiceSpec, Step, run_command
-from objlibd.systemd import Systemd
+
+if TYPE_CHECKING:
+    import argparse
+    import subprocess
+
+    from objlibd.launchd import Launchd
+    from objlibd.serviceplan import Runner, ServiceSpec, Step
+    from objlibd.systemd import Systemd
+
+    Manager = Launchd | Systemd
 
 T = TypeVar("T")
 
@@ -40,23 +49,34 @@ def _system_keystore() -> KeyStore:
     return store
 
 
+def _run_command(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    from objlibd.serviceplan import run_command
+
+    return run_command(argv)
+
+
+def _read_secret(prompt: str) -> str:
+    import getpass
+
+    return getpass.getpass(prompt)
+
+
 @dataclass
 class ServiceContext:
     """The parts of the machine the service commands touch (injectable for tests)."""
 
     platform: str = sys.platform
-    runner: Runner = run_command
+    runner: Runner = _run_command
     home: Path = field(default_factory=Path.home)
     uid: int = field(default_factory=os.getuid)
     python: Path = field(default_factory=lambda: Path(sys.executable))
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     keystore: Callable[[], KeyStore] = _system_keystore
-    read_secret: Callable[[str], str] = getpass.getpass
+    read_secret: Callable[[str], str] = _read_secret
     stdin: Callable[[], TextIO] = field(default=lambda: sys.stdin)
     stop_timeout: float | None = None  # None: launchd/systemd's own budget plus a margin
 
 
-Manager = Launchd | Systemd
 ContextFactory = Callable[[], ServiceContext]
 
 
@@ -103,12 +123,18 @@ def manager_for(ctx: ServiceContext, config: Config) -> Manager:
     """Return launchd on macOS, systemd elsewhere, for this config."""
     spec = service_spec(ctx, config)
     if ctx.platform == "darwin":
+        from objlibd.launchd import Launchd
+
         return Launchd(spec, ctx.runner)
+    from objlibd.systemd import Systemd
+
     return Systemd(spec, ctx.runner, ctx.environ)
 
 
 def service_spec(ctx: ServiceContext, config: Config) -> ServiceSpec:
     """Return the service definition's inputs; refuse relative dirs (the daemon's cwd differs)."""
+    from objlibd.serviceplan import ServiceSpec
+
     for where, path in (("[state] dir", config.state.dir), ("[logs] dir", config.logs.dir)):
         if not path.is_absolute():
             raise ConfigError(
@@ -134,6 +160,8 @@ def _config(args: argparse.Namespace, *, strict: bool = True) -> Config:
 
 
 def _execute(ctx: ServiceContext, steps: list[Step], *, dry_run: bool = False) -> None:
+    from objlibd.serviceplan import Executor
+
     Executor(ctx.runner, print, dry_run=dry_run).execute(steps)
 
 
@@ -142,6 +170,8 @@ def _execute(ctx: ServiceContext, steps: list[Step], *, dry_run: bool = False) -
 
 def cmd_install(context: ContextFactory, args: argparse.Namespace) -> int:
     """Install (or update) the service and start it; safe to run again."""
+    from objlibd.serviceplan import Run
+
     ctx = context()
     manager = manager_for(ctx, _config(args))
     steps = manager.install_steps(dry_run=args.dry_run)
@@ -155,6 +185,8 @@ def cmd_install(context: ContextFactory, args: argparse.Namespace) -> int:
 
 
 def _after_install(ctx: ServiceContext, manager: Manager) -> str:
+    from objlibd.launchd import Launchd
+
     lines = ["", f"objlibd runs as {manager.name} service; check it with `objlibd doctor`."]
     if isinstance(manager, Launchd):
         lines += [
