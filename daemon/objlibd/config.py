@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-import platformdirs
-
 from objlibd.errors import ConfigError
 
 APP_NAME = "objlibd"
@@ -33,18 +31,28 @@ DEFAULT_EXCLUDE = (
 )  # fmt: skip
 
 
+# platformdirs loads only when a default is needed: a config that names its dirs (and
+# `objlibd status` with one) never pays for it.
+
+
 def default_state_dir() -> Path:
     """Return the platform data dir for objlibd (never on the library drive)."""
+    import platformdirs
+
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
 def default_log_dir() -> Path:
     """Return the platform log dir (`~/Library/Logs/objlibd` on macOS)."""
+    import platformdirs
+
     return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
 
 
 def default_config_path() -> Path:
     """Return where the config file lives when neither --config nor $OBJLIBD_CONFIG is given."""
+    import platformdirs
+
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "objlibd.toml"
 
 
