@@ -5,22 +5,30 @@ Each area registers its subcommands from its own module (`cli.engine`, `cli.daem
 for it, and turns `ObjlibdError` into `objlibd: <message>` + hint with the error's exit code.
 Heavy imports (google-genai) stay inside the handlers that need them.
 
+`objlibd status` is what people (and scripts) run most, so its plain forms skip argparse and
+the other areas entirely (`plain_status`); anything unusual goes through the full parser.
+
 Exit codes: 0 ok, 1 failure (some files failed, daemon not healthy), 2 usage or config error,
 3 library volume unavailable, 130 interrupted.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from objlibd import __version__
 from objlibd.errors import ObjlibdError
 
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the full argument parser."""
+    import argparse
+
     from objlibd.cli import daemon, engine, service
 
     parser = argparse.ArgumentParser(
@@ -37,10 +45,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with `argv` (default: sys.argv[1:]); return the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    plain = plain_status(words)
+    if plain is not None:
+        from objlibd.cli.daemon import show_status
+
+        return guarded(lambda: show_status(*plain))
+    args = build_parser().parse_args(words)
+    return guarded(lambda: args.handler(args))
+
+
+def plain_status(words: Sequence[str]) -> tuple[str | None, bool] | None:
+    """Return (config, json) when `words` are plainly `status [--json] [--config PATH]`.
+
+    Only exact spellings count (`--config PATH`, `--config=PATH`, `--json`, repeated as
+    argparse allows); help, abbreviations or a value that starts with "-" return None and go
+    through the full parser, which then decides exactly as it always did.
+    """
+    if not words or words[0] != "status":
+        return None
+    config: str | None = None
+    as_json = False
+    rest = list(words[1:])
+    while rest:
+        word = rest.pop(0)
+        if word == "--json":
+            as_json = True
+        elif word.startswith("--config="):
+            config = word.removeprefix("--config=")
+        elif word == "--config" and rest and not rest[0].startswith("-"):
+            config = rest.pop(0)
+        else:
+            return None
+    return config, as_json
+
+
+def guarded(command: Callable[[], int]) -> int:
+    """Run a command; print an ObjlibdError (and Ctrl-C) the way people read it."""
     try:
-        return int(args.handler(args))
+        return int(command())
     except ObjlibdError as err:
         report(err)
         return err.exit_code

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
+from typing import TYPE_CHECKING
 
 from objlibd import config as config_module
-from objlibd.config import Config
+
+if TYPE_CHECKING:
+    import argparse
+
+    from objlibd.config import Config
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +23,12 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
 
 def load_config(args: argparse.Namespace) -> Config:
     """Load the config the command line names (raises ConfigError, exit 2)."""
-    return config_module.load(config_module.resolve_path(getattr(args, "config", None)))
+    return load_config_at(getattr(args, "config", None))
+
+
+def load_config_at(explicit: str | None) -> Config:
+    """Load `--config`'s file, else $OBJLIBD_CONFIG's, else the platform one (ConfigError)."""
+    return config_module.load(config_module.resolve_path(explicit))
 
 
 def setup_console_logging(config: Config) -> None:

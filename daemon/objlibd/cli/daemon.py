@@ -1,17 +1,20 @@
 """Daemon subcommands: `run`, `status`, `logs`, `pause`, `resume`.
 
 Imports stay inside the handlers: `status` must not pay for structlog, watchdog or the
-store backends, and only `run` needs them.
+store backends, and only `run` needs them. `show_status` is also the fast path that
+`objlibd.cli.main` takes for plain `status` command lines, without argparse.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from objlibd.cli.common import add_config_option, load_config
+from objlibd.cli.common import add_config_option, load_config, load_config_at
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def register(subparsers: Any) -> None:
@@ -69,11 +72,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the status; 0 when healthy, 1 when not running or degraded."""
+    return show_status(getattr(args, "config", None), args.json)
+
+
+def show_status(config_path: str | None, as_json: bool) -> int:
+    """Print the status of the config at `config_path` (see `cmd_status`)."""
     from objlibd import status
 
-    config = load_config(args)
+    config = load_config_at(config_path)
     snap = status.snapshot(config)
-    if args.json:
+    if as_json:
         print(json.dumps(snap, indent=2, sort_keys=True))
     else:
         print(status.render_text(snap))

@@ -1,0 +1,199 @@
+"""`objlibd status` stays fast: what it imports, and the plain-status path past argparse.
+
+No timing assertions (bench/daemon_bench.py measures the wall time against `python -c pass`);
+these guard the causes instead. `status` runs `python -m objlibd` with `-X importtime`, the way
+people and scripts run it, and checks which modules it loaded. The fast path in `cli.main`
+must agree with the full parser on every command line it takes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon_fixtures import write_config
+from objlibd import config as config_module
+from objlibd import status
+from objlibd.cli import build_parser, guarded, main, plain_status
+from objlibd.state import StateStore
+
+# Never for `status`: the daemon's libraries, the store SDKs, the other CLI areas, and argparse
+# and platformdirs, which the plain path and a config naming its dirs do not need.
+NEVER = {
+    "structlog", "watchdog", "apscheduler", "google", "google.genai", "tenacity", "httpx2",
+    "psutil", "keyring", "subprocess", "argparse", "platformdirs", "objlibd.logs",
+    "objlibd.service", "objlibd.remote", "objlibd.cli.engine", "objlibd.cli.service",
+}  # fmt: skip
+# While the daemon runs its heartbeat carries the DB facts and the volume: no SQLite at all.
+NOT_WITH_A_HEARTBEAT = {"sqlite3", "objlibd.state", "objlibd.volume", "objlibd.models"}
+
+
+def make_setup(tmp_path: Path) -> tuple[Path, config_module.Config]:
+    path = write_config(
+        tmp_path / "objlibd.toml", tmp_path / "U32 Shadow", tmp_path / "state", tmp_path / "logs"
+    )
+    config = config_module.load(path)
+    state = StateStore.open(config.db_path)
+    state.close()
+    return path, config
+
+
+def beat(config: config_module.Config) -> None:
+    """Write the heartbeat a running daemon writes (this test process plays the daemon)."""
+    now = time.time()
+    state = StateStore.open(config.db_path, readonly=True)
+    try:
+        db = status.db_facts(state)
+    finally:
+        state.close()
+    data = {
+        "pid": os.getpid(), "started_epoch": now - 90, "updated_epoch": now, "rss_mb": 41.5,
+        "volume": {"state": "unavailable", "reason": "nothing is mounted"},
+        "watcher": {"alive": False}, "queue": {"pending_paths": 0}, "next_runs": {},
+        "remote": {"breaker": "closed"}, "db": db,
+    }  # fmt: skip
+    status.write_json_atomic(config.state.dir / status.HEARTBEAT_NAME, data)
+    pid = {"pid": os.getpid(), "create_time": 0.0, "started_at": now}
+    (config.state.dir / "objlibd.pid").write_text(json.dumps(pid))
+
+
+def imported_by_status(config_path: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    argv = [sys.executable, "-X", "importtime", "-m", "objlibd", "status", "--json"]
+    done = subprocess.run(
+        [*argv, "--config", str(config_path)], capture_output=True, text=True, check=False
+    )
+    rows = [line.split("|") for line in done.stderr.splitlines() if line.startswith("import time:")]
+    return done, {row[2].strip() for row in rows[1:]}
+
+
+@pytest.mark.e2e
+def test_status_with_a_running_daemon_reads_only_the_config_and_the_heartbeat(
+    tmp_path: Path,
+) -> None:
+    path, config = make_setup(tmp_path)
+    beat(config)
+
+    done, modules = imported_by_status(path)
+
+    assert json.loads(done.stdout)["daemon"]["running"] is True
+    assert done.returncode == 0
+    assert modules & (NEVER | NOT_WITH_A_HEARTBEAT) == set()
+
+
+@pytest.mark.e2e
+def test_status_without_a_daemon_opens_the_db_but_loads_no_daemon_library(
+    tmp_path: Path,
+) -> None:
+    path, _config = make_setup(tmp_path)
+
+    done, modules = imported_by_status(path)
+
+    assert json.loads(done.stdout)["daemon"]["running"] is False
+    assert done.returncode == 1
+    assert "objlibd.state" in modules  # it did read the DB
+    assert modules & NEVER == set()
+
+
+# -- the plain-status path agrees with the full parser ---------------------------------------------
+
+WORDS = (
+    "--json", "--config", "--config=c.toml", "--config=", "c.toml", "my dir/x.toml", "",
+    "-", "--", "--js", "--conf", "--conf=c.toml", "--json=1", "-h", "--help", "-1", "status",
+)  # fmt: skip
+
+
+def test_plain_status_reads_every_command_line_exactly_as_argparse_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = build_parser()
+    taken = 0
+    for size in range(4):
+        for rest in itertools.product(WORDS, repeat=size):
+            words = ["status", *rest]
+            plain = plain_status(words)
+            if plain is None:
+                continue  # the full parser decides, as it always did
+            taken += 1
+            args = parser.parse_args(words)  # SystemExit here: plain took a line argparse refuses
+            assert plain == (args.config, args.json), words
+    capsys.readouterr()
+    assert taken > 50
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (["status"], (None, False)),
+        (["status", "--json", "--config", "my dir/x.toml"], ("my dir/x.toml", True)),
+        (["status", "--config=a.toml", "--config", "b.toml"], ("b.toml", False)),
+        (["status", "--config", "-x.toml"], None),  # argparse: expected one argument
+        (["status", "--config"], None),
+        (["status", "--js"], None),  # abbreviations are argparse's business
+        (["status", "-h"], None),
+        (["status", "extra"], None),
+        (["--version"], None),
+        (["sync", "--json"], None),
+        ([], None),
+    ],
+)
+def test_plain_status_takes_only_plain_lines(
+    words: list[str], expected: tuple[str | None, bool] | None
+) -> None:
+    assert plain_status(words) == expected
+
+
+def run_both_ways(
+    words: list[str], capsys: pytest.CaptureFixture[str]
+) -> list[tuple[int, str, str]]:
+    """Run `words` through main (the plain path) and through the parsed handler."""
+    code = main(words)
+    plain = capsys.readouterr()
+    args = build_parser().parse_args(words)
+    parsed = (guarded(lambda: args.handler(args)), *capsys.readouterr())
+    return [(code, plain.out, plain.err), parsed]
+
+
+def without_uptime(out: str) -> dict[str, Any]:
+    snap: dict[str, Any] = json.loads(out)
+    snap["daemon"].pop("uptime_s")
+    return snap
+
+
+@pytest.mark.parametrize("running", [True, False])
+def test_the_plain_path_prints_what_the_status_command_prints(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], running: bool
+) -> None:
+    path, config = make_setup(tmp_path)
+    if running:
+        beat(config)
+
+    (code, out, err), (code2, out2, err2) = run_both_ways(
+        ["status", "--json", "--config", str(path)], capsys
+    )
+
+    assert (code, err) == (code2, err2) == (0 if running else 1, "")
+    assert without_uptime(out) == without_uptime(out2)
+    assert main(["status", f"--config={path}"]) == code
+    assert capsys.readouterr().out.splitlines()[-1] == ("healthy" if running else "NOT HEALTHY")
+
+
+def test_the_plain_path_reports_config_errors_like_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "objlibd.toml"
+    path.write_text("[sync]\nquiet_seconds = 'soon'\n")
+
+    (code, out, err), parsed = run_both_ways(["status", "--config", str(path)], capsys)
+
+    assert (code, out, err) == parsed
+    assert code == 2
+    assert err.startswith(f"objlibd: {path}: [sync] quiet_seconds: expected a number")
+    assert "Traceback" not in err
