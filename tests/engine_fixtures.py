@@ -100,6 +100,7 @@ class Env:
     def docs_by_path(self) -> dict[str, list[str]]:
         """Return the store's documents grouped by identity path."""
         grouped: dict[str, list[str]] = {}
+        self.store.ensure_store(self.config.store.name)
         for doc in self.store.list_docs():
             grouped.setdefault(doc.path or "?", []).append(doc.doc_id)
         return grouped

@@ -290,9 +290,10 @@ def test_a_fault_storm_lands_every_file_once_while_the_breaker_trips_and_recover
         summary = sync(site, timeout=240)
 
         elapsed = time.monotonic() - started
-        assert (summary["exit_code"], summary["counts"]["uploaded"]) == (0, 300), summary["stderr"][
-            -3000:
-        ]
+        assert (summary["exit_code"], summary["counts"]["uploaded"]) == (0, 300), (
+            summary.get("failures"),
+            summary["stderr"][-3000:],
+        )
         assert_exact(site)
         applied = {key.rsplit(":", 1)[1] for key in fake.faults_applied}
         assert applied >= {"429", "500", "hang"}

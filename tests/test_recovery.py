@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from engine_fixtures import Env, make_library, touch_later
 from objlibd import enrichment
+from objlibd.errors import RemoteUnavailableError
 from objlibd.models import FileStatus
-from objlibd.remote.base import UploadRequest
+from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
+from objlibd.remote.local import LocalStore
 from objlibd.scanner import sha256_file
-from objlibd.sync import SyncOptions
+from objlibd.sync import SyncEngine, SyncOptions
 
 
 def request_for(env: Env, path: str) -> UploadRequest:
@@ -140,3 +146,55 @@ def test_an_edit_interrupted_before_its_upload_is_still_replaced(env: Env) -> No
     docs = {d.doc_id: d for d in env.store.list_docs()}
     assert docs[record.remote_id].sha256 == record.content_hash == record.upload_hash
     assert old not in docs
+
+
+class FlakyStore(LocalStore):
+    """The local store, failing chosen uploads once the way a busy service does."""
+
+    def __init__(self, root: Path, flaky: set[str], *, after_upload: bool) -> None:
+        super().__init__(root)
+        self.flaky = set(flaky)
+        self.after_upload = after_upload  # the lost-response case: the document exists
+
+    def upload(self, request: UploadRequest, checkpoint: Checkpoint | None = None) -> RemoteDoc:
+        if request.rel_path in self.flaky:
+            self.flaky.discard(request.rel_path)
+            if self.after_upload:
+                super().upload(request)
+            raise RemoteUnavailableError("503 UNAVAILABLE after retries")
+        return super().upload(request, checkpoint)
+
+
+@pytest.mark.parametrize("after_upload", [False, True])
+def test_a_transient_failure_is_tried_again_in_the_same_run(env: Env, after_upload: bool) -> None:
+    paths = make_library(env.root, 6)
+    store = FlakyStore(env.config.state.dir / "local-store", {paths[1], paths[4]},
+                       after_upload=after_upload)  # fmt: skip
+    engine = SyncEngine(env.config, env.state, store, clock=env.clock)
+
+    summary = engine.run(SyncOptions())
+
+    assert summary.failed == 0
+    assert summary.uploaded + summary.adopted == 6
+    assert summary.adopted == (2 if after_upload else 0)
+    assert sorted(env.docs_by_path()) == sorted(paths)
+    assert all(len(v) == 1 for v in env.docs_by_path().values()), "no second copy"
+
+
+def test_a_file_failing_twice_is_recorded_failed_and_retried_next_run(env: Env) -> None:
+    paths = make_library(env.root, 3)
+
+    class Down(LocalStore):
+        def upload(self, request: UploadRequest, checkpoint: Checkpoint | None = None) -> RemoteDoc:
+            if request.rel_path == paths[0]:
+                raise RemoteUnavailableError("503 UNAVAILABLE after retries")
+            return super().upload(request, checkpoint)
+
+    engine = SyncEngine(env.config, env.state, Down(env.config.state.dir / "local-store"),
+                        clock=env.clock)  # fmt: skip
+    first = engine.run(SyncOptions())
+    second = env.engine.run(SyncOptions())
+
+    assert (first.failed, first.exit_code) == (1, 1)
+    assert env.state.record(paths[0]) is not None
+    assert (second.uploaded, second.failed) == (1, 0)

@@ -9,6 +9,7 @@ into exactly one document per file.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -18,7 +19,12 @@ import structlog
 
 from objlibd import enrichment, volume
 from objlibd.config import Config
-from objlibd.errors import RemoteError, RemoteQuotaError, RemoteUnsupportedError
+from objlibd.errors import (
+    RemoteError,
+    RemoteQuotaError,
+    RemoteUnavailableError,
+    RemoteUnsupportedError,
+)
 from objlibd.models import DiskEntry, FileStatus, Problem
 from objlibd.remote.base import RemoteDoc, RemoteStore, UploadRequest
 from objlibd.state import StateStore
@@ -37,6 +43,7 @@ class Upload:
     sha256: str
     old: str | None
     version: str
+    retry: bool = False  # a second try after a transient failure earlier in this run
 
 
 class Uploads:
@@ -77,6 +84,8 @@ class Uploads:
                         break
                     if index is not None and self._adopt(item, index, summary):
                         continue
+                    if item.retry and self._adopt_existing(item, summary):
+                        continue
                     if workers == 1:  # a daemon batch of one file: no thread hand-off
                         running[self._inline(item, skip_enrichment)] = item
                     else:
@@ -85,8 +94,11 @@ class Uploads:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
+                    again = self._settle(running.pop(future), future, summary)
+                    if again is not None:
+                        pending.insert(0, again)  # once more, after everything else
+                        continue
                     done_count += 1
-                    self._settle(running.pop(future), future, summary)
                     self.report("upload", done_count, len(uploads))
 
     def _inline(self, item: Upload, skip_enrichment: bool) -> Future[RemoteDoc]:
@@ -117,7 +129,10 @@ class Uploads:
 
         return self.store.upload(request, checkpoint)
 
-    def _settle(self, item: Upload, future: Future[RemoteDoc], summary: SyncSummary) -> None:
+    def _settle(
+        self, item: Upload, future: Future[RemoteDoc], summary: SyncSummary
+    ) -> Upload | None:
+        """Commit a finished upload; return the item to try again after a transient failure."""
         path = item.entry.path
         try:
             doc = future.result()
@@ -125,18 +140,37 @@ class Uploads:
             self.state.record_skipped(path, err.message, item.entry.size, item.entry.mtime_ns)
             summary.skipped += 1
             summary.problems.append(Problem(path, f"skipped: {err.message}"))
-            return
+            return None
         except RemoteQuotaError as err:
             self._fail(path, err, summary)
             summary.stopped = f"store full, uploads stopped: {err.message}"
-            return
+            return None
+        except RemoteUnavailableError as err:
+            if not item.retry and not self.stop.is_set():
+                log.info("file.retry_later", path=path, error=err.message)
+                return dataclasses.replace(item, retry=True)
+            self._fail(path, err, summary)
+            return None
         except RemoteError as err:
             self._fail(path, err, summary)
-            return
+            return None
         if self._commit_upload(path, doc, item, summary) == "replaced":
             summary.replaced += 1
         else:
             summary.uploaded += 1
+        return None
+
+    def _adopt_existing(self, item: Upload, summary: SyncSummary) -> bool:
+        """Before a second try, adopt what the failed first try may have left in the store."""
+        try:
+            docs = self.store.find(item.entry.path)
+        except RemoteError:
+            return False  # the upload itself will say what is wrong
+        referenced = self.state.referenced_remote_ids()
+        matches = [d for d in docs if d.sha256 == item.sha256 and d.doc_id not in referenced]
+        return bool(matches) and self._adopt(
+            item, {(item.entry.path, item.sha256): matches}, summary
+        )
 
     def _commit_upload(self, path: str, doc: RemoteDoc, item: Upload, summary: SyncSummary) -> str:
         """Record `doc` as the file's document; delete the one it replaces (upload-first)."""
