@@ -22,22 +22,10 @@ from typing import Any
 
 import pytest
 
+from fake_clock import FakeClock
+
 DRIVE_NAME = "U32 Shadow"
 LIBRARY_DIR = "Objectivism Library"
-
-
-@dataclass
-class FakeClock:
-    """A clock tests move by hand."""
-
-    now: float = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, *, interval: float = 0.02) -> bool:

@@ -10,25 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from fake_clock import FakeClock
 from objlibd import config as config_module
 from objlibd.config import Config
 from objlibd.demo import mount_point_of
 from objlibd.remote.local import LocalStore
 from objlibd.state import StateStore
 from objlibd.sync import SyncEngine
-
-
-class Clock:
-    """A settable clock for the engine (missing_since, prune cutoffs)."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance_days(self, days: float) -> None:
-        self.now += days * 86400
 
 
 def make_config(library_root: Path, state_dir: Path, mount_point: Path | None = None,
@@ -83,7 +71,7 @@ def touch_later(path: Path, text: str) -> None:
 class Env:
     """A library, its config, state DB, local store and engine."""
 
-    def __init__(self, tmp_path: Path, clock: Clock) -> None:
+    def __init__(self, tmp_path: Path, clock: FakeClock) -> None:
         self.root = tmp_path / "library"
         self.root.mkdir()
         self.clock = clock
@@ -107,13 +95,13 @@ class Env:
 
 
 @pytest.fixture
-def clock() -> Clock:
+def clock() -> FakeClock:
     """A fixed clock."""
-    return Clock()
+    return FakeClock(1_800_000_000.0)
 
 
 @pytest.fixture
-def env(tmp_path: Path, clock: Clock) -> Iterator[Env]:
+def env(tmp_path: Path, clock: FakeClock) -> Iterator[Env]:
     """A fresh library + engine on local disk."""
     environment = Env(tmp_path, clock)
     yield environment

@@ -6,17 +6,8 @@ import threading
 
 import pytest
 
+from fake_clock import FakeClock
 from objlibd.remote.breaker import BreakerSettings, CircuitBreaker
-
-
-class FakeClock:
-    """A clock tests move by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def feed(breaker: CircuitBreaker, outcomes: str) -> None:

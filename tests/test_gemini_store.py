@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from fake_clock import FakeClock
 from fakes.gemini_server import Behaviour, FakeGemini, Faults
 from objlibd.config import GeminiSettings
 from objlibd.errors import (
@@ -27,24 +28,6 @@ from objlibd.remote.base import RemoteDoc, UploadRequest
 from objlibd.remote.gemini import GeminiStore
 
 KEY = "test-key"
-
-
-class FakeTime:
-    """A clock whose sleep moves it forward (and yields the thread for a moment)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.slept.append(seconds)
-            self.now += seconds
-        time.sleep(0.001)  # a real yield so polling threads interleave (fake time above)
 
 
 @pytest.fixture(autouse=True)
@@ -391,7 +374,7 @@ def test_429s_and_5xx_are_retried_until_the_upload_succeeds(
 
 
 def test_the_servers_retry_delay_is_honoured(fake: FakeGemini) -> None:
-    clock = FakeTime()
+    clock = FakeClock(0.0, yield_on_sleep=True)
     store = GeminiStore(settings_for(fake, retry_max_delay_seconds=60.0), KEY,
                         clock=clock.clock, sleep=clock.sleep)  # fmt: skip
     fake.inject("stores.list", 429, retry_delay="7s")
@@ -600,7 +583,7 @@ def test_a_wrong_key_is_refused_with_a_hint_and_without_echoing_the_key(
 def test_the_breaker_trips_on_a_429_storm_then_recovers_after_the_cooldown(
     fake: FakeGemini,
 ) -> None:
-    clock = FakeTime()
+    clock = FakeClock(0.0, yield_on_sleep=True)
     settings = settings_for(fake, breaker_cooldown_seconds=300.0, max_attempts=6)
     store = GeminiStore(settings, KEY, clock=clock.clock, sleep=clock.sleep)
     fake.inject("stores.list", 429, times=3, retry_delay=None)
@@ -628,7 +611,7 @@ def test_while_the_breaker_is_open_concurrency_drops_to_one(fake: FakeGemini) ->
 
 
 def test_calls_wait_out_an_open_breaker_instead_of_hammering(fake: FakeGemini) -> None:
-    clock = FakeTime()
+    clock = FakeClock(0.0, yield_on_sleep=True)
     settings = settings_for(fake, breaker_cooldown_seconds=300.0, max_attempts=3)
     store = GeminiStore(settings, KEY, clock=clock.clock, sleep=clock.sleep)
     fake.inject("stores.list", 429, times=3, retry_delay=None)
@@ -642,7 +625,7 @@ def test_calls_wait_out_an_open_breaker_instead_of_hammering(fake: FakeGemini) -
 
 
 def test_gated_calls_are_spaced_by_the_rate_tier(fake: FakeGemini) -> None:
-    clock = FakeTime()
+    clock = FakeClock(0.0, yield_on_sleep=True)
     store = GeminiStore(settings_for(fake, rate_limit_tier="tier1"), KEY,
                         clock=clock.clock, sleep=clock.sleep)  # fmt: skip
 

@@ -6,23 +6,8 @@ import threading
 
 import pytest
 
+from fake_clock import FakeClock
 from objlibd.remote.ratelimit import TIER_RPM, RateLimiter
-
-
-class FakeTime:
-    """A clock and a sleep that only moves it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.slept.append(seconds)
 
 
 @pytest.mark.parametrize(
@@ -32,7 +17,7 @@ class FakeTime:
 def test_each_tier_spaces_calls_sixty_seconds_over_its_rpm(
     tier: str, expected_interval: float
 ) -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0, advance_on_sleep=False)
     limiter = RateLimiter.for_tier(tier, fake.clock, fake.sleep)
 
     waits = [limiter.acquire() for _ in range(3)]
@@ -45,7 +30,7 @@ def test_the_tiers_are_the_issue_numbers() -> None:
 
 
 def test_an_idle_limiter_lets_the_next_call_through_at_once() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0, advance_on_sleep=False)
     limiter = RateLimiter(20, fake.clock, fake.sleep)
     limiter.acquire()
     fake.now += 10.0
@@ -56,7 +41,7 @@ def test_an_idle_limiter_lets_the_next_call_through_at_once() -> None:
 
 
 def test_a_call_part_way_through_the_interval_waits_only_the_rest() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0, advance_on_sleep=False)
     limiter = RateLimiter(20, fake.clock, fake.sleep)
     limiter.acquire()
     fake.now += 1.0
@@ -67,7 +52,7 @@ def test_a_call_part_way_through_the_interval_waits_only_the_rest() -> None:
 
 
 def test_a_burst_lets_that_many_calls_start_together_then_spaces_the_rest() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0, advance_on_sleep=False)
     limiter = RateLimiter(60, fake.clock, fake.sleep, burst=3)
 
     waits = [limiter.reserve() for _ in range(5)]
@@ -76,7 +61,7 @@ def test_a_burst_lets_that_many_calls_start_together_then_spaces_the_rest() -> N
 
 
 def test_waits_go_through_the_injected_sleep_and_are_reported() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0, advance_on_sleep=False)
     limiter = RateLimiter(60, fake.clock, fake.sleep)
 
     for _ in range(3):
@@ -89,7 +74,7 @@ def test_waits_go_through_the_injected_sleep_and_are_reported() -> None:
 
 
 def test_concurrent_callers_get_distinct_evenly_spaced_slots() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0, advance_on_sleep=False)
     limiter = RateLimiter(600, fake.clock, fake.sleep)
     waits: list[float] = []
     lock = threading.Lock()
@@ -116,14 +101,14 @@ def test_concurrent_callers_get_distinct_evenly_spaced_slots() -> None:
     ],
 )
 def test_impossible_settings_are_refused(kwargs: dict[str, int], message: str) -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0, advance_on_sleep=False)
 
     with pytest.raises(ValueError, match=message):
         RateLimiter(clock=fake.clock, sleep=fake.sleep, **kwargs)
 
 
 def test_an_unknown_tier_names_the_known_ones() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0, advance_on_sleep=False)
 
     with pytest.raises(ValueError, match="known: free, tier1, tier2, tier3"):
         RateLimiter.for_tier("gold", fake.clock, fake.sleep)
