@@ -447,14 +447,6 @@ def test_render_text_is_one_line_per_check_plus_fixes_and_a_summary() -> None:
     ]
 
 
-def test_the_key_names_match_the_gemini_backend() -> None:
-    from objlibd.remote import gemini
-
-    assert (doctor.API_KEY_ENV, doctor.KEYRING_SERVICE, doctor.KEYRING_USER) == (
-        gemini.API_KEY_ENV, gemini.KEYRING_SERVICE, gemini.KEYRING_USERNAME,
-    )  # fmt: skip
-
-
 # -- an unreadable library root, seen by an unprivileged user --------------------------------------
 
 

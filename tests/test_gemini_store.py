@@ -518,12 +518,27 @@ def test_the_fake_itself_refuses_more_than_twenty_metadata_entries(fake: FakeGem
 # -- credentials -----------------------------------------------------------------------------
 
 
-def test_a_missing_key_names_both_ways_to_provide_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+class KeyChain:
+    """An OS keychain stand-in, injected where `keyring` would be asked."""
 
+    def __init__(self, stored: str | None = None) -> None:
+        self.stored = stored
+        self.asked: list[tuple[str, str]] = []
+
+    def get_password(self, service_name: str, username: str) -> str | None:
+        self.asked.append((service_name, username))
+        return self.stored
+
+    def set_password(self, service_name: str, username: str, password: str) -> None:
+        self.stored = password
+
+    def delete_password(self, service_name: str, username: str) -> None:
+        self.stored = None
+
+
+def test_a_missing_key_names_both_ways_to_provide_one() -> None:
     with pytest.raises(CredentialsMissingError) as caught:
-        gemini.open_gemini(GeminiSettings())
+        gemini.open_gemini(GeminiSettings(), environ={}, keystore=KeyChain)
 
     assert "GEMINI_API_KEY" in caught.value.message
     assert "export GEMINI_API_KEY=" in caught.value.hint
@@ -531,37 +546,32 @@ def test_a_missing_key_names_both_ways_to_provide_one(monkeypatch: pytest.Monkey
     assert "python -m keyring set objlibd gemini-api-key" in caught.value.hint
 
 
-def test_the_key_comes_from_the_keychain_when_the_environment_has_none(
-    monkeypatch: pytest.MonkeyPatch, fake: FakeGemini
-) -> None:
-    import keyring
+def test_the_key_comes_from_the_keychain_when_the_environment_has_none(fake: FakeGemini) -> None:
+    chain = KeyChain(KEY)
 
-    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
-    asked: list[tuple[str, str]] = []
-
-    def get_password(service: str, username: str) -> str:
-        asked.append((service, username))
-        return KEY
-
-    monkeypatch.setattr(keyring, "get_password", get_password)
-
-    store = gemini.open_gemini(settings_for(fake))
+    store = gemini.open_gemini(settings_for(fake), environ={}, keystore=lambda: chain)
     store.ensure_store("library")
 
-    assert asked == [("objlibd", "gemini-api-key")]
+    assert chain.asked == [("objlibd", "gemini-api-key")]
 
 
-def test_the_environment_key_wins_over_the_keychain(
-    monkeypatch: pytest.MonkeyPatch, fake: FakeGemini
-) -> None:
-    import keyring
+def test_the_environment_key_wins_over_the_keychain(fake: FakeGemini) -> None:
+    chain = KeyChain("not this one")
 
-    monkeypatch.setenv("GEMINI_API_KEY", KEY)
-    monkeypatch.setattr(keyring, "get_password", lambda *_: pytest.fail("keychain asked"))
-
-    store = gemini.open_gemini(settings_for(fake))
+    store = gemini.open_gemini(
+        settings_for(fake), environ={"GEMINI_API_KEY": KEY}, keystore=lambda: chain
+    )
 
     assert store.ensure_store("library").startswith("fileSearchStores/")
+    assert chain.asked == []
+
+
+def test_a_null_os_keychain_counts_as_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real keyring with its null backend: a machine without a keychain."""
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+
+    with pytest.raises(CredentialsMissingError):
+        gemini.open_gemini(GeminiSettings(), environ={})
 
 
 def test_a_wrong_key_is_refused_with_a_hint_and_without_echoing_the_key(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -40,6 +40,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from objlibd.config import GeminiSettings
+from objlibd.credentials import API_KEY_ENV, KeyStore, os_keychain, require_api_key
 from objlibd.errors import (
     CredentialsMissingError,
     RemoteError,
@@ -62,9 +63,6 @@ log = structlog.get_logger("objlibd.remote.gemini")
 
 T = TypeVar("T")
 
-API_KEY_ENV = "GEMINI_API_KEY"
-KEYRING_SERVICE = "objlibd"
-KEYRING_USERNAME = "gemini-api-key"
 MAX_FILE_BYTES = 100 * 1024 * 1024
 PAGE_SIZE = 20
 TRANSIENT_CODES = frozenset({408, 429, 500, 502, 503, 504})
@@ -176,45 +174,22 @@ class _Gate:
 # -- opening ------------------------------------------------------------------------------
 
 
-def open_gemini(settings: GeminiSettings) -> GeminiStore:
+def open_gemini(
+    settings: GeminiSettings,
+    *,
+    environ: Mapping[str, str] = os.environ,
+    keystore: Callable[[], KeyStore] = os_keychain,
+) -> GeminiStore:
     """Return a GeminiStore using the API key from the environment or the OS keychain.
 
     Raises:
         CredentialsMissingError: neither GEMINI_API_KEY nor the keychain holds a key.
     """
-    return GeminiStore(settings, read_api_key())
+    key = require_api_key(environ, keystore)
+    from objlibd import logs
 
-
-def read_api_key() -> str:
-    """Return the API key: $GEMINI_API_KEY, else the keychain (service objlibd)."""
-    key = os.environ.get(API_KEY_ENV, "").strip()
-    if key:
-        return key
-    key = _keychain_key()
-    if key:
-        from objlibd import logs
-
-        logs.register_secret(key)  # the redactor knows env values; teach it this one too
-        return key
-    raise CredentialsMissingError(
-        f"no Gemini API key: {API_KEY_ENV} is not set and the OS keychain has no entry "
-        f"for service {KEYRING_SERVICE!r}, user {KEYRING_USERNAME!r}",
-        hint=(
-            f"export {API_KEY_ENV}=... or store it in the keychain with `objlibd key set` "
-            f"(or `python -m keyring set {KEYRING_SERVICE} {KEYRING_USERNAME}`)"
-        ),
-    )
-
-
-def _keychain_key() -> str:
-    try:
-        import keyring
-
-        value = keyring.get_password(KEYRING_SERVICE, KEYRING_USERNAME)
-    except Exception as err:  # noqa: BLE001 - any keychain failure means "no key there"
-        log.debug("gemini.keychain_unavailable", error=type(err).__name__)
-        return ""
-    return value.strip() if isinstance(value, str) else ""
+    logs.register_secret(key)  # whatever the source, the redactor knows this value
+    return GeminiStore(settings, key)
 
 
 # -- the store ------------------------------------------------------------------------------
