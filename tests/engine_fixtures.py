@@ -109,9 +109,17 @@ def env(tmp_path: Path, clock: FakeClock) -> Iterator[Env]:
 
 
 @pytest.fixture(autouse=True)
-def _reset_logging() -> Iterator[None]:
+def reset_logging() -> Iterator[None]:
     """Leave structlog and stdlib logging as each test found them."""
     yield
     from objlibd import logs
 
     logs.reset()
+
+
+@pytest.fixture(autouse=True)
+def private_cache_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep the daemon's status pointer (and anything else cached) out of the real home."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))

@@ -89,6 +89,63 @@ def test_status_with_a_running_daemon_reads_only_the_config_and_the_heartbeat(
 
 
 @pytest.mark.e2e
+def test_status_with_the_daemons_own_config_does_not_even_load_the_config(
+    tmp_path: Path,
+) -> None:
+    path, config = make_setup(tmp_path)
+    beat(config)
+    status.write_pointer(config)
+
+    done, modules = imported_by_status(path)
+
+    assert json.loads(done.stdout)["daemon"]["running"] is True
+    assert modules & {"tomllib", "dataclasses", "zoneinfo", "objlibd.config"} == set()
+
+
+def test_the_quick_snapshot_equals_the_full_one(tmp_path: Path) -> None:
+    path, config = make_setup(tmp_path)
+    beat(config)
+    status.write_pointer(config)
+    now = time.time()
+
+    assert status.quick(str(path), now=now) == status.snapshot(config, now=now)
+
+
+def test_an_edited_config_takes_the_full_path(tmp_path: Path) -> None:
+    path, config = make_setup(tmp_path)
+    beat(config)
+    status.write_pointer(config)
+    path.write_text(path.read_text() + "\n# edited after the daemon started\n")
+
+    assert status.quick(str(path)) is None
+
+
+def test_no_daemon_or_no_pointer_takes_the_full_path(tmp_path: Path) -> None:
+    path, config = make_setup(tmp_path)
+    status.write_pointer(config)
+
+    assert status.quick(str(path)) is None  # a pointer, but no live heartbeat
+    beat(config)
+    assert status.quick(str(tmp_path / "other.toml")) is None  # no pointer for this file
+
+
+def test_the_quick_path_resolves_the_config_as_the_config_module_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(config_module.CONFIG_ENV, raising=False)
+    explicit = status._config_file("sub/x.toml")
+    default = status._config_file(None)
+    monkeypatch.setenv(config_module.CONFIG_ENV, "~/env.toml")
+    from_env = status._config_file(None)
+
+    assert explicit == str(config_module.resolve_path("sub/x.toml").resolve())
+    assert from_env == str(config_module.resolve_path(None).resolve())
+    monkeypatch.delenv(config_module.CONFIG_ENV)
+    assert default == str(config_module.resolve_path(None).resolve())
+
+
+@pytest.mark.e2e
 def test_status_without_a_daemon_opens_the_db_but_loads_no_daemon_library(
     tmp_path: Path,
 ) -> None:

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from objlibd.errors import AlreadyRunningError
+from objlibd.status import PIDFILE_NAME
 
-PIDFILE_NAME = "objlibd.pid"
+__all__ = ["PIDFILE_NAME", "Owner", "PidFile", "is_alive", "live_owner", "read"]
 CREATE_TIME_SLACK = 1.0  # seconds; create_time follows the system clock (NTP may nudge it)
 
 

@@ -145,6 +145,10 @@ class Daemon:
         self.debouncer.start()
         self.scheduler.start()
         self.mount_watch.start()
+        try:
+            status.write_pointer(self.config)  # lets `objlibd status` skip loading the config
+        except OSError as err:
+            log.warning("status.pointer_failed", error=str(err))
         log.info(
             "daemon.started", pid=os.getpid(), version=__version__, paused=self._paused,
             library=str(self.config.library.root), store=self.config.store.name,

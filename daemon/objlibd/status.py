@@ -20,20 +20,24 @@ not connected is healthy: the daemon is doing its job, waiting.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
+import sys
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+import zlib
 
-from objlibd import pidfile
-from objlibd.config import Config
-
+# `status` is the command people run most: even `typing`, `pathlib` and `dataclasses` cost
+# milliseconds, so they are only named for the type checker here.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+    from objlibd.config import Config
     from objlibd.state import StateStore
 
 HEARTBEAT_NAME = "daemon.heartbeat.json"
+PIDFILE_NAME = "objlibd.pid"
 PAUSE_NAME = "paused.json"
 CONFIRM_MISSING_NAME = "confirm-missing.request"
 LAST_BATCH_KEY = "daemon.last_batch"
@@ -52,18 +56,19 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: str | Path) -> dict[str, Any] | None:
     """Return a JSON object file, or None when absent or unreadable."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 
 
-def read_pause(state_dir: Path) -> dict[str, Any] | None:
+def read_pause(state_dir: str | Path) -> dict[str, Any] | None:
     """Return the pause record ({since, by}) or None when not paused."""
-    return read_json(state_dir / PAUSE_NAME)
+    return read_json(os.path.join(state_dir, PAUSE_NAME))
 
 
 def set_pause(state_dir: Path, paused: bool, *, now: float | None = None) -> bool:
@@ -81,6 +86,8 @@ def set_pause(state_dir: Path, paused: bool, *, now: float | None = None) -> boo
 
 def iso(epoch: float) -> str:
     """Return a UTC ISO time with seconds precision and Z."""
+    import datetime as dt
+
     return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -104,14 +111,18 @@ def _pid_alive(pid: int) -> bool:
 
 def live_heartbeat(config: Config, now: float) -> dict[str, Any] | None:
     """Return the heartbeat if the daemon that wrote it is alive and it is fresh."""
-    state_dir = config.state.dir
-    owner = pidfile.read(state_dir / pidfile.PIDFILE_NAME)
-    beat = read_json(state_dir / HEARTBEAT_NAME)
-    if owner is None or beat is None or beat.get("pid") != owner.pid:
+    return live_beat(config.state.dir, now, stale_after(config))
+
+
+def live_beat(state_dir: str | Path, now: float, stale: float) -> dict[str, Any] | None:
+    """Return the heartbeat in `state_dir` if its pid owns the pidfile, lives, and is fresh."""
+    owner = read_json(os.path.join(state_dir, PIDFILE_NAME))
+    beat = read_json(os.path.join(state_dir, HEARTBEAT_NAME))
+    if owner is None or beat is None or beat.get("pid") != owner.get("pid"):
         return None
-    if not _pid_alive(owner.pid) or beat.get("stopped"):
+    if not _pid_alive(int(beat["pid"])) or beat.get("stopped"):
         return None
-    if now - float(beat.get("updated_epoch", 0)) > stale_after(config):
+    if now - float(beat.get("updated_epoch", 0)) > stale:
         return None
     return beat
 
@@ -122,11 +133,28 @@ def snapshot(config: Config, *, now: float | None = None) -> dict[str, Any]:
     beat = live_heartbeat(config, moment)
     cached = (beat or {}).get("db")
     db = cached if isinstance(cached, dict) else _db_facts(config)
+    return assemble(
+        beat, db, moment, backend=config.store.backend, store=config.store.name,
+        paused=read_pause(config.state.dir) is not None, volume=_volume(config, beat, db),
+    )  # fmt: skip
+
+
+def assemble(
+    beat: dict[str, Any] | None,
+    db: dict[str, Any],
+    now: float,
+    *,
+    backend: str,
+    store: str,
+    paused: bool,
+    volume: dict[str, Any],
+) -> dict[str, Any]:
+    """Build the snapshot from the heartbeat (or None), the DB facts and the config's names."""
     snap: dict[str, Any] = {
-        "daemon": _daemon(beat, moment),
-        "volume": _volume(config, beat, db),
+        "daemon": _daemon(beat, now),
+        "volume": volume,
         "watcher": {"alive": bool(beat and beat.get("watcher", {}).get("alive"))},
-        "paused": read_pause(config.state.dir) is not None,
+        "paused": paused,
         "hold": (db["hold"] or {}).get("reason") if db["hold"] else None,
         "queue": {"pending_paths": int(beat.get("queue", {}).get("pending_paths", 0)) if beat
                   else len((db["pending"] or {}).get("paths", []))},
@@ -135,7 +163,7 @@ def snapshot(config: Config, *, now: float | None = None) -> dict[str, Any]:
         "duplicates": db["duplicates"],
         "orphans": db["orphans"],
         "jobs": _jobs(db["jobs"], (beat or {}).get("next_runs") or {}),
-        "remote": _remote(config, beat),
+        "remote": _remote(backend, store, beat),
         "errors": db["errors"],
         "problem": (beat or {}).get("problem") or db["problem"],
     }  # fmt: skip
@@ -155,21 +183,28 @@ def _daemon(beat: dict[str, Any] | None, now: float) -> dict[str, Any]:
     }
 
 
-def _volume(config: Config, beat: dict[str, Any] | None, db: dict[str, Any]) -> dict[str, Any]:
+def _beat_volume(beat: dict[str, Any] | None) -> dict[str, Any] | None:
     if beat is not None and isinstance(beat.get("volume"), dict):
         return {"state": beat["volume"].get("state"), "reason": beat["volume"].get("reason")}
+    return None
+
+
+def _volume(config: Config, beat: dict[str, Any] | None, db: dict[str, Any]) -> dict[str, Any]:
+    seen = _beat_volume(beat)
+    if seen is not None:
+        return seen
     from objlibd import volume  # only without a running daemon: the heartbeat has it otherwise
 
     found = volume.probe(config.library, db["library_id"])
     return {"state": found.availability.value, "reason": found.reason}
 
 
-def _remote(config: Config, beat: dict[str, Any] | None) -> dict[str, Any]:
+def _remote(backend: str, store: str, beat: dict[str, Any] | None) -> dict[str, Any]:
     health = (beat or {}).get("remote") or {}
     breaker = health.get("breaker") if isinstance(health, dict) else None
     if isinstance(breaker, dict):
         breaker = breaker.get("state")
-    return {"backend": config.store.backend, "store": config.store.name, "breaker": breaker}
+    return {"backend": backend, "store": store, "breaker": breaker}
 
 
 def _jobs(rows: dict[str, Any], next_runs: dict[str, Any]) -> dict[str, Any]:
@@ -294,3 +329,72 @@ def render_text(snap: dict[str, Any]) -> str:
         lines.append(f"  error: {err['path']}: {err['error']}")
     lines.append("healthy" if snap["healthy"] else "NOT HEALTHY")
     return "\n".join(lines)
+
+
+# -- the quick path: a running daemon's own view, without loading the config ---------------------
+
+
+def pointer_file(config_path: str) -> str:
+    """Return where the daemon notes which state dir its config file names."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser(
+        "~/Library/Caches" if sys.platform == "darwin" else "~/.cache"
+    )
+    return os.path.join(cache, "objlibd", f"status-{zlib.crc32(config_path.encode()):08x}.json")
+
+
+def write_pointer(config: Config) -> None:
+    """Note (for `quick`) the config file this daemon runs with, as it is now on disk."""
+    if config.source is None:
+        return
+    path = os.path.abspath(config.source)
+    info = os.stat(path)
+    pointer = {
+        "config": path, "mtime_ns": info.st_mtime_ns, "size": info.st_size,
+        "state_dir": str(config.state.dir), "stale_after": stale_after(config),
+        "backend": config.store.backend, "store": config.store.name,
+    }  # fmt: skip
+    from pathlib import Path
+
+    target = Path(pointer_file(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(target, pointer)
+
+
+def quick(config_arg: str | None, *, now: float | None = None) -> dict[str, Any] | None:
+    """Return the snapshot from a live daemon's heartbeat; None when the full path must decide.
+
+    Only when the config file is byte-for-byte the one the running daemon loaded (same path,
+    mtime and size as it noted at start) is the config not read again: the daemon validated
+    it, and the heartbeat carries every fact. Anything else (no daemon, an edited config, a
+    missing note) returns None and `status` loads and validates the config as usual.
+    """
+    path = _config_file(config_arg)
+    pointer = read_json(pointer_file(path))
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    if pointer is None or pointer.get("config") != path:
+        return None
+    if (info.st_mtime_ns, info.st_size) != (pointer.get("mtime_ns"), pointer.get("size")):
+        return None
+    moment = time.time() if now is None else now
+    beat = live_beat(pointer["state_dir"], moment, float(pointer["stale_after"]))
+    volume = _beat_volume(beat)
+    if beat is None or volume is None or not isinstance(beat.get("db"), dict):
+        return None
+    return assemble(
+        beat, beat["db"], moment, backend=pointer["backend"], store=pointer["store"],
+        paused=read_pause(pointer["state_dir"]) is not None, volume=volume,
+    )  # fmt: skip
+
+
+def _config_file(explicit: str | None) -> str:
+    """Resolve the config path as `config.resolve_path` does, without importing it."""
+    chosen = explicit or os.environ.get("OBJLIBD_CONFIG")
+    if chosen:
+        return os.path.abspath(os.path.expanduser(chosen))
+    import platformdirs
+
+    folder = platformdirs.user_config_dir("objlibd", appauthor=False)
+    return os.path.abspath(os.path.join(folder, "objlibd.toml"))
