@@ -105,7 +105,7 @@ def stored_hashes(config: config_module.Config) -> set[str]:
     return {doc.sha256 or "" for doc in store.list_docs()}
 
 
-def batch_ms(log_dir: Path) -> list[int]:
+def batch_ms(log_dir: Path) -> list[float]:
     lines = (log_dir / "objlibd.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines if '"batch.synced"' in line]
     return [r["ms"] for r in records if r.get("paths") == 1]

@@ -210,7 +210,7 @@ class SyncEngine:
         self._close_job(job, "failed" if summary.stopped else "completed", summary, summary.stopped)
         log.info(
             "batch.synced" if kind == "batch" else f"job.{kind}.finished",
-            trigger=summary.trigger, dry_run=summary.dry_run, ms=round(summary.duration_s * 1000),
+            trigger=summary.trigger, dry_run=summary.dry_run, ms=round(summary.duration_s * 1000, 1),
             hold=summary.hold_reason, **summary.counts(),
         )  # fmt: skip
         return summary
