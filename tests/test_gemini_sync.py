@@ -446,3 +446,40 @@ def leaks(secret: str, outputs: list[str], places: list[Path]) -> list[str]:
             if any(n in data for n in needles):
                 found.append(str(path))
     return found
+
+
+# -- the daemon stops on time even with uploads in flight -----------------------------------------
+
+
+def test_sigterm_with_uploads_in_flight_exits_0_in_time_and_a_rerun_finishes_exactly(
+    tmp_path: Path,
+) -> None:
+    """Every call takes 4 s: the stop budget runs out mid-upload, so the upload is abandoned."""
+    # Imports finish on the service side whether or not anyone polls, as the real one does.
+    behaviour = Behaviour(api_key=FAKE_KEY, op_seconds_to_done=0.05)
+    with FakeGemini(behaviour, Faults(latency_seconds=4.0), seed=5) as fake:
+        site = make_site(tmp_path, fake, 8)
+        write_config(site, timeout_seconds=30.0)
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "objlibd", "run", "--config", str(site.config)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env(),
+        )  # fmt: skip
+        try:
+            wait_for(lambda: fake.count("files.upload") >= 2, 60, "uploads in flight")
+            asked = time.monotonic()
+            daemon.send_signal(signal.SIGTERM)
+            code = daemon.wait(30)
+            took = time.monotonic() - asked
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
+        fake.faults.latency_seconds = 0.0
+        # What the dead daemon sent is still being served; a real service would finish it too.
+        wait_for(lambda: fake.in_flight == 0, 30, "the abandoned requests to be served")
+
+        summary = sync(site, "--cleanup-orphans")
+
+    assert (code, took < 10) == (0, True), took
+    assert summary["exit_code"] == 0, summary["stderr"][-2000:]
+    assert_exact(site)

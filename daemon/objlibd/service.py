@@ -89,6 +89,11 @@ class Daemon:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    @property
+    def abandoned_work(self) -> bool:
+        """Return True if the worker was still busy (an upload in flight) when the stop ended."""
+        return hasattr(self, "worker") and self.worker.alive
+
     def run(self) -> int:
         """Run until stopped; return the exit code (0)."""
         claim = PidFile(self.config.state.dir / PIDFILE_NAME)

@@ -383,6 +383,7 @@ class FakeGemini:
         self.operations: dict[str, FakeOperation] = {}
         self.sessions: dict[str, UploadSession] = {}
         self.counts: Counter[str] = Counter()
+        self.in_flight = 0  # requests being served right now (a dead client's included)
         self.faults_applied: Counter[str] = Counter()
         self.injections: list[Injection] = []
         self.failing_names: set[str] = set()  # display names whose imports always fail
@@ -535,6 +536,7 @@ class FakeGemini:
             return
         with self.lock:
             self.counts[call.route] += 1
+            self.in_flight += 1
         upload_headers = {"X-Goog-Upload-Status": "final"} if "upload" in call.route else {}
         try:
             reply = self._serve(call)
@@ -544,6 +546,9 @@ class FakeGemini:
             handler.close_connection = True
         else:
             self._send(handler, reply.body, reply.status, reply.headers)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
 
     def _serve(self, call: Call) -> Reply:
         if not call.route.endswith(".chunk"):

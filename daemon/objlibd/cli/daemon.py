@@ -67,7 +67,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"objlibd: running; log in {path}; Ctrl-C to stop", file=sys.stderr)
 
-    return Daemon(config, on_claimed=start_logging).run()
+    daemon = Daemon(config, on_claimed=start_logging)
+    code = daemon.run()
+    if daemon.abandoned_work:
+        # An upload still in flight after the stop budget: abandon it rather than let
+        # interpreter exit wait on its thread (launchd would SIGKILL us). The DB recorded the
+        # intent before the upload, so the next start resumes or adopts it exactly.
+        import logging
+        import os
+
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 def cmd_status(args: argparse.Namespace) -> int:
