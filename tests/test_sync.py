@@ -302,3 +302,17 @@ def test_every_run_is_recorded_as_a_job(env: Env) -> None:
     assert [(j.kind, j.status) for j in jobs] == [("batch", "completed"), ("sync", "completed")]
     assert jobs[1].counts["uploaded"] == 3
     assert jobs[1].finished_at is not None
+
+
+def test_orphan_cleanup_relinks_files_whose_document_vanished_from_the_store(env: Env) -> None:
+    paths = make_library(env.root, 6)
+    env.engine.run(SyncOptions())
+    gone = env.state.record(paths[2]).remote_id  # type: ignore[union-attr]
+    env.store.delete(gone or "")  # deleted behind objlibd's back (e.g. in the console)
+
+    cleanup = env.engine.cleanup_orphans()
+    again = env.engine.run(SyncOptions())
+
+    assert cleanup.lost == 1
+    assert again.uploaded == 1
+    assert sorted(env.docs_by_path()) == sorted(paths)

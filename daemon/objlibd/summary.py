@@ -9,7 +9,7 @@ from objlibd.models import Problem
 
 COUNT_NAMES = (
     "uploaded", "replaced", "adopted", "resumed", "unchanged", "missing", "restored", "held",
-    "forgotten", "skipped", "failed", "pruned", "orphans_deleted",
+    "forgotten", "skipped", "failed", "pruned", "orphans_deleted", "lost",
 )  # fmt: skip
 
 
@@ -32,6 +32,7 @@ class SyncSummary:
     failed: int = 0
     pruned: int = 0
     orphans_deleted: int = 0
+    lost: int = 0
     hashed: int = 0
     duration_s: float = 0.0
     hold_reason: str | None = None

@@ -263,7 +263,9 @@ class Uploads:
             log.warning("orphan.sweep_refused", reason="state DB tracks no synced library yet")
             return
         referenced = self.state.referenced_remote_ids()
+        listed: set[str] = set()
         for doc in self.store.list_docs():
+            listed.add(doc.doc_id)
             if doc.doc_id in referenced:
                 continue
             record = self.state.record(doc.path) if doc.path else None
@@ -274,3 +276,23 @@ class Uploads:
                 continue
             self.store.delete(doc.doc_id)
             summary.orphans_deleted += 1
+        self._relink_lost(listed, summary)
+
+    def _relink_lost(self, listed: set[str], summary: SyncSummary) -> None:
+        """Files whose document the store no longer has go back to pending (uploaded again).
+
+        Someone deleted it in the console, or an adopted import failed later. An empty
+        listing while files are uploaded is not believed (that looks like the wrong store).
+        """
+        uploaded = self.state.with_status(FileStatus.UPLOADED)
+        if not listed and uploaded:
+            log.warning("remote.listing_empty", uploaded=len(uploaded), action="nothing relinked")
+            return
+        for record in uploaded:
+            if record.remote_id and record.remote_id not in listed:
+                if summary.dry_run:
+                    summary.plan("upload again", record.path)
+                    continue
+                self.state.clear_remote(record.path)
+                summary.lost += 1
+                log.warning("document.lost", path=record.path, doc=record.remote_id)
