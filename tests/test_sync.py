@@ -302,6 +302,7 @@ def test_every_run_is_recorded_as_a_job(env: Env) -> None:
     assert [(j.kind, j.status) for j in jobs] == [("batch", "completed"), ("sync", "completed")]
     assert jobs[1].counts["uploaded"] == 3
     assert jobs[1].finished_at is not None
+    assert (jobs[1].done, jobs[1].total) == (3, 3), "progress of the uploads"
 
 
 def test_orphan_cleanup_relinks_files_whose_document_vanished_from_the_store(env: Env) -> None:

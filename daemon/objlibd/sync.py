@@ -37,6 +37,7 @@ from objlibd.uploads import Upload, Uploads
 log = structlog.get_logger("objlibd.sync")
 
 Progress = Callable[[str, int, int], None]
+PROGRESS_EVERY = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,7 @@ class SyncEngine:
         self.filters = scanner.Filters.from_settings(config.library)
         self.uploads = Uploads(config, state, store, stop=self.stop, report=self._report)
         self._store_ready = False
+        self._job: int | None = None  # the running job's row, for progress
 
     # -- checks ------------------------------------------------------------------------------
 
@@ -195,6 +197,7 @@ class SyncEngine:
     def _as_job(self, kind: str, summary: SyncSummary, body: Callable[[], None]) -> SyncSummary:
         started = self.clock()
         job = None if summary.dry_run else self.state.start_job(kind, trigger=summary.trigger)
+        self._job = job
         try:
             body()
         except VolumeUnavailableError as err:
@@ -465,3 +468,11 @@ class SyncEngine:
     def _report(self, phase: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(phase, done, total)
+        # The jobs row shows upload progress (done/total) to `status` readers; one write per
+        # PROGRESS_EVERY files keeps a 50k-file first sync from paying a transaction per file.
+        if (
+            phase == "upload"
+            and self._job is not None
+            and (done == total or done % PROGRESS_EVERY == 0)
+        ):
+            self.state.job_progress(self._job, done, total)
