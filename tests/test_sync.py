@@ -201,6 +201,25 @@ def test_orphan_sweep_refuses_when_the_state_db_knows_no_library(env: Env) -> No
     assert len(list(env.store.list_docs())) == 1
 
 
+def test_the_first_sync_to_finish_runs_the_orphan_sweep_it_was_asked_for(env: Env) -> None:
+    """Earlier runs were all killed: one imported content the file no longer has."""
+    make_library(env.root, 5)
+    stale = "f" * 64
+    env.state.begin_upload("Course 0/Lecture 0000.txt", stale, 1, 1)
+    env.store.ensure_store(env.config.store.name)
+    leftover = env.store.upload(
+        UploadRequest(env.root / "Course 0/Lecture 0000.txt", "Course 0/Lecture 0000.txt", stale,
+                      1, "text/plain", (("path", "Course 0/Lecture 0000.txt"), ("sha256", stale))),
+    )  # fmt: skip
+
+    summary = env.engine.run(SyncOptions(cleanup_orphans=True))
+
+    assert (summary.uploaded, summary.orphans_deleted) == (5, 1)
+    docs = {d.doc_id for d in env.store.list_docs()}
+    assert leftover.doc_id not in docs
+    assert len(docs) == 5
+
+
 def test_fresh_state_db_adopts_documents_already_in_the_store(env: Env, tmp_path: Path) -> None:
     paths = make_library(env.root, 12)
     env.engine.run(SyncOptions())

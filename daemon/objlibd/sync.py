@@ -237,12 +237,14 @@ class SyncEngine:
         walked = scanner.walk(self.config.library.root, self.filters)
         changes = scanner.diff(walked.entries, index, force=options.force)
         self._apply(changes, walked, options, summary)
+        if not options.dry_run and not summary.stopped:
+            # Before the sweep: the sweep refuses to run for a DB that never marked its
+            # library, and this run may be the first to finish.
+            self._ensure_library_id(summary)
         if options.prune_missing:
             self._prune(summary)
         if options.cleanup_orphans:
             self.uploads.sweep(summary)
-        if not options.dry_run and not summary.stopped:
-            self._ensure_library_id(summary)
         if summary.uploaded or summary.replaced or summary.adopted or summary.restored:
             summary.duplicates = self.state.duplicates()  # content only changes with these
 
