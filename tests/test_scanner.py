@@ -8,7 +8,7 @@ import pytest
 
 from objlibd.config import LibrarySettings
 from objlibd.models import DiskEntry, FileStatus, StateIndex
-from objlibd.scanner import Filters, diff, sha256_file, stat_paths, walk
+from objlibd.scanner import Filters, diff, diff_quiet, sha256_file, stat_paths, walk
 
 FILTERS = Filters.from_settings(LibrarySettings())
 
@@ -136,3 +136,99 @@ def test_undecodable_folder_names_are_reported_not_descended(tmp_path: Path) -> 
 
     assert list(result.entries) == ["Caf\u00e9 notes.txt"]
     assert [p.reason for p in result.problems] == ["folder name is not valid UTF-8: rename it"]
+
+
+@pytest.mark.parametrize(
+    ("disk", "known", "exact"),
+    [
+        ([entry("a")], [record("a")], True),
+        ([entry("a")], [record("a"), record("b", FileStatus.MISSING)], True),  # already missing
+        ([entry("a")], [record("a"), record("b", FileStatus.DELETED)], True),
+        ([], [], True),
+        ([entry("a"), entry("b")], [record("a")], False),  # new
+        ([entry("a", mtime=101)], [record("a")], False),  # changed
+        ([entry("a")], [record("a", FileStatus.FAILED)], False),  # a retry
+        ([], [record("a")], False),  # a settled file gone
+    ],
+)
+def test_diff_is_exact_only_when_the_disk_holds_exactly_the_settled_files(
+    disk: list[DiskEntry], known: list[tuple[str, FileStatus, int, int]], exact: bool
+) -> None:
+    assert diff({e.path: tuple(e) for e in disk}, index(*known)).exact is exact  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("status", list(FileStatus))
+def test_the_quiet_diff_is_the_full_diff_of_an_exact_disk(status: FileStatus) -> None:
+    known = index(record("a"), record("b", FileStatus.SKIPPED), record("c", status),
+                  record("d", FileStatus.DELETED), record("e", FileStatus.MISSING))  # fmt: skip
+    disk = {path: sig for path, sig in known.settled.items()}
+
+    full = diff(disk, known)
+
+    assert full.exact
+    assert diff_quiet(len(disk), known.unsettled) == full
+
+
+def test_two_walks_of_an_unchanged_tree_are_equal_and_any_stat_change_shows(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    for rel in ("a.txt", "Sub/b.pdf", "Sub/c.md", "Sub/Deeper/d.txt", "Sub/skip.tmp"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+
+    first, second = walk(tmp_path, FILTERS), walk(tmp_path, FILTERS)
+
+    assert first.folders == second.folders
+    assert sorted(first.folders) == ["", "Sub", "Sub/Deeper"]
+    assert first.count == len(first.entries) == 4
+    stat = (tmp_path / "Sub/c.md").stat()
+    assert first.entries["Sub/c.md"] == ("Sub/c.md", stat.st_size, stat.st_mtime_ns)
+    os.utime(tmp_path / "Sub/c.md", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert walk(tmp_path, FILTERS).folders != first.folders
+
+
+def test_a_library_root_reached_through_a_symlink_is_walked(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.txt").write_text("a")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+
+    result = walk(tmp_path / "link", FILTERS)
+
+    assert list(result.entries) == ["a.txt"]
+    assert result.problems == []
+
+
+def test_a_subtree_that_became_a_symlink_is_reported_and_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not library")
+    root = tmp_path / "library"
+    root.mkdir()
+    (root / "Folder").symlink_to(outside)
+
+    result = walk(root, FILTERS, "Folder")
+
+    assert result.entries == {}
+    assert [(p.path, p.reason) for p in result.problems] == [
+        ("Folder", "symlink to a folder: not followed")
+    ]
+    assert result.covers("Folder/secret.txt")  # what was under it is gone, not unreadable
+
+
+def test_a_symlinked_folder_inside_the_library_is_reported_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not library")
+    root = tmp_path / "library"
+    root.mkdir()
+    (root / "Linked").symlink_to(outside)
+    (root / "broken").symlink_to(tmp_path / "nowhere")
+
+    result = walk(root, FILTERS)
+
+    assert result.entries == {}
+    assert [(p.path, p.reason) for p in result.problems] == [
+        ("Linked", "symlink to a folder: not followed")
+    ]

@@ -58,6 +58,10 @@ class DiskEntry(NamedTuple):
 # DiskEntry shape on purpose, so "unchanged" is one tuple comparison in C.
 Signature = tuple[str, int | None, int | None]
 
+# One folder's eligible files as a walk saw them: names in directory order, their sizes and
+# mtime_ns. Plain lists so that a whole walk compares, and marshals, in C.
+Listing = tuple[list[str], list[int], list[int]]
+
 
 @dataclass(slots=True)
 class StateIndex:
@@ -69,6 +73,7 @@ class StateIndex:
 
     settled: dict[str, Signature] = field(default_factory=dict)
     unsettled: dict[str, str] = field(default_factory=dict)
+    generation: int | None = None  # files-table generation the index was read at (full index)
 
     def update(self, other: StateIndex) -> None:
         """Merge another index into this one."""

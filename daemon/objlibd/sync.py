@@ -256,14 +256,15 @@ class SyncEngine:
             return
         root = self.config.library.root
         walked, _absent = scanner.stat_paths(root, self.filters, paths)
+        entries = dict(walked.entries)
         known = self.state.index(paths)
         for tree in sorted(subtrees):
             sub = scanner.walk(root, self.filters, tree)
-            walked.entries.update(sub.entries)
+            entries.update(sub.entries)
             walked.problems.extend(sub.problems)
             walked.unreadable_dirs.extend(sub.unreadable_dirs)
             known.update(self.state.index_under(tree))
-        changes = scanner.diff(walked.entries, known)  # known holds only what was looked at
+        changes = scanner.diff(entries, known)  # known holds only what was looked at
         self._apply(changes, walked, SyncOptions(), summary)
 
     def _apply(
