@@ -33,6 +33,23 @@ def best_of(runs: int, action: Callable[[], object]) -> float:
     return min(times)
 
 
+def best_of_pairs(
+    runs: int, baseline: Callable[[], object], measured: Callable[[], object]
+) -> tuple[float, float]:
+    """Return the fastest wall times of `baseline` and `measured`, run alternately.
+
+    Alternating puts both under the same background load (writeback, other tenants), so
+    their ratio is fair on a noisy machine.
+    """
+    base_times, measured_times = [], []
+    for _ in range(runs):
+        for action, times in ((baseline, base_times), (measured, measured_times)):
+            start = time.perf_counter()
+            action()
+            times.append(time.perf_counter() - start)
+    return min(base_times), min(measured_times)
+
+
 def median_of(runs: int, action: Callable[[], object]) -> float:
     """Return the median wall time of `runs` calls."""
     times = []

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from objlibd import migrations
 from objlibd.errors import StateError
-from objlibd.models import FileStatus
+from objlibd.models import FileStatus, Listing
 from objlibd.state import StateStore
 
 
@@ -135,3 +136,68 @@ def test_readers_see_writes_while_the_writer_is_open(tmp_path: Path) -> None:
     assert counts["skipped"] == 1
     reader.close()
     writer.close()
+
+
+# -- the walk cache: trusted only for the exact files table it was checked against ----------
+
+
+def generation(state: StateStore) -> int:
+    generation = state.index().generation
+    assert generation is not None
+    return generation
+
+
+@pytest.mark.parametrize(
+    ("write", "bumps"),
+    [
+        (lambda s: s.begin_upload("new.txt", "h", 1, 1), True),  # insert
+        (lambda s: s.record_failure("a.txt", FileStatus.FAILED, "boom"), True),  # upsert: status
+        (lambda s: s.record_stat("a.txt", 2, 2), True),  # size and mtime
+        (lambda s: s.mark_missing(["a.txt"], "2026-01-01T00:00:00.000Z"), True),
+        (lambda s: s.forget(["a.txt"]), True),  # delete
+        (lambda s: s.record_orphan("a.txt", "old-doc"), False),  # not a column the index reads
+        (lambda s: s.set_config("k", "v"), False),
+    ],
+)
+def test_every_change_the_index_can_see_moves_the_generation(
+    write: Callable[[StateStore], object], bumps: bool
+) -> None:
+    state = StateStore.memory()
+    state.begin_upload("a.txt", "h", 1, 1)
+    before = generation(state)
+
+    write(state)
+
+    assert (generation(state) != before) is bumps
+
+
+def test_a_saved_walk_is_returned_until_a_file_row_changes() -> None:
+    state = StateStore.memory()
+    state.begin_upload("a.txt", "h", 1, 1)
+    folders: dict[str, Listing] = {"": (["a.txt"], [1], [1])}
+    assert state.cached_walk() is None
+
+    assert state.save_walk(folders, generation(state))
+    assert state.cached_walk() == folders
+
+    state.record_stat("a.txt", 1, 2)
+    assert state.cached_walk() is None
+
+
+def test_a_walk_checked_against_an_older_generation_is_not_saved() -> None:
+    state = StateStore.memory()
+    state.begin_upload("a.txt", "h", 1, 1)
+    seen = generation(state)
+    state.record_stat("a.txt", 1, 2)  # a write between the index read and the save
+
+    assert not state.save_walk({"": (["a.txt"], [1], [1])}, seen)
+    assert state.cached_walk() is None
+
+
+def test_an_unreadable_cached_walk_is_ignored_not_fatal() -> None:
+    state = StateStore.memory()
+    state.save_walk({}, generation(state))
+    with state.transaction() as conn:
+        conn.execute("UPDATE walk_cache SET listing = x'ff00ff'")
+
+    assert state.cached_walk() is None

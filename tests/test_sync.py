@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import random
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from engine_fixtures import Env, make_library, touch_later
+from engine_fixtures import Env, make_config, make_library, touch_later
 from objlibd.errors import StoreMismatchError
 from objlibd.models import FileStatus
 from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
 from objlibd.remote.local import LocalStore
+from objlibd.state import StateStore
 from objlibd.summary import render
 from objlibd.sync import SyncEngine, SyncOptions, mass_missing_reason
 
@@ -241,7 +246,6 @@ def test_fresh_state_db_adopts_documents_already_in_the_store(env: Env, tmp_path
 def test_store_mismatch_aborts_with_exit_code_2(env: Env) -> None:
     make_library(env.root, 2)
     env.engine.run(SyncOptions())
-    from dataclasses import replace
 
     env.config = replace(env.config, store=replace(env.config.store, name="another"))
     engine = SyncEngine(env.config, env.state, env.store, clock=env.clock)
@@ -336,3 +340,60 @@ def test_orphan_cleanup_relinks_files_whose_document_vanished_from_the_store(env
     assert cleanup.lost == 1
     assert again.uploaded == 1
     assert sorted(env.docs_by_path()) == sorted(paths)
+
+
+# -- the walk cache: a quiet reconcile skips the per-file index, never a decision ---------------
+
+
+def mutate(root: Path, rng: random.Random, step: int) -> None:
+    """One random change of the kind a library sees: edit, touch, add, delete, rename."""
+    files = sorted(p for p in root.rglob("*.txt") if p.is_file())
+    kind = rng.choice(["edit", "touch", "add", "delete", "rename", "junk", "folder", "none"])
+    target = rng.choice(files) if files else None
+    if kind == "edit" and target:
+        touch_later(target, f"edited at step {step}\n")
+    elif kind == "touch" and target:  # same bytes, new mtime: hashed, found unchanged
+        mtime = target.stat().st_mtime_ns + 3_000_000_000
+        os.utime(target, ns=(mtime, mtime))
+    elif kind == "delete" and target:
+        target.unlink()
+    elif kind == "rename" and target:
+        target.rename(target.with_name(f"Renamed {step}.txt"))
+    elif kind == "junk":
+        (root / f"scratch {step}.tmp").write_text("never synced")
+    elif kind == "folder":
+        (root / f"New {step}").mkdir()
+        (root / f"New {step}" / "a.txt").write_text(f"new folder {step}\n")
+    elif kind != "none" or not files:
+        (root / f"Course {step % 3}").mkdir(exist_ok=True)
+        (root / f"Course {step % 3}" / f"Added {step}.txt").write_text(f"added {step}\n")
+
+
+def test_a_reconcile_from_the_walk_cache_decides_what_a_full_index_read_would(
+    env: Env, tmp_path: Path
+) -> None:
+    """Twin libraries, changed alike: one engine may use the walk cache, the other never."""
+    make_library(env.root, 40)
+    env.reconfigure(mass_missing_percent=100, mass_missing_files=1000)
+    twin_root = tmp_path / "twin library"
+    shutil.copytree(env.root, twin_root)
+    twin_config = make_config(twin_root, tmp_path / "twin state",
+                              mass_missing_percent=100, mass_missing_files=1000)  # fmt: skip
+    twin_state = StateStore.open(twin_config.db_path)
+    twin = SyncEngine(twin_config, twin_state, LocalStore(tmp_path / "twin store"), clock=env.clock)
+    rng, twin_rng = random.Random(2026), random.Random(2026)
+    served_from_cache = 0
+
+    for step in range(40):
+        if step % 2:
+            mutate(env.root, rng, step)
+            mutate(twin_root, twin_rng, step)
+        served_from_cache += env.state.cached_walk() is not None
+        twin_state.forget_walk()
+
+        got, expected = env.engine.run(SyncOptions()), twin.run(SyncOptions())
+
+        assert (got.counts(), got.hashed) == (expected.counts(), expected.hashed), step
+        assert env.state.counts_by_status() == twin_state.counts_by_status(), step
+    assert served_from_cache >= 10
+    twin_state.close()

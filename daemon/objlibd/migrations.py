@@ -113,7 +113,37 @@ CREATE TABLE remote_operations (
 CREATE INDEX idx_remote_operations_file ON remote_operations(file_id, state);
 """
 
-MIGRATIONS: tuple[str, ...] = (V1_FILES, V2_JOBS, V3_OPERATIONS)
+# The walk cache lets a reconcile of a quiet library skip reading the per-file index. Its
+# validity is a generation number that triggers bump, in the same transaction, on every
+# change to a column the index reads: a cached walk is only ever trusted for the exact
+# files table it was checked against.
+V4_WALK_CACHE = f"""
+CREATE TABLE files_generation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    value INTEGER NOT NULL
+);
+INSERT INTO files_generation(id, value) VALUES (1, 0);
+CREATE TRIGGER files_generation_insert AFTER INSERT ON files
+BEGIN
+    UPDATE files_generation SET value = value + 1;
+END;
+CREATE TRIGGER files_generation_delete AFTER DELETE ON files
+BEGIN
+    UPDATE files_generation SET value = value + 1;
+END;
+CREATE TRIGGER files_generation_update AFTER UPDATE OF path, size, mtime_ns, status ON files
+BEGIN
+    UPDATE files_generation SET value = value + 1;
+END;
+CREATE TABLE walk_cache (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    generation INTEGER NOT NULL,
+    listing BLOB NOT NULL,
+    saved_at TEXT NOT NULL DEFAULT ({NOW})
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1_FILES, V2_JOBS, V3_OPERATIONS, V4_WALK_CACHE)
 LATEST = len(MIGRATIONS)
 
 

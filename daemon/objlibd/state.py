@@ -8,23 +8,29 @@ transaction, so a crash loses at most the file in flight, never the run.
 from __future__ import annotations
 
 import json
+import marshal
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from objlibd import migrations
 from objlibd.errors import StateError
-from objlibd.models import FileRecord, FileStatus, StateIndex
+from objlibd.models import FileRecord, FileStatus, Listing, StateIndex
 
 _RECORD_COLUMNS = (
     "path, status, content_hash, size, mtime_ns, remote_id, remote_file_id, upload_hash, "
     "enrichment_version, orphaned_remote_id, missing_since, attempts, last_error"
 )
 _CHUNK = 500  # SQLite's default limit on bound variables is far above this
+_SETTLED = "('uploaded', 'skipped')"
+_UNSETTLED = (
+    "(" + ", ".join(f"'{s}'" for s in migrations.STATUSES if s not in ("uploaded", "skipped")) + ")"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,16 @@ class StateStore:
                 raise
             self._conn.execute("COMMIT")
 
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """Run a block of reads against one consistent snapshot of the database."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return list(self._conn.execute(sql, tuple(params)).fetchall())
@@ -194,19 +210,67 @@ class StateStore:
 
     def _index_where(self, condition: str, params: Sequence[Any]) -> StateIndex:
         where = f"AND {condition}" if condition else ""
-        with self._lock:
+        with self._read() as conn:
             # Rows come back as (path, size, mtime_ns) tuples: the DiskEntry shape.
-            settled = self._conn.execute(
-                "SELECT path, size, mtime_ns FROM files "
-                f"WHERE status IN ('uploaded', 'skipped') {where}",
+            settled = conn.execute(
+                f"SELECT path, size, mtime_ns FROM files WHERE status IN {_SETTLED} {where}",
                 tuple(params),
             ).fetchall()
-            unsettled = self._conn.execute(
-                "SELECT path, status FROM files "
-                f"WHERE status NOT IN ('uploaded', 'skipped') {where}",
+            unsettled = conn.execute(
+                f"SELECT path, status FROM files WHERE status IN {_UNSETTLED} {where}",
                 tuple(params),
             ).fetchall()
-        return StateIndex({row[0]: row for row in settled}, dict(unsettled))
+            generation = None if condition else self._generation(conn)
+        return StateIndex(
+            dict(zip(map(itemgetter(0), settled), settled, strict=True)),
+            dict(unsettled),
+            generation,
+        )
+
+    def unsettled(self) -> dict[str, str]:
+        """Return the status of every file that is neither uploaded nor skipped."""
+        sql = f"SELECT path, status FROM files WHERE status IN {_UNSETTLED}"
+        return {str(path): str(status) for path, status in self._query(sql)}
+
+    # -- the walk cache ------------------------------------------------------------------------
+
+    def cached_walk(self) -> dict[str, Listing] | None:
+        """Return the walk saved with `save_walk`, if no file row has changed since; else None."""
+        rows = self._query(
+            "SELECT c.listing FROM walk_cache c JOIN files_generation g ON c.generation = g.value"
+        )
+        if not rows:
+            return None
+        try:
+            folders = marshal.loads(rows[0][0])  # noqa: S302 - our own blob, in our own DB
+        except (EOFError, ValueError, TypeError):
+            return None  # written by another Python: the next quiet reconcile rewrites it
+        return folders if isinstance(folders, dict) else None
+
+    def save_walk(self, folders: dict[str, Listing], generation: int) -> bool:
+        """Save a walk that equals the settled index read at `generation`.
+
+        The caller vouches that, at `generation`, the settled files were exactly `folders`.
+        Nothing is saved (False) if any file row changed since: the claim no longer holds.
+        """
+        blob = marshal.dumps(folders)
+        with self.transaction() as conn:
+            if self._generation(conn) != generation:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO walk_cache(id, generation, listing) VALUES (1, ?, ?)",
+                (generation, blob),
+            )
+        return True
+
+    def forget_walk(self) -> None:
+        """Drop the cached walk: the next reconcile reads the per-file index."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM walk_cache")
+
+    @staticmethod
+    def _generation(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT value FROM files_generation").fetchone()[0])
 
     def records(self, paths: Iterable[str]) -> dict[str, FileRecord]:
         """Return the records for `paths` (cost O(len(paths)))."""

@@ -231,13 +231,20 @@ class SyncEngine:
         self.check_identity(connect=not options.dry_run)
         if not options.dry_run:
             self.uploads.recover(summary)
-        # Sequential on purpose: overlapping the DB read with the walk was measured slower
-        # (the two threads hand the GIL back and forth on every row and every stat).
-        index = self.state.index()
+        cached = None if options.force else self.state.cached_walk()
         walked = scanner.walk(self.config.library.root, self.filters)
-        changes = scanner.diff(walked.entries, index, force=options.force)
+        index = None
+        if cached is not None and walked.folders == cached:
+            # The settled files were exactly `cached` and nothing changed on either side:
+            # the per-file index (the reconcile's biggest read) can stay on disk.
+            changes = scanner.diff_quiet(walked.count, self.state.unsettled())
+        else:
+            index = self.state.index()
+            changes = scanner.diff(walked.entries, index, force=options.force)
+        log.debug("reconcile.diffed", files=walked.count, walk_cache=index is None)
         self._apply(changes, walked, options, summary)
-        if not options.dry_run and not summary.stopped:
+        finished = not options.dry_run and not summary.stopped
+        if finished:
             # Before the sweep: the sweep refuses to run for a DB that never marked its
             # library, and this run may be the first to finish.
             self._ensure_library_id(summary)
@@ -245,6 +252,8 @@ class SyncEngine:
             self._prune(summary)
         if options.cleanup_orphans:
             self.uploads.sweep(summary)
+        if finished and index is not None and index.generation is not None and changes.exact:
+            self.state.save_walk(walked.folders, index.generation)  # no-op if rows changed
         if summary.uploaded or summary.replaced or summary.adopted or summary.restored:
             summary.duplicates = self.state.duplicates()  # content only changes with these
 
