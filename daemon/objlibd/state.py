@@ -546,14 +546,21 @@ class StateStore:
             conn.execute("UPDATE jobs SET done = ?, total = ? WHERE id = ?", (done, total, job_id))
 
     def finish_job(
-        self, job_id: int, status: str, counts: dict[str, Any], error: str | None = None
+        self,
+        job_id: int,
+        status: str,
+        counts: dict[str, Any],
+        error: str | None = None,
+        *,
+        progress: tuple[int, int] | None = None,
     ) -> None:
-        """Close a job as completed, failed or skipped, with its counts."""
+        """Close a job as completed, failed or skipped, with its counts (and final progress)."""
+        done, total = progress if progress is not None else (None, None)
         with self.transaction() as conn:
             conn.execute(
-                f"UPDATE jobs SET status = ?, counts = ?, error = ?, finished_at = {migrations.NOW}"
-                " WHERE id = ?",
-                (status, json.dumps(counts, sort_keys=True), error, job_id),
+                f"UPDATE jobs SET status = ?, counts = ?, error = ?, finished_at = {migrations.NOW},"
+                " done = COALESCE(?, done), total = COALESCE(?, total) WHERE id = ?",
+                (status, json.dumps(counts, sort_keys=True), error, done, total, job_id),
             )
 
     def last_job(self, kind: str) -> JobRow | None:

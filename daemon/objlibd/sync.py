@@ -95,6 +95,7 @@ class SyncEngine:
         self.uploads = Uploads(config, state, store, stop=self.stop, report=self._report)
         self._store_ready = False
         self._job: int | None = None  # the running job's row, for progress
+        self._progress: tuple[int, int] | None = None  # its last upload done/total
 
     # -- checks ------------------------------------------------------------------------------
 
@@ -197,7 +198,7 @@ class SyncEngine:
     def _as_job(self, kind: str, summary: SyncSummary, body: Callable[[], None]) -> SyncSummary:
         started = self.clock()
         job = None if summary.dry_run else self.state.start_job(kind, trigger=summary.trigger)
-        self._job = job
+        self._job, self._progress = job, None
         try:
             body()
         except VolumeUnavailableError as err:
@@ -222,7 +223,7 @@ class SyncEngine:
         self, job: int | None, status: str, summary: SyncSummary, error: str | None
     ) -> None:
         if job is not None:
-            self.state.finish_job(job, status, summary.counts(), error)
+            self.state.finish_job(job, status, summary.counts(), error, progress=self._progress)
 
     # -- pipelines ---------------------------------------------------------------------------
 
@@ -481,10 +482,9 @@ class SyncEngine:
         if self.progress is not None:
             self.progress(phase, done, total)
         # The jobs row shows upload progress (done/total) to `status` readers; one write per
-        # PROGRESS_EVERY files keeps a 50k-file first sync from paying a transaction per file.
-        if (
-            phase == "upload"
-            and self._job is not None
-            and (done == total or done % PROGRESS_EVERY == 0)
-        ):
-            self.state.job_progress(self._job, done, total)
+        # PROGRESS_EVERY files keeps a 50k-file first sync from paying a transaction per file,
+        # and the final count goes in with the job's close (a one-file batch pays nothing).
+        if phase == "upload" and self._job is not None:
+            self._progress = (done, total)
+            if done % PROGRESS_EVERY == 0 and done < total:
+                self.state.job_progress(self._job, done, total)
