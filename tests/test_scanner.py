@@ -200,13 +200,19 @@ def test_a_library_root_reached_through_a_symlink_is_walked(tmp_path: Path) -> N
     assert result.problems == []
 
 
-def test_a_subtree_that_became_a_symlink_is_reported_and_not_followed(tmp_path: Path) -> None:
+def library_with_link(tmp_path: Path, link: str) -> Path:
+    """A library whose folder `link` is a symlink to a folder outside it; return the root."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret.txt").write_text("not library")
     root = tmp_path / "library"
     root.mkdir()
-    (root / "Folder").symlink_to(outside)
+    (root / link).symlink_to(outside)
+    return root
+
+
+def test_a_subtree_that_became_a_symlink_is_reported_and_not_followed(tmp_path: Path) -> None:
+    root = library_with_link(tmp_path, "Folder")
 
     result = walk(root, FILTERS, "Folder")
 
@@ -218,12 +224,7 @@ def test_a_subtree_that_became_a_symlink_is_reported_and_not_followed(tmp_path: 
 
 
 def test_a_symlinked_folder_inside_the_library_is_reported_not_followed(tmp_path: Path) -> None:
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "secret.txt").write_text("not library")
-    root = tmp_path / "library"
-    root.mkdir()
-    (root / "Linked").symlink_to(outside)
+    root = library_with_link(tmp_path, "Linked")
     (root / "broken").symlink_to(tmp_path / "nowhere")
 
     result = walk(root, FILTERS)
