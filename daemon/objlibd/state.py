@@ -1,25 +1,22 @@
 """The state database: one SQLite file under state.dir, the single source of local truth.
 
-Only the engine's thread writes (one writer); `status`, `doctor` and the CLI open it
-read-only, which WAL allows while the daemon runs. Every write is its own short
-transaction, so a crash loses at most the file in flight, never the run.
+`StateStore` is what the engine, the daemon and the CLI open: the files table (what was
+synced, and how), the walk cache and the checkpointed remote operations, on top of the
+connection (`database.py`) and the jobs and decisions (`joblog.py`). Every write is its own
+short transaction, so a crash loses at most the file in flight, never the run.
 """
 
 from __future__ import annotations
 
-import json
 import marshal
 import sqlite3
-import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from pathlib import Path
 from typing import Any
 
 from objlibd import migrations
-from objlibd.errors import StateError
+from objlibd.joblog import JobLog
 from objlibd.models import FileRecord, FileStatus, Listing, StateIndex
 
 _RECORD_COLUMNS = (
@@ -34,23 +31,6 @@ _UNSETTLED = (
 
 
 @dataclass(frozen=True, slots=True)
-class JobRow:
-    """A row of the jobs table."""
-
-    id: int
-    kind: str
-    status: str
-    trigger: str | None
-    done: int
-    total: int
-    counts: dict[str, Any]
-    error: str | None
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class PendingOperation:
     """A remote import a previous process started and checkpointed."""
 
@@ -60,124 +40,8 @@ class PendingOperation:
     content_hash: str | None
 
 
-class StateStore:
-    """Typed access to the state database."""
-
-    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
-        self._conn = conn
-        self.path = path
-        self._lock = threading.RLock()
-
-    # -- opening ---------------------------------------------------------------------------
-
-    @classmethod
-    def open(cls, path: Path, *, readonly: bool = False) -> StateStore:
-        """Open (and for writers create and migrate) the database at `path`.
-
-        Raises:
-            StateError: corrupt, locked, unreadable, or written by a newer objlibd.
-        """
-        if readonly and not path.exists():
-            raise StateError(
-                f"state database {path} does not exist yet",
-                hint="run `objlibd sync` (or start the daemon) once to create it",
-            )
-        try:
-            conn = _connect(path, readonly=readonly)
-            found = migrations.version(conn)
-            if found > migrations.LATEST:
-                raise StateError(
-                    f"state database {path} has schema version {found}, newer than this "
-                    f"objlibd understands ({migrations.LATEST})",
-                    hint="upgrade objlibd, or point [state] dir at a fresh directory",
-                )
-            if not readonly:
-                migrations.migrate(conn, path)
-        except sqlite3.DatabaseError as err:
-            raise _state_error(path, err) from None
-        return cls(conn, path)
-
-    @classmethod
-    def memory(cls) -> StateStore:
-        """Return a migrated in-memory store (for pure-ish tests)."""
-        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA foreign_keys = ON")
-        migrations.migrate(conn)
-        return cls(conn, None)
-
-    def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._conn.close()
-
-    def integrity_check(self) -> str:
-        """Return 'ok' or SQLite's description of what is broken."""
-        with self._lock:
-            rows = self._conn.execute("PRAGMA integrity_check").fetchall()
-        return "; ".join(str(row[0]) for row in rows)
-
-    @property
-    def schema_version(self) -> int:
-        """Return the schema version."""
-        with self._lock:
-            return migrations.version(self._conn)
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Run a block as one IMMEDIATE transaction."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """Run a block of reads against one consistent snapshot of the database."""
-        with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                yield self._conn
-            finally:
-                self._conn.execute("COMMIT")
-
-    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return list(self._conn.execute(sql, tuple(params)).fetchall())
-
-    # -- library_config ----------------------------------------------------------------------
-
-    def get_config(self, key: str) -> str | None:
-        """Return a library_config value."""
-        rows = self._query("SELECT value FROM library_config WHERE key = ?", (key,))
-        return str(rows[0][0]) if rows else None
-
-    def set_config(self, key: str, value: str) -> None:
-        """Set a library_config value."""
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO library_config(key, value) VALUES (?, ?) ON CONFLICT(key) "
-                "DO UPDATE SET value = excluded.value, "
-                f"updated_at = {migrations.NOW}",
-                (key, value),
-            )
-
-    def delete_config(self, key: str) -> None:
-        """Remove a library_config key."""
-        with self.transaction() as conn:
-            conn.execute("DELETE FROM library_config WHERE key = ?", (key,))
-
-    def get_json(self, key: str) -> Any:
-        """Return a JSON library_config value (None when unset)."""
-        raw = self.get_config(key)
-        return None if raw is None else json.loads(raw)
-
-    def set_json(self, key: str, value: Any) -> None:
-        """Store a JSON library_config value."""
-        self.set_config(key, json.dumps(value, sort_keys=True))
+class StateStore(JobLog):
+    """Typed access to the state database: files, the walk cache, remote operations."""
 
     # -- files: reads ------------------------------------------------------------------------
 
@@ -528,102 +392,6 @@ class StateStore:
                 ("succeeded" if succeeded else "failed", operation),
             )
 
-    # -- jobs and decisions ------------------------------------------------------------------
-
-    def start_job(self, kind: str, *, trigger: str = "manual", total: int = 0) -> int:
-        """Create a running job row and return its id."""
-        with self.transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO jobs(kind, status, trigger, total, started_at) "
-                f"VALUES (?, 'running', ?, ?, {migrations.NOW})",
-                (kind, trigger, total),
-            )
-            return int(cursor.lastrowid or 0)
-
-    def job_progress(self, job_id: int, done: int, total: int) -> None:
-        """Record a job's progress."""
-        with self.transaction() as conn:
-            conn.execute("UPDATE jobs SET done = ?, total = ? WHERE id = ?", (done, total, job_id))
-
-    def finish_job(
-        self,
-        job_id: int,
-        status: str,
-        counts: dict[str, Any],
-        error: str | None = None,
-        *,
-        progress: tuple[int, int] | None = None,
-    ) -> None:
-        """Close a job as completed, failed or skipped, with its counts (and final progress)."""
-        done, total = progress if progress is not None else (None, None)
-        with self.transaction() as conn:
-            conn.execute(
-                f"UPDATE jobs SET status = ?, counts = ?, error = ?, finished_at = {migrations.NOW},"
-                " done = COALESCE(?, done), total = COALESCE(?, total) WHERE id = ?",
-                (status, json.dumps(counts, sort_keys=True), error, done, total, job_id),
-            )
-
-    def last_job(self, kind: str) -> JobRow | None:
-        """Return the most recent job of `kind`."""
-        rows = self._query(
-            "SELECT id, kind, status, trigger, done, total, counts, error, created_at, "
-            "started_at, finished_at FROM jobs WHERE kind = ? ORDER BY id DESC LIMIT 1",
-            (kind,),
-        )
-        return _job(rows[0]) if rows else None
-
-    def jobs(self, limit: int = 50) -> list[JobRow]:
-        """Return recent jobs, newest first."""
-        rows = self._query(
-            "SELECT id, kind, status, trigger, done, total, counts, error, created_at, "
-            "started_at, finished_at FROM jobs ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
-        return [_job(row) for row in rows]
-
-    def record_decision(self, kind: str, detail: dict[str, Any]) -> None:
-        """Record an operator decision (e.g. confirming a held mass-missing)."""
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO decisions(kind, detail) VALUES (?, ?)",
-                (kind, json.dumps(detail, sort_keys=True)),
-            )
-
-    def decisions(self) -> list[tuple[str, dict[str, Any], str]]:
-        """Return (kind, detail, decided_at) of every recorded decision, oldest first."""
-        rows = self._query("SELECT kind, detail, decided_at FROM decisions ORDER BY id")
-        return [(str(k), json.loads(d or "{}"), str(at)) for k, d, at in rows]
-
-
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    if readonly:
-        conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
-            check_same_thread=False, timeout=5.0,
-        )  # fmt: skip
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA busy_timeout = 5000")
-    conn.execute("PRAGMA foreign_keys = ON")
-    return conn
-
-
-def _state_error(path: Path, err: sqlite3.DatabaseError) -> StateError:
-    text = str(err)
-    if "locked" in text or "busy" in text:
-        return StateError(
-            f"state database {path} is locked by another process",
-            hint="is another `objlibd sync` or the daemon running? (`objlibd status`)",
-        )
-    return StateError(
-        f"state database {path} cannot be used: {text}",
-        hint="move the file aside (keep it for diagnosis) and run `objlibd sync` again; "
-        "documents already in the store are adopted, not uploaded twice",
-    )
-
 
 def _record(row: sqlite3.Row | tuple[Any, ...]) -> FileRecord:
     return FileRecord(
@@ -631,14 +399,6 @@ def _record(row: sqlite3.Row | tuple[Any, ...]) -> FileRecord:
         mtime_ns=row[4], remote_id=row[5], remote_file_id=row[6], upload_hash=row[7],
         enrichment_version=row[8], orphaned_remote_id=row[9], missing_since=row[10],
         attempts=row[11], last_error=row[12],
-    )  # fmt: skip
-
-
-def _job(row: sqlite3.Row | tuple[Any, ...]) -> JobRow:
-    return JobRow(
-        id=row[0], kind=row[1], status=row[2], trigger=row[3], done=row[4], total=row[5],
-        counts=json.loads(row[6] or "{}"), error=row[7], created_at=row[8],
-        started_at=row[9], finished_at=row[10],
     )  # fmt: skip
 
 

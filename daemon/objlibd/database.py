@@ -1,0 +1,170 @@
+"""The state database's connection: opening, migrating, transactions, library_config.
+
+One SQLite file under state.dir. Only the engine's thread writes (one writer); `status`,
+`doctor` and the CLI open it read-only, which WAL allows while the daemon runs. The tables
+are read and written by the classes built on this one: `JobLog` (jobs, decisions) and
+`StateStore` (files, the walk cache, remote operations).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Self
+
+from objlibd import migrations
+from objlibd.errors import StateError
+
+
+class Database:
+    """A migrated connection to the state database, and its library_config table."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = threading.RLock()
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> Self:
+        """Open (and for writers create and migrate) the database at `path`.
+
+        Raises:
+            StateError: corrupt, locked, unreadable, or written by a newer objlibd.
+        """
+        if readonly and not path.exists():
+            raise StateError(
+                f"state database {path} does not exist yet",
+                hint="run `objlibd sync` (or start the daemon) once to create it",
+            )
+        try:
+            conn = _connect(path, readonly=readonly)
+            found = migrations.version(conn)
+            if found > migrations.LATEST:
+                raise StateError(
+                    f"state database {path} has schema version {found}, newer than this "
+                    f"objlibd understands ({migrations.LATEST})",
+                    hint="upgrade objlibd, or point [state] dir at a fresh directory",
+                )
+            if not readonly:
+                migrations.migrate(conn, path)
+        except sqlite3.DatabaseError as err:
+            raise _state_error(path, err) from None
+        return cls(conn, path)
+
+    @classmethod
+    def memory(cls) -> Self:
+        """Return a migrated in-memory store (for pure-ish tests)."""
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrations.migrate(conn)
+        return cls(conn, None)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    def integrity_check(self) -> str:
+        """Return 'ok' or SQLite's description of what is broken."""
+        with self._lock:
+            rows = self._conn.execute("PRAGMA integrity_check").fetchall()
+        return "; ".join(str(row[0]) for row in rows)
+
+    @property
+    def schema_version(self) -> int:
+        """Return the schema version."""
+        with self._lock:
+            return migrations.version(self._conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run a block as one IMMEDIATE transaction."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """Run a block of reads against one consistent snapshot of the database."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._conn.execute(sql, tuple(params)).fetchall())
+
+    # -- library_config ----------------------------------------------------------------------
+
+    def get_config(self, key: str) -> str | None:
+        """Return a library_config value."""
+        rows = self._query("SELECT value FROM library_config WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_config(self, key: str, value: str) -> None:
+        """Set a library_config value."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO library_config(key, value) VALUES (?, ?) ON CONFLICT(key) "
+                "DO UPDATE SET value = excluded.value, "
+                f"updated_at = {migrations.NOW}",
+                (key, value),
+            )
+
+    def delete_config(self, key: str) -> None:
+        """Remove a library_config key."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM library_config WHERE key = ?", (key,))
+
+    def get_json(self, key: str) -> Any:
+        """Return a JSON library_config value (None when unset)."""
+        raw = self.get_config(key)
+        return None if raw is None else json.loads(raw)
+
+    def set_json(self, key: str, value: Any) -> None:
+        """Store a JSON library_config value."""
+        self.set_config(key, json.dumps(value, sort_keys=True))
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+            check_same_thread=False, timeout=5.0,
+        )  # fmt: skip
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _state_error(path: Path, err: sqlite3.DatabaseError) -> StateError:
+    text = str(err)
+    if "locked" in text or "busy" in text:
+        return StateError(
+            f"state database {path} is locked by another process",
+            hint="is another `objlibd sync` or the daemon running? (`objlibd status`)",
+        )
+    return StateError(
+        f"state database {path} cannot be used: {text}",
+        hint="move the file aside (keep it for diagnosis) and run `objlibd sync` again; "
+        "documents already in the store are adopted, not uploaded twice",
+    )
