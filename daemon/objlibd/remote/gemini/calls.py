@@ -1,0 +1,255 @@
+"""The call wrapper: every SDK call under the circuit breaker, the rate limiter and retries.
+
+See the package docstring for the policy. Failures leave as `TransientError` (retried here,
+then `RemoteUnavailableError`), `RemoteQuotaError`, or `RefusedError` for the caller to judge.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx2
+import structlog
+import tenacity
+from google.genai import errors as genai_errors
+
+from objlibd.config import GeminiSettings
+from objlibd.credentials import API_KEY_ENV
+from objlibd.errors import RemoteQuotaError, RemoteRejectedError, RemoteUnavailableError
+from objlibd.remote.breaker import BreakerSettings, CircuitBreaker, State
+from objlibd.remote.ratelimit import RateLimiter
+
+log = structlog.get_logger("objlibd.remote.gemini")
+
+T = TypeVar("T")
+
+TRANSIENT_CODES = frozenset({408, 429, 500, 502, 503, 504})
+# Failures after which the server may still have acted on the request (a lost answer):
+# the request went out and the answer did not come back.
+AMBIGUOUS_CODES = frozenset({504})
+_AMBIGUOUS_TRANSPORT = (httpx2.ReadTimeout, httpx2.ReadError, httpx2.RemoteProtocolError)
+BREAKER_POLL_CAP_SECONDS = 5.0
+_TRANSPORT_ERRORS = (httpx2.TransportError,)
+# Upload-protocol hiccups the SDK raises as KeyError/ValueError (reference §2.1).
+_UPLOAD_HICCUPS = ("Upload URL was not returned", "upload status is not finalized")
+
+
+class TransientError(Exception):
+    """One failed attempt that is worth retrying."""
+
+    def __init__(self, summary: str, retry_delay: float | None) -> None:
+        super().__init__(summary)
+        self.retry_delay = retry_delay
+
+
+class RefusedError(Exception):
+    """The server answered a definite no (4xx other than 408/429): the caller decides."""
+
+    def __init__(self, code: int, status: str, message: str) -> None:
+        super().__init__(f"{code} {status}: {message}")
+        self.code = code
+
+
+@dataclass
+class Attempts:
+    """What happened across one `_call`'s attempts."""
+
+    ambiguous: bool = False  # a failure after which the server may still have acted
+
+
+class Gate:
+    """A semaphore whose size can change while threads wait on it."""
+
+    def __init__(self, limit: int) -> None:
+        self._cond = threading.Condition()
+        self._limit = max(1, limit)
+        self._active = 0
+
+    @property
+    def limit(self) -> int:
+        with self._cond:
+            return self._limit
+
+    def set_limit(self, limit: int) -> None:
+        with self._cond:
+            self._limit = max(1, limit)
+            self._cond.notify_all()
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._cond:
+            while self._active >= self._limit:
+                self._cond.wait()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+
+class Caller:
+    """Runs SDK calls under the breaker, the limiter and retries; shared by upload threads."""
+
+    def __init__(
+        self,
+        settings: GeminiSettings,
+        *,
+        concurrency: int,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+        labels: Callable[[], dict[str, object]],
+    ) -> None:
+        self._settings = settings
+        self._sleep = sleep
+        self._labels = labels  # who is calling, for the breaker's log lines
+        self.concurrency = concurrency
+        self.gate = Gate(concurrency)
+        if settings.rate_limit_rpm > 0:
+            self.limiter = RateLimiter(settings.rate_limit_rpm, clock, sleep)
+        else:
+            self.limiter = RateLimiter.for_tier(settings.rate_limit_tier, clock, sleep)
+        breaker_settings = BreakerSettings(cooldown=settings.breaker_cooldown_seconds)
+        self.breaker = CircuitBreaker(clock, breaker_settings, self._on_breaker)
+        self._backoff = tenacity.wait_exponential_jitter(
+            initial=settings.retry_initial_delay_seconds,
+            max=settings.retry_max_delay_seconds,
+            jitter=settings.retry_initial_delay_seconds,
+        )
+
+    def __call__(
+        self,
+        what: str,
+        send: Callable[[], T],
+        *,
+        gated: bool = False,
+        attempts: Attempts | None = None,
+    ) -> T:
+        """Run one SDK call under breaker, limiter and retries; see the package docstring."""
+        record = attempts if attempts is not None else Attempts()
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self._settings.max_attempts),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(TransientError),
+            sleep=self._sleep,
+            before_sleep=lambda state: _log_retry(what, state),
+            reraise=True,
+        )
+        try:
+            result: T = retrying(self._attempt, send, gated, record)
+        except TransientError as err:
+            raise RemoteUnavailableError(
+                f"Gemini {what} did not succeed in {self._settings.max_attempts} attempts; last error: {err}",
+                hint="the service is busy or unreachable; the next sync tries again",
+            ) from None
+        return result
+
+    def _attempt(self, send: Callable[[], T], gated: bool, record: Attempts) -> T:
+        self._wait_for_breaker()
+        if gated:
+            self.limiter.acquire()
+        try:
+            result = send()
+        except genai_errors.APIError as err:
+            raise self._api_failure(err, record) from None
+        except _TRANSPORT_ERRORS as err:
+            self.breaker.record_error()
+            record.ambiguous = record.ambiguous or isinstance(err, _AMBIGUOUS_TRANSPORT)
+            raise TransientError(f"{type(err).__name__}: {err}", None) from None
+        except (KeyError, ValueError) as err:
+            self.breaker.record_error()
+            if any(hint.lower() in str(err).lower() for hint in _UPLOAD_HICCUPS):
+                raise TransientError(str(err), None) from None
+            raise
+        except BaseException:
+            self.breaker.record_error()  # frees a half-open probe slot
+            raise
+        self.breaker.record_success()
+        return result
+
+    def _api_failure(self, err: genai_errors.APIError, record: Attempts) -> Exception:
+        code = int(err.code or 0)
+        summary = f"{code} {err.status}: {err.message}"
+        if code == 429 and is_storage_quota(err):
+            self.breaker.record_error()
+            return RemoteQuotaError(
+                f"the Gemini File Search store is full: {err.message}",
+                hint="delete documents or raise the storage tier; uploads stop until then",
+            )
+        if code in TRANSIENT_CODES:
+            if code == 429:
+                self.breaker.record_429()
+            else:
+                self.breaker.record_error()
+            record.ambiguous = record.ambiguous or code in AMBIGUOUS_CODES
+            return TransientError(summary, retry_delay(err))
+        self.breaker.record_success()  # a definite answer: the server is not throttling
+        return RefusedError(code, str(err.status), str(err.message))
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, TransientError) and error.retry_delay is not None:
+            return min(error.retry_delay, self._settings.retry_max_delay_seconds)
+        return float(self._backoff(state))
+
+    def _wait_for_breaker(self) -> None:
+        while not self.breaker.allow():
+            pause = min(self.breaker.retry_after(), BREAKER_POLL_CAP_SECONDS)
+            self._sleep(max(pause, 0.01))
+
+    def _on_breaker(self, state: State, snapshot: dict[str, object]) -> None:
+        event = {
+            "open": "remote.breaker.opened",
+            "half_open": "remote.breaker.half_open",
+            "closed": "remote.breaker.closed",
+        }[state]
+        self.gate.set_limit(self.concurrency if state == "closed" else 1)
+        details = {key: value for key, value in snapshot.items() if key != "state"}
+        # A fresh logger each time: transitions are rare, and this honours the logging
+        # configuration in force now (a cached module logger would not).
+        structlog.get_logger("objlibd.remote.gemini").warning(event, **self._labels(), **details)
+
+
+def is_storage_quota(err: genai_errors.APIError) -> bool:
+    """Return True for the 'Corpus has reached the storage limit' kind of 429."""
+    return "storage limit" in str(err.message or "").lower()
+
+
+def retry_delay(err: genai_errors.APIError) -> float | None:
+    """Return RetryInfo.retryDelay from a Google error body, in seconds, if present."""
+    body = err.details if isinstance(err.details, dict) else {}
+    inner = body.get("error")
+    error: dict[str, object] = inner if isinstance(inner, dict) else body
+    details = error.get("details")
+    for detail in details if isinstance(details, list) else []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
+            return parse_duration(detail.get("retryDelay"))
+    return None
+
+
+def parse_duration(value: object) -> float | None:
+    """Parse a protobuf Duration string like '28s' or '0.5s' (None if not one)."""
+    if not isinstance(value, str) or not value.endswith("s"):
+        return None
+    try:
+        return max(float(value[:-1]), 0.0)
+    except ValueError:
+        return None
+
+
+def refusal(what: str, err: RefusedError) -> RemoteRejectedError:
+    hint = ""
+    if err.code in (400, 401, 403) and "key" in str(err).lower():
+        hint = f"check the Gemini API key ({API_KEY_ENV} or `objlibd key set`)"
+    return RemoteRejectedError(f"{what}: {err}", hint=hint)
+
+
+def _log_retry(what: str, state: tenacity.RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    delay = state.next_action.sleep if state.next_action else 0.0
+    log.info("remote.retry", call=what, attempt=state.attempt_number, delay=delay, error=str(error))

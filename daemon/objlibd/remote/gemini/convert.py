@@ -1,0 +1,130 @@
+"""Pure translations between objlibd's values and the SDK's types (no calls, no state)."""
+
+from __future__ import annotations
+
+from google.genai import types
+
+from objlibd.config import GeminiSettings
+from objlibd.errors import RemoteRejectedError, RemoteUnavailableError, RemoteUnsupportedError
+from objlibd.remote.base import MAX_METADATA_ENTRIES, MetadataValue, RemoteDoc, UploadRequest
+
+MAX_FILE_BYTES = 100 * 1024 * 1024
+
+# File Search "Supported file types" (reference §6): the ones a document library holds.
+SUPPORTED_MIME_TYPES = frozenset({
+    "application/pdf",
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.ms-excel",
+    "application/json",
+    "application/xml",
+    "application/zip",
+    "application/x-latex",
+    "application/x-tex",
+    "application/typescript",
+    "text/plain",
+    "text/markdown",
+    "text/html",
+    "text/csv",
+    "text/tab-separated-values",
+    "text/rtf",
+    "text/xml",
+    "text/yaml",
+    "text/x-python",
+})  # fmt: skip
+# Spellings other tools produce for a supported type.
+MIME_ALIASES = {
+    "application/rtf": "text/rtf",
+    "text/x-markdown": "text/markdown",
+    "application/x-yaml": "text/yaml",
+    "application/yaml": "text/yaml",
+    "text/x-tex": "application/x-tex",
+    "application/xhtml+xml": "text/html",
+}
+
+
+def http_options(settings: GeminiSettings) -> types.HttpOptions:
+    """Pin API version, base URL and timeout; switch the SDK's own retries off."""
+    return types.HttpOptions(
+        api_version=settings.api_version,
+        base_url=settings.base_url or None,
+        timeout=int(settings.timeout_seconds * 1000),
+        retry_options=types.HttpRetryOptions(attempts=1),
+    )
+
+
+def check_uploadable(request: UploadRequest) -> str:
+    """Return the MIME type to declare, or raise RemoteUnsupportedError (skip the file)."""
+    if request.size > MAX_FILE_BYTES:
+        raise RemoteUnsupportedError(
+            f"{request.rel_path} ({request.size / 2**20:.1f} MB) exceeds the 100 MB "
+            "File Search limit",
+            hint="split or compress it, or exclude it in [library] exclude",
+        )
+    mime_type = MIME_ALIASES.get(request.mime_type, request.mime_type)
+    if mime_type not in SUPPORTED_MIME_TYPES:
+        raise RemoteUnsupportedError(
+            f"{request.rel_path}: Gemini File Search does not accept {request.mime_type} files",
+            hint="convert it (for example to PDF) or drop the extension from [library] include",
+        )
+    return mime_type
+
+
+def custom_metadata(request: UploadRequest) -> list[types.CustomMetadata]:
+    """Return the request's metadata as SDK entries, in order (identity keys first)."""
+    if len(request.metadata) > MAX_METADATA_ENTRIES:
+        raise RemoteRejectedError(
+            f"{request.rel_path}: {len(request.metadata)} metadata entries; Gemini allows "
+            f"{MAX_METADATA_ENTRIES}",
+            hint="remove [enrichment] rules",
+        )
+    return [_metadata_entry(key, value) for key, value in request.metadata]
+
+
+def _metadata_entry(key: str, value: MetadataValue) -> types.CustomMetadata:
+    if isinstance(value, str):
+        return types.CustomMetadata(key=key, string_value=value)
+    return types.CustomMetadata(key=key, numeric_value=float(value))
+
+
+def to_remote_doc(doc: types.Document) -> RemoteDoc:
+    """Convert an SDK Document (string and numeric metadata kept; lists dropped)."""
+    metadata: dict[str, MetadataValue] = {}
+    for entry in doc.custom_metadata or []:
+        if entry.key is None:
+            continue
+        if entry.string_value is not None:
+            metadata[entry.key] = entry.string_value
+        elif entry.numeric_value is not None:
+            metadata[entry.key] = float(entry.numeric_value)
+    return RemoteDoc(
+        doc_id=doc.name or "",
+        display_name=doc.display_name or "",
+        metadata=metadata,
+        size=doc.size_bytes,
+    )
+
+
+def document_name(operation: types.ImportFileOperation) -> str:
+    """Return the operation's document as a full name (the service may answer a bare id)."""
+    response = operation.response
+    name = response.document_name if response is not None else None
+    if not name:
+        raise RemoteUnavailableError(
+            f"Gemini finished operation {operation.name} without naming its document"
+        )
+    if "/" in name:
+        return name
+    store = "/".join((operation.name or "").split("/")[:2])
+    return f"{store}/documents/{name}"
+
+
+def is_finished(operation: types.ImportFileOperation) -> bool:
+    """Return True once an import operation is done, failed, or names its document."""
+    if operation.done or operation.error:
+        return True
+    response = operation.response
+    return response is not None and bool(response.document_name)

@@ -1,0 +1,378 @@
+"""The Gemini File Search store: upload (two steps), resume, documents, deletion, health."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
+
+import structlog
+from google import genai
+from google.genai import types
+
+from objlibd.config import GeminiSettings
+from objlibd.credentials import API_KEY_ENV, KeyStore, os_keychain, require_api_key
+from objlibd.errors import (
+    CredentialsMissingError,
+    RemoteError,
+    RemoteRejectedError,
+    RemoteUnavailableError,
+)
+from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
+from objlibd.remote.gemini.calls import Attempts, Caller, RefusedError, refusal
+from objlibd.remote.gemini.convert import (
+    check_uploadable,
+    custom_metadata,
+    document_name,
+    http_options,
+    is_finished,
+    to_remote_doc,
+)
+
+log = structlog.get_logger("objlibd.remote.gemini")
+
+PAGE_SIZE = 20
+
+
+class _StillRunningError(Exception):
+    """An operation did not finish before the deadline."""
+
+
+def open_gemini(
+    settings: GeminiSettings,
+    *,
+    environ: Mapping[str, str] = os.environ,
+    keystore: Callable[[], KeyStore] = os_keychain,
+) -> GeminiStore:
+    """Return a GeminiStore using the API key from the environment or the OS keychain.
+
+    Raises:
+        CredentialsMissingError: neither GEMINI_API_KEY nor the keychain holds a key.
+    """
+    key = require_api_key(environ, keystore)
+    from objlibd import logs
+
+    logs.register_secret(key)  # whatever the source, the redactor knows this value
+    return GeminiStore(settings, key)
+
+
+class GeminiStore:
+    """RemoteStore on a Gemini File Search store; thread-safe for parallel uploads."""
+
+    backend = "gemini"
+
+    def __init__(
+        self,
+        settings: GeminiSettings,
+        api_key: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not api_key:
+            raise CredentialsMissingError("no Gemini API key given", hint=f"set {API_KEY_ENV}")
+        self.concurrency: int = settings.max_concurrent_uploads
+        self._settings = settings
+        self._clock = clock
+        self._sleep = sleep
+        self._client = genai.Client(api_key=api_key, http_options=http_options(settings))
+        self._store: str | None = None
+        self._calls = Caller(
+            settings, concurrency=self.concurrency, clock=clock, sleep=sleep,
+            labels=lambda: {"backend": self.backend, "store": self._store},
+        )  # fmt: skip
+
+    # -- the store itself ---------------------------------------------------------------
+
+    def ensure_store(self, name: str) -> str:
+        """Find the store with display name `name` (the oldest if several), else create it."""
+        matches = [s.name for s in self._stores() if s.display_name == name and s.name]
+        if len(matches) > 1:
+            log.warning("remote.store.duplicates", display_name=name, stores=matches)
+        if matches:
+            self._store = matches[0]
+            return self._store
+        config = types.CreateFileSearchStoreConfig(display_name=name)
+        try:
+            created = self._calls(
+                "store creation",
+                lambda: self._client.file_search_stores.create(config=config),
+                gated=True,
+            )
+        except RefusedError as err:
+            raise refusal(f"Gemini refused to create store {name!r}", err) from None
+        if not created.name:
+            raise RemoteUnavailableError("Gemini created a store but returned no name")
+        log.info("remote.store.created", display_name=name, store=created.name)
+        self._store = created.name
+        return self._store
+
+    def _stores(self) -> Iterator[types.FileSearchStore]:
+        token: str | None = None
+        while True:
+            config = types.ListFileSearchStoresConfig(page_size=PAGE_SIZE, page_token=token)
+            try:
+                pager = self._calls(
+                    "store listing", partial(self._client.file_search_stores.list, config=config)
+                )
+            except RefusedError as err:
+                raise refusal("Gemini refused to list stores", err) from None
+            yield from pager.page
+            token = pager.config.get("page_token") or None
+            if not token:
+                return
+
+    def _require_store(self) -> str:
+        if self._store is None:
+            raise RuntimeError("ensure_store() must be called before using the gemini store")
+        return self._store
+
+    # -- upload -------------------------------------------------------------------------
+
+    def upload(self, request: UploadRequest, checkpoint: Checkpoint | None = None) -> RemoteDoc:
+        """Upload, import with metadata, wait for the operation; return the document."""
+        store = self._require_store()
+        mime_type = check_uploadable(request)
+        metadata = custom_metadata(request)
+        with self._calls.gate.slot():
+            file_name = self._upload_file(request, mime_type)
+            attempts = Attempts()
+            try:
+                operation = self._import(store, file_name, request, metadata, attempts)
+            except RemoteError:
+                self._forget_quietly(file_name)
+                raise
+            if checkpoint is not None:
+                checkpoint(operation.name or "", file_name)
+            doc_id = self._finish_import(operation, request, file_name)
+            if attempts.ambiguous:
+                self._drop_duplicates(request, keep=doc_id)
+            self._forget_quietly(file_name)
+        return RemoteDoc(
+            doc_id=doc_id,
+            display_name=request.display_name,
+            metadata=dict(request.metadata),
+            file_id=file_name,
+            size=request.size,
+        )
+
+    def _upload_file(self, request: UploadRequest, mime_type: str) -> str:
+        config = types.UploadFileConfig(mime_type=mime_type, display_name=request.display_name)
+        path = str(request.local_path)
+        try:
+            file = self._calls(
+                f"upload of {request.rel_path}",
+                lambda: self._client.files.upload(file=path, config=config),
+                gated=True,
+            )
+        except RefusedError as err:
+            raise refusal(f"Gemini refused the upload of {request.rel_path}", err) from None
+        except OSError as err:
+            raise RemoteRejectedError(
+                f"cannot read {request.rel_path} for upload: {err.strerror or err}"
+            ) from None
+        if not file.name:
+            raise RemoteUnavailableError(f"Gemini accepted {request.rel_path} but named no file")
+        return self._wait_active(file, request)
+
+    def _wait_active(self, file: types.File, request: UploadRequest) -> str:
+        name = file.name or ""
+        deadline = self._clock() + self._settings.operation_deadline_seconds
+        while file.state not in (None, types.FileState.ACTIVE):
+            if file.state == types.FileState.FAILED:
+                self._forget_quietly(name)
+                reason = file.error.message if file.error and file.error.message else "no reason"
+                raise RemoteRejectedError(f"Gemini could not process {request.rel_path} ({reason})")
+            if self._clock() >= deadline:
+                raise RemoteUnavailableError(
+                    f"Gemini is still processing {request.rel_path} after "
+                    f"{self._settings.operation_deadline_seconds:g} s",
+                    hint="the next sync uploads it again",
+                )
+            self._sleep(self._settings.poll_interval_seconds)
+            file = self._get_file(name, request)
+        return name
+
+    def _get_file(self, name: str, request: UploadRequest) -> types.File:
+        try:
+            return self._calls("file status", lambda: self._client.files.get(name=name))
+        except RefusedError as err:
+            raise refusal(f"Gemini lost the upload of {request.rel_path}", err) from None
+
+    def _import(
+        self,
+        store: str,
+        file_name: str,
+        request: UploadRequest,
+        metadata: list[types.CustomMetadata],
+        attempts: Attempts,
+    ) -> types.ImportFileOperation:
+        config = types.ImportFileConfig(custom_metadata=metadata)
+        try:
+            operation = self._calls(
+                f"import of {request.rel_path}",
+                lambda: self._client.file_search_stores.import_file(
+                    file_search_store_name=store, file_name=file_name, config=config
+                ),
+                gated=True,
+                attempts=attempts,
+            )
+        except RefusedError as err:
+            raise refusal(f"Gemini refused to import {request.rel_path}", err) from None
+        if not operation.name:
+            raise RemoteUnavailableError(f"Gemini started no operation for {request.rel_path}")
+        return operation
+
+    def _finish_import(
+        self, operation: types.ImportFileOperation, request: UploadRequest, file_name: str
+    ) -> str:
+        try:
+            finished = self._poll(operation)
+        except _StillRunningError:
+            raise RemoteUnavailableError(
+                f"the import of {request.rel_path} is still running after "
+                f"{self._settings.operation_deadline_seconds:g} s",
+                hint="its operation is recorded; the next sync resumes it",
+            ) from None
+        except RefusedError as err:
+            raise refusal(f"Gemini lost the import of {request.rel_path}", err) from None
+        if finished.error:
+            self._forget_quietly(file_name)
+            message = str(finished.error.get("message") or finished.error)
+            raise RemoteRejectedError(f"Gemini could not import {request.rel_path}: {message}")
+        return document_name(finished)
+
+    def _poll(self, operation: types.ImportFileOperation) -> types.ImportFileOperation:
+        """Poll until done, failed or (via the response) finished; raise _StillRunningError."""
+        deadline = self._clock() + self._settings.operation_deadline_seconds
+        while not is_finished(operation):
+            if self._clock() >= deadline:
+                raise _StillRunningError(operation.name)
+            self._sleep(self._settings.poll_interval_seconds)
+            operation = self._calls(
+                "operation status", partial(self._client.operations.get, operation)
+            )
+        return operation
+
+    def _drop_duplicates(self, request: UploadRequest, keep: str) -> None:
+        """After an import whose first attempt may have landed, delete its twin documents."""
+        for doc in self.find(request.rel_path):
+            if doc.doc_id != keep and doc.sha256 == request.sha256:
+                log.info("remote.duplicate.deleted", path=request.rel_path, doc=doc.doc_id)
+                self.delete(doc.doc_id)
+
+    # -- resume -------------------------------------------------------------------------
+
+    def resume(self, operation: str) -> RemoteDoc | None:
+        """Finish polling a checkpointed import; None if it failed, vanished or still runs."""
+        pending = types.ImportFileOperation.model_validate({"name": operation})
+        try:
+            finished = self._poll(pending)
+        except _StillRunningError:
+            log.warning("remote.resume.still_running", operation=operation)
+            return None
+        except RefusedError as err:
+            log.info("remote.resume.unknown", operation=operation, error=str(err))
+            return None
+        if finished.error:
+            log.info("remote.resume.failed", operation=operation, error=str(finished.error))
+            return None
+        return self._get_document(document_name(finished))
+
+    def _get_document(self, name: str) -> RemoteDoc | None:
+        try:
+            doc = self._calls(
+                "document lookup",
+                lambda: self._client.file_search_stores.documents.get(name=name),
+            )
+        except RefusedError as err:
+            if err.code == 404:
+                return None
+            raise refusal(f"Gemini refused to show document {name}", err) from None
+        return to_remote_doc(doc)
+
+    # -- documents ----------------------------------------------------------------------
+
+    def list_docs(self) -> Iterator[RemoteDoc]:
+        """Yield every document (20 a page); failed imports' remains are deleted instead."""
+        store = self._require_store()
+        token: str | None = None
+        while True:
+            page, token = self._documents_page(store, token)
+            for doc in page:
+                if doc.state == types.DocumentState.STATE_FAILED and doc.name:
+                    log.info("remote.failed_document.deleted", doc=doc.name)
+                    self.delete(doc.name)
+                    continue
+                yield to_remote_doc(doc)
+            if not token:
+                return
+
+    def _documents_page(
+        self, store: str, token: str | None
+    ) -> tuple[list[types.Document], str | None]:
+        config = types.ListDocumentsConfig(page_size=PAGE_SIZE, page_token=token)
+        try:
+            pager = self._calls(
+                "document listing",
+                lambda: self._client.file_search_stores.documents.list(parent=store, config=config),
+            )
+        except RefusedError as err:
+            raise refusal(f"Gemini refused to list the documents of {store}", err) from None
+        return list(pager.page), pager.config.get("page_token") or None
+
+    def find(self, path: str) -> list[RemoteDoc]:
+        """Return the documents whose identity metadata names `path`."""
+        return [doc for doc in self.list_docs() if doc.path == path]
+
+    def delete(self, doc_id: str) -> None:
+        """Delete a document with force=True; one already gone counts as deleted."""
+        name = doc_id if "/" in doc_id else f"{self._require_store()}/documents/{doc_id}"
+        config = types.DeleteDocumentConfig(force=True)
+        try:
+            self._calls(
+                "document deletion",
+                lambda: self._client.file_search_stores.documents.delete(name=name, config=config),
+                gated=True,
+            )
+        except RefusedError as err:
+            if err.code == 404:
+                return
+            raise refusal(f"Gemini refused to delete {name}", err) from None
+
+    def forget_file(self, file_id: str) -> None:
+        """Delete a temporary Files-API file; one already gone (or expired) is fine."""
+        if not file_id:
+            return
+        try:
+            self._calls("file deletion", lambda: self._client.files.delete(name=file_id))
+        except RefusedError as err:
+            if err.code == 404:
+                return
+            raise refusal(f"Gemini refused to delete {file_id}", err) from None
+
+    def _forget_quietly(self, file_id: str) -> None:
+        try:
+            self.forget_file(file_id)
+        except RemoteError as err:
+            # It expires on its own after 48 h; not worth failing an upload over.
+            log.info("remote.file.delete_failed", file=file_id, error=err.message)
+
+    # -- status -------------------------------------------------------------------------
+
+    def health(self) -> dict[str, object]:
+        """Return store, breaker, limiter and concurrency; never the key."""
+        return {
+            "backend": self.backend,
+            "store": self._store,
+            "breaker": self._calls.breaker.snapshot(),
+            "rate_limit_tier": self._settings.rate_limit_tier,
+            "rate_limit": self._calls.limiter.snapshot(),
+            "concurrency": self._calls.gate.limit,
+            "max_concurrency": self.concurrency,
+        }
+
+    def close(self) -> None:
+        """Close the SDK's HTTP connections."""
+        self._client.close()
