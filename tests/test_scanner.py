@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from objlibd.changes import diff, diff_quiet
 from objlibd.config import LibrarySettings
 from objlibd.models import DiskEntry, FileStatus, StateIndex
-from objlibd.scanner import Filters, diff, diff_quiet, sha256_file, stat_paths, walk
+from objlibd.scanner import Filters, sha256_file, stat_paths, walk
 
 FILTERS = Filters.from_settings(LibrarySettings())
 

@@ -1,4 +1,4 @@
-"""What is on disk: walking the library, stat-ing touched paths, hashing, and the pure diff.
+"""What is on disk: walking the library, stat-ing touched paths, hashing.
 
 The walk does one `lstat` per eligible file (names are filtered before any syscall), so an
 unchanged reconcile costs about what a bare scandir+stat walk costs. Symlinks to files are
@@ -14,12 +14,12 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from objlibd.config import LibrarySettings
-from objlibd.models import DiskEntry, Listing, Problem, Signature, StateIndex
+from objlibd.models import Listing, Problem, Signature
 
 HASH_BUFFER = 1 << 20
 LINKED_FOLDER = "symlink to a folder: not followed"
@@ -372,72 +372,6 @@ def sha256_file(path: Path) -> str:
     """Return the hex SHA-256 of a file's contents (raises OSError)."""
     with open(path, "rb") as handle:  # noqa: PTH123 - buffered binary read is the point
         return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-# -- the pure diff ------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Diff:
-    """How the disk differs from the DB.
-
-    `new`: no usable record. `check`: content may have changed (stat differs, a retry, a
-    missing file back, or --force): hash and compare. `missing`: recorded paths not on disk.
-    `unchanged`: same size and mtime as recorded (not re-hashed). `exact`: the disk holds
-    exactly the settled files, each with its recorded size and mtime (a quiet library).
-    """
-
-    new: list[DiskEntry] = field(default_factory=list)
-    check: list[DiskEntry] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unchanged: int = 0
-    exact: bool = False
-
-
-def diff(
-    disk: Mapping[str, Signature],
-    known: StateIndex,
-    *,
-    force: bool = False,
-) -> Diff:
-    """Compare what the walk saw with the DB's index (both keyed by relative path).
-
-    Everything in `known` is in scope: a full reconcile passes the whole index, a batch only
-    the rows of the paths it looked at. Settled files whose recorded (path, size, mtime) is
-    identical are unchanged: one dict lookup and one tuple comparison each.
-    """
-    result = Diff()
-    if force:
-        changed: Iterable[tuple[str, Signature]] = disk.items()
-    else:
-        settled = known.settled.get
-        changed = [(path, sig) for path, sig in disk.items() if settled(path) != sig]
-    for path, signature in changed:
-        entry = DiskEntry(*signature)  # type: ignore[arg-type]  # walk tuples are never None
-        if path in known.settled:
-            result.check.append(entry)
-        elif known.unsettled.get(path, "deleted") == "deleted":
-            result.new.append(entry)
-        else:
-            result.check.append(entry)  # a retry, or a missing file that is back
-    result.unchanged = len(disk) - len(result.new) - len(result.check)
-    gone = known.settled.keys() - disk.keys()
-    result.exact = not result.new and not result.check and not gone
-    gone.update(p for p, status in known.unsettled.items() if status != "deleted" and p not in disk)
-    result.missing = sorted(gone)
-    result.new.sort()
-    result.check.sort()
-    return result
-
-
-def diff_quiet(files: int, unsettled: Mapping[str, str]) -> Diff:
-    """The diff of a disk known to hold exactly the settled files (see `Diff.exact`).
-
-    What `diff` would return for such a disk, without the per-file index: `files` unchanged,
-    and every unsettled path that is not deleted is missing (none of them can be on disk).
-    """
-    missing = sorted(path for path, status in unsettled.items() if status != "deleted")
-    return Diff(missing=missing, unchanged=files, exact=True)
 
 
 def _utf8(name: str) -> bool:

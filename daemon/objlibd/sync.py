@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import structlog
 
 from objlibd import enrichment, scanner, volume
+from objlibd.changes import Diff, diff, diff_quiet
 from objlibd.config import Config
 from objlibd.errors import (
     ObjlibdError,
@@ -238,10 +239,10 @@ class SyncEngine:
         if cached is not None and walked.folders == cached:
             # The settled files were exactly `cached` and nothing changed on either side:
             # the per-file index (the reconcile's biggest read) can stay on disk.
-            changes = scanner.diff_quiet(walked.count, self.state.unsettled())
+            changes = diff_quiet(walked.count, self.state.unsettled())
         else:
             index = self.state.index()
-            changes = scanner.diff(walked.entries, index, force=options.force)
+            changes = diff(walked.entries, index, force=options.force)
         log.debug("reconcile.diffed", files=walked.count, walk_cache=index is None)
         self._apply(changes, walked, options, summary)
         finished = not options.dry_run and not summary.stopped
@@ -274,12 +275,12 @@ class SyncEngine:
             walked.problems.extend(sub.problems)
             walked.unreadable_dirs.extend(sub.unreadable_dirs)
             known.update(self.state.index_under(tree))
-        changes = scanner.diff(entries, known)  # known holds only what was looked at
+        changes = diff(entries, known)  # known holds only what was looked at
         self._apply(changes, walked, SyncOptions(), summary)
 
     def _apply(
         self,
-        changes: scanner.Diff,
+        changes: Diff,
         walked: scanner.WalkResult,
         options: SyncOptions,
         summary: SyncSummary,
@@ -305,9 +306,7 @@ class SyncEngine:
 
     # -- classification (hash only what may have changed) ------------------------------------
 
-    def _classify(
-        self, changes: scanner.Diff, options: SyncOptions, summary: SyncSummary
-    ) -> list[Upload]:
+    def _classify(self, changes: Diff, options: SyncOptions, summary: SyncSummary) -> list[Upload]:
         limit = int(self.config.library.max_file_mb * 1024 * 1024)
         version = enrichment.enrichment_version(
             self.config.enrichment.rules, skip=options.skip_enrichment
