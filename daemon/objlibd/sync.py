@@ -21,19 +21,20 @@ from dataclasses import dataclass
 
 import structlog
 
-from objlibd import enrichment, scanner, volume
+from objlibd import scanner, volume
 from objlibd.changes import Diff, diff, diff_quiet
+from objlibd.classify import Classifier
 from objlibd.config import Config
 from objlibd.errors import (
     ObjlibdError,
     StoreMismatchError,
     VolumeUnavailableError,
 )
-from objlibd.models import DiskEntry, FileRecord, FileStatus, Problem, VolumeState
+from objlibd.models import FileRecord, FileStatus, Problem, VolumeState
 from objlibd.remote.base import RemoteStore
 from objlibd.state import StateStore
 from objlibd.summary import SyncSummary
-from objlibd.uploads import Upload, Uploads
+from objlibd.uploads import Uploads
 
 log = structlog.get_logger("objlibd.sync")
 
@@ -94,6 +95,7 @@ class SyncEngine:
         self.progress = progress
         self.filters = scanner.Filters.from_settings(config.library)
         self.uploads = Uploads(config, state, store, stop=self.stop, report=self._report)
+        self.classifier = Classifier(config, state, stop=self.stop, report=self._report)
         self._store_ready = False
         self._job: int | None = None  # the running job's row, for progress
         self._progress: tuple[int, int] | None = None  # its last upload done/total
@@ -287,7 +289,7 @@ class SyncEngine:
     ) -> None:
         summary.problems.extend(walked.problems)
         summary.unchanged += changes.unchanged
-        uploads = self._classify(changes, options, summary)
+        uploads = self.classifier.classify(changes, options, summary)
         if options.dry_run:
             for item in uploads:
                 summary.plan("replace" if item.old else "upload", item.entry.path)
@@ -303,109 +305,6 @@ class SyncEngine:
             return
         if gone and not summary.stopped:
             self._missing_step(gone, self.state.count_tracked(), summary)
-
-    # -- classification (hash only what may have changed) ------------------------------------
-
-    def _classify(self, changes: Diff, options: SyncOptions, summary: SyncSummary) -> list[Upload]:
-        limit = int(self.config.library.max_file_mb * 1024 * 1024)
-        version = enrichment.enrichment_version(
-            self.config.enrichment.rules, skip=options.skip_enrichment
-        )
-        candidates: list[tuple[DiskEntry, FileRecord | None]] = [(e, None) for e in changes.new]
-        records = self.state.records(entry.path for entry in changes.check)
-        candidates.extend((entry, records.get(entry.path)) for entry in changes.check)
-        uploads: list[Upload] = []
-        total = len(candidates)
-        for done, (entry, record) in enumerate(candidates, 1):
-            if self.stop.is_set():
-                summary.stopped = "stop requested"
-                break
-            self._report("hash", done, total)
-            if entry.size > limit:
-                self._skip_large(entry, record, limit, options, summary)
-                continue
-            digest = self._hash(entry, record, options, summary)
-            if digest is None:
-                continue
-            upload = self._decide(
-                entry, record, digest, version=version, options=options, summary=summary
-            )
-            if upload is not None:
-                uploads.append(upload)
-        return uploads
-
-    def _hash(
-        self,
-        entry: DiskEntry,
-        record: FileRecord | None,
-        options: SyncOptions,
-        summary: SyncSummary,
-    ) -> str | None:
-        try:
-            digest = scanner.sha256_file(self.config.library.root / entry.path)
-        except FileNotFoundError:
-            return None  # vanished between walk and hash: the next event or run sees it
-        except OSError as err:
-            reason = f"cannot read: {err.strerror or err}"
-            summary.failures.append(Problem(entry.path, reason))
-            summary.failed += 1
-            if not options.dry_run:
-                self.state.record_failure(entry.path, FileStatus.ERROR, reason)
-            return None
-        summary.hashed += 1
-        return digest
-
-    def _decide(
-        self,
-        entry: DiskEntry,
-        record: FileRecord | None,
-        digest: str,
-        *,
-        version: str,
-        options: SyncOptions,
-        summary: SyncSummary,
-    ) -> Upload | None:
-        live = record is not None and record.status is not FileStatus.DELETED
-        old = record.remote_id if live and record is not None else None
-        # Compare with upload_hash (what the store's document holds), not content_hash: an
-        # interrupted upload has already recorded the new content_hash next to the old doc.
-        if record is not None and old and record.upload_hash == digest:
-            stale_rules = options.force and record.enrichment_version != version
-            if not stale_rules:
-                self._keep(entry, record, summary, dry_run=options.dry_run)
-                return None
-        return Upload(entry, digest, old, version)
-
-    def _keep(
-        self, entry: DiskEntry, record: FileRecord, summary: SyncSummary, *, dry_run: bool
-    ) -> None:
-        if record.status is FileStatus.UPLOADED:
-            summary.unchanged += 1
-        else:
-            summary.restored += 1
-        if not dry_run:
-            self.state.record_stat(entry.path, entry.size, entry.mtime_ns)
-            if record.status is not FileStatus.UPLOADED:
-                self.state.restore_present(entry.path, FileStatus.UPLOADED)
-
-    def _skip_large(
-        self,
-        entry: DiskEntry,
-        record: FileRecord | None,
-        limit: int,
-        options: SyncOptions,
-        summary: SyncSummary,
-    ) -> None:
-        reason = f"larger than max_file_mb ({entry.size / 2**20:.1f} MB > {limit / 2**20:g} MB)"
-        summary.skipped += 1
-        summary.problems.append(Problem(entry.path, f"skipped: {reason}"))
-        if options.dry_run:
-            summary.plan("skip", entry.path)
-            return
-        self.state.record_skipped(entry.path, reason, entry.size, entry.mtime_ns)
-        if record is not None and record.remote_id:
-            # The stored document describes content that no longer exists; retire it.
-            self.state.record_orphan(entry.path, record.remote_id)
 
     # -- missing, prune, marker ------------------------------------------------------------------
 

@@ -1,0 +1,143 @@
+"""Which changed files to upload: hash only what may have changed, then decide.
+
+A file the diff calls new or possibly changed is hashed; its hash against the record's
+`upload_hash` (what the store's document holds) decides: same content → keep (refresh size
+and mtime, or restore a missing file); different → upload (replacing the old document,
+upload-first); over max_file_mb → skipped, and any old document retired as an orphan.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from objlibd import enrichment, scanner
+from objlibd.changes import Diff
+from objlibd.config import Config
+from objlibd.models import DiskEntry, FileRecord, FileStatus, Problem
+from objlibd.state import StateStore
+from objlibd.summary import SyncSummary
+from objlibd.uploads import Upload
+
+if TYPE_CHECKING:
+    from objlibd.sync import SyncOptions
+
+
+class Classifier:
+    """Turns a diff into uploads, recording the files that need none."""
+
+    def __init__(
+        self,
+        config: Config,
+        state: StateStore,
+        *,
+        stop: threading.Event,
+        report: Callable[[str, int, int], None],
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.stop = stop
+        self._report = report
+
+    def classify(self, changes: Diff, options: SyncOptions, summary: SyncSummary) -> list[Upload]:
+        """Return the uploads `changes` need; record what is kept, skipped or unreadable."""
+        limit = int(self.config.library.max_file_mb * 1024 * 1024)
+        version = enrichment.enrichment_version(
+            self.config.enrichment.rules, skip=options.skip_enrichment
+        )
+        candidates: list[tuple[DiskEntry, FileRecord | None]] = [(e, None) for e in changes.new]
+        records = self.state.records(entry.path for entry in changes.check)
+        candidates.extend((entry, records.get(entry.path)) for entry in changes.check)
+        uploads: list[Upload] = []
+        total = len(candidates)
+        for done, (entry, record) in enumerate(candidates, 1):
+            if self.stop.is_set():
+                summary.stopped = "stop requested"
+                break
+            self._report("hash", done, total)
+            if entry.size > limit:
+                self._skip_large(entry, record, limit, options, summary)
+                continue
+            digest = self._hash(entry, record, options, summary)
+            if digest is None:
+                continue
+            upload = self._decide(
+                entry, record, digest, version=version, options=options, summary=summary
+            )
+            if upload is not None:
+                uploads.append(upload)
+        return uploads
+
+    def _hash(
+        self,
+        entry: DiskEntry,
+        record: FileRecord | None,
+        options: SyncOptions,
+        summary: SyncSummary,
+    ) -> str | None:
+        try:
+            digest = scanner.sha256_file(self.config.library.root / entry.path)
+        except FileNotFoundError:
+            return None  # vanished between walk and hash: the next event or run sees it
+        except OSError as err:
+            reason = f"cannot read: {err.strerror or err}"
+            summary.failures.append(Problem(entry.path, reason))
+            summary.failed += 1
+            if not options.dry_run:
+                self.state.record_failure(entry.path, FileStatus.ERROR, reason)
+            return None
+        summary.hashed += 1
+        return digest
+
+    def _decide(
+        self,
+        entry: DiskEntry,
+        record: FileRecord | None,
+        digest: str,
+        *,
+        version: str,
+        options: SyncOptions,
+        summary: SyncSummary,
+    ) -> Upload | None:
+        live = record is not None and record.status is not FileStatus.DELETED
+        old = record.remote_id if live and record is not None else None
+        # Compare with upload_hash (what the store's document holds), not content_hash: an
+        # interrupted upload has already recorded the new content_hash next to the old doc.
+        if record is not None and old and record.upload_hash == digest:
+            stale_rules = options.force and record.enrichment_version != version
+            if not stale_rules:
+                self._keep(entry, record, summary, dry_run=options.dry_run)
+                return None
+        return Upload(entry, digest, old, version)
+
+    def _keep(
+        self, entry: DiskEntry, record: FileRecord, summary: SyncSummary, *, dry_run: bool
+    ) -> None:
+        if record.status is FileStatus.UPLOADED:
+            summary.unchanged += 1
+        else:
+            summary.restored += 1
+        if not dry_run:
+            self.state.record_stat(entry.path, entry.size, entry.mtime_ns)
+            if record.status is not FileStatus.UPLOADED:
+                self.state.restore_present(entry.path, FileStatus.UPLOADED)
+
+    def _skip_large(
+        self,
+        entry: DiskEntry,
+        record: FileRecord | None,
+        limit: int,
+        options: SyncOptions,
+        summary: SyncSummary,
+    ) -> None:
+        reason = f"larger than max_file_mb ({entry.size / 2**20:.1f} MB > {limit / 2**20:g} MB)"
+        summary.skipped += 1
+        summary.problems.append(Problem(entry.path, f"skipped: {reason}"))
+        if options.dry_run:
+            summary.plan("skip", entry.path)
+            return
+        self.state.record_skipped(entry.path, reason, entry.size, entry.mtime_ns)
+        if record is not None and record.remote_id:
+            # The stored document describes content that no longer exists; retire it.
+            self.state.record_orphan(entry.path, record.remote_id)
