@@ -121,7 +121,10 @@ class WalkResult:
     def add(self, rel_path: str, size: int, mtime_ns: int) -> None:
         """Record one file found outside a folder listing (touched paths, followed links)."""
         folder, _, name = rel_path.rpartition("/")
-        _add(self.folders, folder, name, size, mtime_ns)
+        names, sizes, mtimes = self.folders.setdefault(folder, ([], [], []))
+        names.append(name)
+        sizes.append(size)
+        mtimes.append(mtime_ns)
         self._entries = None
 
     def covers(self, rel_path: str) -> bool:
@@ -129,15 +132,6 @@ class WalkResult:
         return not any(
             d in ("", rel_path) or rel_path.startswith(d + "/") for d in self.unreadable_dirs
         )
-
-
-def _add(folders: dict[str, Listing], folder: str, name: str, size: int, mtime_ns: int) -> None:
-    listing = folders.get(folder)
-    if listing is None:
-        listing = folders[folder] = ([], [], [])
-    listing[0].append(name)
-    listing[1].append(size)
-    listing[2].append(mtime_ns)
 
 
 # Children are opened with O_NOFOLLOW: a folder swapped for a symlink between the listing
