@@ -140,3 +140,21 @@ def test_an_unreadable_file_is_reported_and_the_rest_syncs(world_readable_tmp: P
     assert summary["counts"]["uploaded"] == 7
     assert summary["failures"] == [{"path": paths[2], "reason": "cannot read: Permission denied"}]
     assert "read-only for objlibd" in summary["problems"][0]["reason"], "no marker: said so"
+
+
+def test_a_batch_under_a_folder_swapped_for_a_symlink_uploads_nothing_from_outside(
+    env: Env, tmp_path: Path
+) -> None:
+    make_library(env.root, 3)
+    env.engine.run(SyncOptions())
+    outside = tmp_path / "outside" / "b"
+    outside.mkdir(parents=True)
+    (outside / "secret.txt").write_text("not in the library", encoding="utf-8")
+    (env.root / "a").symlink_to(tmp_path / "outside", target_is_directory=True)
+
+    subtree = env.engine.run_paths([], subtrees=["a/b"])
+    touched = env.engine.run_paths(["a/b/secret.txt"])
+
+    assert (subtree.uploaded, touched.uploaded) == (0, 0)
+    assert not any(d.path and d.path.startswith("a/") for d in env.store.list_docs())
+    assert [p.reason for p in subtree.problems] == ["symlink to a folder: not followed"]

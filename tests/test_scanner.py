@@ -234,3 +234,26 @@ def test_a_symlinked_folder_inside_the_library_is_reported_not_followed(tmp_path
     assert [(p.path, p.reason) for p in result.problems] == [
         ("Linked", "symlink to a folder: not followed")
     ]
+
+
+def test_a_subtree_under_a_folder_that_became_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    root = library_with_link(tmp_path, "Folder")
+    (tmp_path / "outside" / "Deeper").mkdir()
+    (tmp_path / "outside" / "Deeper" / "b.txt").write_text("not library either")
+
+    walked = walk(root, FILTERS, "Folder/Deeper")
+    touched, absent = stat_paths(root, FILTERS, ["Folder/Deeper/b.txt", "Folder/secret.txt"])
+
+    assert walked.entries == {}
+    assert [(p.path, p.reason) for p in walked.problems] == [
+        ("Folder", "symlink to a folder: not followed")
+    ]
+    assert touched.entries == {}
+    assert absent == {"Folder/Deeper/b.txt", "Folder/secret.txt"}
+
+
+def test_a_library_root_that_vanished_is_unreadable_not_empty(tmp_path: Path) -> None:
+    result = walk(tmp_path / "ejected", FILTERS)
+
+    assert result.unreadable_dirs == [""]
+    assert not result.covers("any/file.pdf")

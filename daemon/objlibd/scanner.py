@@ -134,8 +134,9 @@ class WalkResult:
         )
 
 
-# Children are opened with O_NOFOLLOW: a folder swapped for a symlink between the listing
-# and the descent is refused, never followed out of the library.
+# Every folder below the root is opened relative to its parent's descriptor with O_NOFOLLOW:
+# a folder swapped for a symlink at any point of the walk is refused, never followed out of
+# the library. The root itself may be reached through a symlink.
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _CHILD_FLAGS = _DIR_FLAGS | getattr(os, "O_NOFOLLOW", 0)
 
@@ -146,30 +147,40 @@ def walk(root: Path, filters: Filters, prefix: str = "") -> WalkResult:
     This is the reconcile's hot loop. Each folder is opened once and its entries are
     stat-ed relative to that descriptor (`fstatat`), which spares the kernel a full path
     lookup per file: the walk costs about what a bare scandir+stat walk does, or less.
+    Open descriptors never exceed the folder depth.
     """
     result = WalkResult(real_root=os.path.realpath(root))
-    stack = [(os.fspath(root / prefix if prefix else root), prefix)]
-    while stack:
-        directory, rel_dir = stack.pop()
-        fd = _open_dir(directory, rel_dir, prefix, result)
-        if fd is None:
-            continue
-        try:
-            names, sizes, mtimes = _read_folder(
-                fd, directory, rel_dir, filters=filters, stack=stack, result=result
-            )
-        finally:
-            os.close(fd)
-        if not names:
-            continue
-        listing = result.folders.get(rel_dir)
-        if listing is None:
-            result.folders[rel_dir] = (names, sizes, mtimes)
-        else:  # links followed by _visit came first
-            listing[0].extend(names)
-            listing[1].extend(sizes)
-            listing[2].extend(mtimes)
+    fd = _open_start(os.fspath(root), prefix, result)
+    if fd is not None:
+        start = os.fspath(root / prefix) if prefix else os.fspath(root)
+        _walk_folder(fd, start, prefix, filters, result)
     return result
+
+
+def _walk_folder(
+    fd: int, directory: str, rel_dir: str, filters: Filters, result: WalkResult
+) -> None:
+    """Read the open folder `fd` (closing it), then each of its subfolders, depth first."""
+    subfolders: list[str] = []
+    try:
+        names, sizes, mtimes = _read_folder(
+            fd, directory, rel_dir, filters=filters, subfolders=subfolders, result=result
+        )
+        if names:
+            listing = result.folders.get(rel_dir)
+            if listing is None:
+                result.folders[rel_dir] = (names, sizes, mtimes)
+            else:  # links followed by _visit came first
+                listing[0].extend(names)
+                listing[1].extend(sizes)
+                listing[2].extend(mtimes)
+        base = f"{rel_dir}/" if rel_dir else ""
+        for name in subfolders:
+            child = _open_child(fd, name, base + name, result)
+            if child is not None:
+                _walk_folder(child, _join(directory, name), base + name, filters, result)
+    finally:
+        os.close(fd)
 
 
 def _read_folder(
@@ -178,10 +189,10 @@ def _read_folder(
     rel_dir: str,
     *,
     filters: Filters,
-    stack: list[tuple[str, str]],
+    subfolders: list[str],
     result: WalkResult,
 ) -> Listing:
-    """List one open folder: push its subfolders, return its eligible regular files.
+    """List one open folder: collect its subfolders, return its eligible regular files.
 
     Per entry: the name checks first, then at most one `lstat`. Rare cases (symlinks, odd
     names, errors) leave the loop for `_visit`, which reports them with the right words.
@@ -199,11 +210,15 @@ def _read_folder(
         try:
             if entry.is_dir(follow_symlinks=False):
                 if not filters.excluded(name):
-                    _descend(directory, name, base, stack, result)
+                    _descend(name, base, subfolders, result)
                 continue
-        except OSError:
-            if filters.eligible(name):
-                _visit(entry, directory, base, result)
+        except OSError as err:  # no type from the listing, and no stat either
+            if not isinstance(err, FileNotFoundError):
+                # Folder or file, it is unknown: nothing at or under it is believed missing.
+                result.unreadable_dirs.append(base + name)
+                result.problems.append(
+                    Problem(_printable(base + name), f"cannot read: {_why(err)}")
+                )
             continue
         # The extension test rejects most non-documents before anything else.
         dot = name.rfind(".")
@@ -232,27 +247,58 @@ def _read_folder(
     return names, sizes, mtimes
 
 
-def _open_dir(directory: str, rel_dir: str, prefix: str, result: WalkResult) -> int | None:
-    """Open a folder of the walk; report it and return None when that is not possible.
+def _open_start(root: str, prefix: str, result: WalkResult) -> int | None:
+    """Open the root, then each folder of `prefix` below it, never through a symlink."""
+    try:
+        fd = os.open(root, _DIR_FLAGS)
+    except OSError as err:  # the drive went away, or the root is unreadable: nothing missing
+        reason = "it vanished" if isinstance(err, FileNotFoundError) else _why(err)
+        result.unreadable_dirs.append("")
+        result.problems.append(Problem(".", f"cannot list folder: {reason}"))
+        return None
+    done: list[str] = []
+    for part in prefix.split("/") if prefix else ():
+        done.append(part)
+        rel = "/".join(done)
+        try:
+            child = _open_child(fd, part, rel, result, start=True)
+        finally:
+            os.close(fd)
+        if child is None:
+            return None
+        fd = child
+    return fd
 
-    The library root is opened as configured (it may be reached through a symlink); every
-    folder below it is opened with O_NOFOLLOW. A folder the walk cannot list is recorded as
-    unreadable, so nothing under it is believed missing; the root always is.
+
+def _open_child(
+    parent: int, name: str, rel: str, result: WalkResult, *, start: bool = False
+) -> int | None:
+    """Open folder `name` of the open folder `parent`; report it and return None if not.
+
+    A folder that is no longer one (or is now a symlink) is absent: what was in it is gone.
+    A folder that cannot be opened otherwise is unreadable, so nothing under it is believed
+    missing; the same for one that vanished mid-walk, unless it is the subtree asked for.
     """
     try:
-        return os.open(directory, _CHILD_FLAGS if rel_dir else _DIR_FLAGS)
+        return os.open(name, _CHILD_FLAGS, dir_fd=parent)
     except OSError as err:
-        if rel_dir and (isinstance(err, NotADirectoryError) or err.errno == errno.ELOOP):
-            # No longer a folder: what was in it is absent. A symlink is never followed.
-            if Path(directory).is_symlink():
-                result.problems.append(Problem(rel_dir, LINKED_FOLDER))
+        if isinstance(err, NotADirectoryError) or err.errno == errno.ELOOP:
+            if _is_link(name, parent):
+                result.problems.append(Problem(_printable(rel), LINKED_FOLDER))
             return None
-        if rel_dir and rel_dir == prefix and isinstance(err, FileNotFoundError):
+        if start and isinstance(err, FileNotFoundError):
             return None  # the subtree itself is gone: its files are simply absent
         reason = "it vanished" if isinstance(err, FileNotFoundError) else _why(err)
-    result.unreadable_dirs.append(rel_dir)
-    result.problems.append(Problem(rel_dir or ".", f"cannot list folder: {reason}"))
+    result.unreadable_dirs.append(rel)
+    result.problems.append(Problem(_printable(rel), f"cannot list folder: {reason}"))
     return None
+
+
+def _is_link(name: str, parent: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(name, dir_fd=parent).st_mode)
+    except OSError:
+        return False
 
 
 def _list(fd: int, rel_dir: str, result: WalkResult) -> list[os.DirEntry[str]]:
@@ -265,11 +311,9 @@ def _list(fd: int, rel_dir: str, result: WalkResult) -> list[os.DirEntry[str]]:
     return []
 
 
-def _descend(
-    directory: str, name: str, base: str, stack: list[tuple[str, str]], result: WalkResult
-) -> None:
+def _descend(name: str, base: str, subfolders: list[str], result: WalkResult) -> None:
     if name.isascii() or _utf8(name):
-        stack.append((_join(directory, name), base + name))
+        subfolders.append(name)
     else:
         result.problems.append(
             Problem(_printable(base + name), "folder name is not valid UTF-8: rename it")
@@ -336,12 +380,21 @@ def stat_paths(root: Path, filters: Filters, paths: Iterable[str]) -> tuple[Walk
 
     Cost is O(len(paths)). Names that are not eligible are ignored without a syscall;
     folders are neither entries nor absent (the watcher reports folder changes as subtrees).
+    A path whose folder is now reached through a symlink is absent, as the walk would see it.
     """
     result = WalkResult()
     absent: set[str] = set()
     real_root = os.path.realpath(root)
+    linked: dict[str, bool] = {}  # folder -> reached through a symlink (so not in the library)
     for rel in paths:
         if not rel or filters.path_excluded(rel) or not filters.eligible(rel.rsplit("/", 1)[-1]):
+            continue
+        folder = rel.rpartition("/")[0]
+        if folder and folder not in linked:
+            inside = _join(real_root, folder)
+            linked[folder] = os.path.realpath(inside) != inside
+        if folder and linked[folder]:
+            absent.add(rel)  # as the walk sees it: a symlinked folder is never followed
             continue
         full = root / rel
         try:
