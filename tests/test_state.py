@@ -171,14 +171,14 @@ def test_every_change_the_index_can_see_moves_the_generation(
     assert (generation(state) != before) is bumps
 
 
-def test_a_saved_walk_is_returned_until_a_file_row_changes() -> None:
+def test_a_saved_walk_is_returned_with_the_unsettled_files_until_a_file_row_changes() -> None:
     state = StateStore.memory()
     state.begin_upload("a.txt", "h", 1, 1)
     folders: dict[str, Listing] = {"": (["a.txt"], [1], [1])}
     assert state.cached_walk() is None
 
     assert state.save_walk(folders, generation(state))
-    assert state.cached_walk() == folders
+    assert state.cached_walk() == (folders, {"a.txt": "uploading"})
 
     state.record_stat("a.txt", 1, 2)
     assert state.cached_walk() is None

@@ -397,3 +397,16 @@ def test_a_reconcile_from_the_walk_cache_decides_what_a_full_index_read_would(
         assert env.state.counts_by_status() == twin_state.counts_by_status(), step
     assert served_from_cache >= 10
     twin_state.close()
+
+
+def test_a_document_file_a_power_cut_left_empty_counts_as_never_written(env: Env) -> None:
+    paths = make_library(env.root, 3)
+    env.engine.run(SyncOptions())
+    docs = sorted((env.config.state.dir / "local-store").rglob("docs/*.json"))
+    docs[0].write_bytes(b"")  # what a power cut can leave of an unsynced document file
+
+    cleanup = env.engine.cleanup_orphans()
+    again = env.engine.run(SyncOptions())
+
+    assert (cleanup.lost, again.uploaded) == (1, 1)
+    assert sorted(env.docs_by_path()) == sorted(paths)

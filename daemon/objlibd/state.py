@@ -91,25 +91,28 @@ class StateStore(JobLog):
             generation,
         )
 
-    def unsettled(self) -> dict[str, str]:
-        """Return the status of every file that is neither uploaded nor skipped."""
-        sql = f"SELECT path, status FROM files WHERE status IN {_UNSETTLED}"
-        return {str(path): str(status) for path, status in self._query(sql)}
-
     # -- the walk cache ------------------------------------------------------------------------
 
-    def cached_walk(self) -> dict[str, Listing] | None:
-        """Return the walk saved with `save_walk`, if no file row has changed since; else None."""
-        rows = self._query(
-            "SELECT c.listing FROM walk_cache c JOIN files_generation g ON c.generation = g.value"
-        )
-        if not rows:
-            return None
+    def cached_walk(self) -> tuple[dict[str, Listing], dict[str, str]] | None:
+        """Return the walk saved with `save_walk` and the unsettled files, read together.
+
+        None when any file row changed since the save (or there is none): only then do the
+        two describe the same files table.
+        """
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT c.listing FROM walk_cache c "
+                "JOIN files_generation g ON c.generation = g.value"
+            ).fetchone()
+            if row is None:
+                return None
+            rows = conn.execute(f"SELECT path, status FROM files WHERE status IN {_UNSETTLED}")
+            unsettled = {str(path): str(status) for path, status in rows}
         try:
-            folders = marshal.loads(rows[0][0])  # noqa: S302 - our own blob, in our own DB
+            folders = marshal.loads(row[0])  # noqa: S302 - our own blob, in our own DB
         except (EOFError, ValueError, TypeError):
             return None  # written by another Python: the next quiet reconcile rewrites it
-        return folders if isinstance(folders, dict) else None
+        return (folders, unsettled) if isinstance(folders, dict) else None
 
     def save_walk(self, folders: dict[str, Listing], generation: int) -> bool:
         """Save a walk that equals the settled index read at `generation`.

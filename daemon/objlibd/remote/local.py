@@ -4,8 +4,9 @@ Each store is a folder `<state>/local-store/<store id>/` with `blobs/<doc>.bin` 
 the uploaded bytes) and `docs/<doc>.json` (the document: display name, metadata, size).
 Document ids get a random suffix like Gemini's, so uploading the same file twice makes two
 documents, exactly the failure the engine must avoid. Writes are atomic (temp + rename,
-blob before document, the blob's bytes synced first), so neither a crash nor a power cut
-leaves a document without its bytes.
+blob before document), so a crash never leaves a document without its bytes. The blob's
+bytes are synced before its document is written; the document file is not (the state DB's
+own WAL NORMAL durability): one a power cut left empty or torn counts as never written.
 """
 
 from __future__ import annotations
@@ -142,12 +143,17 @@ class LocalStore:
 
     def _read_file(self, path: Path) -> RemoteDoc | None:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as err:
+        except OSError as err:
             raise RemoteUnavailableError(f"local store document {path} unreadable: {err}") from err
-        return _from_json(data)
+        try:
+            return _from_json(json.loads(text))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            # Empty or torn by a power cut (document files are not synced): a document the
+            # store never finished. Absent, so the engine adopts or uploads again.
+            return None
 
 
 def _to_json(doc: RemoteDoc) -> dict[str, Any]:
