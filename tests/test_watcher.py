@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -181,3 +182,23 @@ def test_mount_watch_wakes_on_changes_in_the_parent(tmp_path: Path) -> None:
 
 def test_mount_watch_without_a_parent_does_nothing(tmp_path: Path) -> None:
     assert not MountWatch(tmp_path / "none", lambda: None).start()
+
+
+def test_reading_the_library_does_not_wake_the_observer(tmp_path: Path) -> None:
+    """The daemon's own hashing and listing must not feed its watcher (opens, reads, closes)."""
+    sink = Sink()
+    watcher = LibraryWatcher(tmp_path, FILTERS, sink)
+    (tmp_path / "a.pdf").write_bytes(b"a")
+    watcher.start()
+    try:
+        before = watcher.events_seen
+        for _ in range(20):
+            (tmp_path / "a.pdf").read_bytes()
+            list(os.scandir(tmp_path))
+        (tmp_path / "b.pdf").write_bytes(b"b")  # a real change, as the end marker
+        assert wait_for(lambda: "b.pdf" in sink.paths(), 5), sink.events
+        seen = watcher.events_seen - before
+    finally:
+        watcher.stop()
+
+    assert seen <= 4, f"{seen} events for 20 reads and one write"

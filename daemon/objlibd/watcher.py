@@ -22,7 +22,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
@@ -37,6 +48,13 @@ _KINDS = {
     "moved": EventKind.MOVED,
 }
 _DIR_KINDS = frozenset({"created", "deleted", "moved"})
+# The events `classify` can use; watchdog turns this into the kernel's watch mask, so opens,
+# reads and read-only closes (the daemon's own hashing and uploads, every folder listing of a
+# walk) never even wake the observer thread.
+WATCHED_EVENTS = [
+    FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, FileClosedEvent,
+    FileDeletedEvent, DirDeletedEvent, FileMovedEvent, DirMovedEvent,
+]  # fmt: skip
 OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
 
 
@@ -152,7 +170,9 @@ class LibraryWatcher:
         self.stop()
         observer = Observer()
         observer.name = "objlibd-observer"
-        observer.schedule(_Handler(self), self._root_text, recursive=True)
+        observer.schedule(
+            _Handler(self), self._root_text, recursive=True, event_filter=WATCHED_EVENTS
+        )
         for name in OVERFLOW_LOGGERS:
             logging.getLogger(name).addHandler(self._overflow)
         try:
