@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import resource
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,14 +22,16 @@ def quiet_logs() -> None:
     logs.setup(dataclasses.replace(LogSettings(), level="warning"), console=True, to_file=False)
 
 
+def wall(action: Callable[[], object]) -> float:
+    """Return the wall time of one call."""
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
 def best_of(runs: int, action: Callable[[], object]) -> float:
     """Return the fastest wall time of `runs` calls (noise only ever adds time)."""
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(wall(action) for _ in range(runs))
 
 
 def best_of_pairs(
@@ -41,23 +42,8 @@ def best_of_pairs(
     Alternating puts both under the same background load (writeback, other tenants), so
     their ratio is fair on a noisy machine.
     """
-    base_times, measured_times = [], []
-    for _ in range(runs):
-        for action, times in ((baseline, base_times), (measured, measured_times)):
-            start = time.perf_counter()
-            action()
-            times.append(time.perf_counter() - start)
-    return min(base_times), min(measured_times)
-
-
-def median_of(runs: int, action: Callable[[], object]) -> float:
-    """Return the median wall time of `runs` calls."""
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    pairs = [(wall(baseline), wall(measured)) for _ in range(runs)]
+    return min(base for base, _ in pairs), min(measured for _, measured in pairs)
 
 
 def make_library(root: Path, count: int, per_dir: int = 250) -> None:

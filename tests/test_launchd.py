@@ -19,7 +19,7 @@ import pytest
 from objlibd import launchd
 from objlibd.errors import ServiceError
 from objlibd.launchd import Launchd
-from objlibd.serviceplan import Executor, Note, ServiceSpec, Step
+from objlibd.serviceplan import Executor, Note, ServiceSpec, Step, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 UID = 501
@@ -352,13 +352,13 @@ def test_on_macos_plutil_accepts_the_plist_and_launchctl_bootstraps_it(tmp_path:
     spec = make_spec(tmp_path, python=Path(sys.executable), config_path=config,
                      state_dir=tmp_path / "state", log_dir=tmp_path / "logs",
                      uid=os.getuid(), stop_timeout=40.0)  # fmt: skip
-    agent = Launchd(spec, launchd.run_command, label=label)
+    agent = Launchd(spec, run_command, label=label)
     try:
-        Executor(launchd.run_command, print).execute(agent.install_steps())
-        lint = launchd.run_command(["plutil", "-lint", str(agent.path)])
+        Executor(run_command, print).execute(agent.install_steps())
+        lint = run_command(["plutil", "-lint", str(agent.path)])
         status = agent.status()
     finally:
-        Executor(launchd.run_command, print).execute(agent.uninstall_steps(purge=False))
+        Executor(run_command, print).execute(agent.uninstall_steps(purge=False))
 
     assert lint.returncode == 0, lint.stdout + lint.stderr
     assert status.loaded

@@ -43,13 +43,11 @@ from objlibd.serviceplan import (
     first_line,
     purge_steps,
     refuse_unmanaged_daemon,
-    run_command,
     stop_fallback_steps,
     terminate_steps,
     wait_step,
 )
 
-# run_command moved to objlibd.serviceplan with the rest of the plan; launchd.run_command stays
 __all__ = [
     "LABEL",
     "Launchd",
@@ -58,7 +56,6 @@ __all__ = [
     "parse_pid",
     "plist_path",
     "render",
-    "run_command",
     "service_target",
 ]
 
