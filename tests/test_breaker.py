@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from fake_clock import FakeClock
-from objlibd.remote.breaker import BreakerSettings, CircuitBreaker
+from objlibd.remote.breaker import BreakerSettings, CircuitBreaker, concurrency_for
 
 
 def feed(breaker: CircuitBreaker, outcomes: str) -> None:
@@ -149,7 +149,7 @@ def test_recommended_concurrency_drops_to_one_unless_closed(
     feed(breaker, outcomes)
     clock.now += advance
 
-    assert breaker.recommended_concurrency(8) == expected
+    assert concurrency_for(breaker.state, 8) == expected
 
 
 def test_transitions_are_reported_in_order() -> None:

@@ -46,7 +46,7 @@ class StateStore(JobLog):
     # -- files: reads ------------------------------------------------------------------------
 
     def all_records(self) -> dict[str, FileRecord]:
-        """Return every tracked file by path (the reconcile's view of the DB)."""
+        """Return every tracked file by path, all columns (for inspection; O(library))."""
         rows = self._query(f"SELECT {_RECORD_COLUMNS} FROM files")
         return {row[0]: _record(row) for row in rows}
 

@@ -122,10 +122,6 @@ class CircuitBreaker:
         with self._lock:
             return self._rate()
 
-    def recommended_concurrency(self, maximum: int) -> int:
-        """Return how many calls should run in parallel: `maximum` when closed, else 1."""
-        return maximum if self.state == CLOSED else 1
-
     def snapshot(self) -> dict[str, object]:
         """Return the breaker's state for status output."""
         with self._lock:
@@ -182,3 +178,8 @@ class CircuitBreaker:
     def _fire(self, fired: tuple[State, dict[str, object]] | None) -> None:
         if fired is not None and self._on_transition is not None:
             self._on_transition(*fired)
+
+
+def concurrency_for(state: State, maximum: int) -> int:
+    """Return how many calls should run in parallel in `state`: `maximum` when closed, else 1."""
+    return maximum if state == CLOSED else 1

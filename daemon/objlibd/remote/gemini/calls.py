@@ -20,7 +20,7 @@ from google.genai import errors as genai_errors
 from objlibd.config import GeminiSettings
 from objlibd.credentials import API_KEY_ENV
 from objlibd.errors import RemoteQuotaError, RemoteRejectedError, RemoteUnavailableError
-from objlibd.remote.breaker import BreakerSettings, CircuitBreaker, State
+from objlibd.remote.breaker import BreakerSettings, CircuitBreaker, State, concurrency_for
 from objlibd.remote.ratelimit import RateLimiter
 
 log = structlog.get_logger("objlibd.remote.gemini")
@@ -208,7 +208,7 @@ class Caller:
             "half_open": "remote.breaker.half_open",
             "closed": "remote.breaker.closed",
         }[state]
-        self.gate.set_limit(self.concurrency if state == "closed" else 1)
+        self.gate.set_limit(concurrency_for(state, self.concurrency))
         details = {key: value for key, value in snapshot.items() if key != "state"}
         # A fresh logger each time: transitions are rare, and this honours the logging
         # configuration in force now (a cached module logger would not).
