@@ -410,3 +410,25 @@ def test_a_document_file_a_power_cut_left_empty_counts_as_never_written(env: Env
 
     assert (cleanup.lost, again.uploaded) == (1, 1)
     assert sorted(env.docs_by_path()) == sorted(paths)
+
+
+def test_a_sync_on_a_terminal_draws_one_progress_line_per_phase(env: Env) -> None:
+    from io import StringIO
+
+    from objlibd.cli.engine import ProgressBar
+
+    make_library(env.root, 4)
+    stream = StringIO()
+    bar = ProgressBar(stream)
+    env.engine.progress = bar
+
+    env.engine.run(SyncOptions())
+    bar.end()
+
+    drawn = stream.getvalue()
+    assert drawn.endswith("\n") and "\n" not in drawn[:-1]  # rewritten in place with \r
+    assert f"  hash [{'#' * 30}] 4/4" in drawn
+    assert f"upload [{'#' * 30}] 4/4" in drawn
+    quiet = StringIO()
+    ProgressBar(quiet).end()
+    assert quiet.getvalue() == ""  # nothing drawn, nothing to end

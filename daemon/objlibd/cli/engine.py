@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from objlibd.cli.common import add_config_option, load_config, setup_console_logging
 from objlibd.errors import ObjlibdError
@@ -83,7 +83,7 @@ def register(subparsers: Any) -> None:
 
 
 @contextmanager
-def engine_for(config: Config, *, progress: bool = False) -> Iterator[SyncEngine]:
+def engine_for(config: Config, *, progress: ProgressBar | None = None) -> Iterator[SyncEngine]:
     """Open state and store for one command and close them after."""
     from objlibd.remote import open_store
     from objlibd.state import StateStore
@@ -93,7 +93,7 @@ def engine_for(config: Config, *, progress: bool = False) -> Iterator[SyncEngine
     try:
         store = open_store(config)
         try:
-            yield SyncEngine(config, state, store, progress=_progress_bar() if progress else None)
+            yield SyncEngine(config, state, store, progress=progress)
         finally:
             store.close()
     finally:
@@ -111,9 +111,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
         dry_run=args.dry_run, force=args.force, prune_missing=args.prune_missing,
         cleanup_orphans=args.cleanup_orphans, skip_enrichment=args.skip_enrichment,
     )  # fmt: skip
-    with _instance(config), engine_for(config, progress=not args.json) as engine:
+    bar = ProgressBar(sys.stderr) if not args.json and sys.stderr.isatty() else None
+    with _instance(config), engine_for(config, progress=bar) as engine:
         summary = engine.run(options)
-    _end_progress()
+    if bar is not None:
+        bar.end()
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
@@ -264,25 +266,23 @@ def _instance(config: Config) -> Iterator[None]:
         claim.release()
 
 
-_BAR_WIDTH = 30
-_bar_active = False
+class ProgressBar:
+    """One self-rewriting progress line (`objlibd sync` on a terminal): phase, bar, done/total."""
 
+    WIDTH = 30
 
-def _progress_bar() -> Any:
-    if not sys.stderr.isatty():
-        return None
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._shown = False
 
-    def show(phase: str, done: int, total: int) -> None:
-        global _bar_active  # noqa: PLW0603 - one progress line per process
-        filled = _BAR_WIDTH * done // max(total, 1)
-        bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
-        sys.stderr.write(f"\r{phase:>6} [{bar}] {done}/{total}")
-        sys.stderr.flush()
-        _bar_active = True
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        filled = self.WIDTH * done // max(total, 1)
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        self._stream.write(f"\r{phase:>6} [{bar}] {done}/{total}")
+        self._stream.flush()
+        self._shown = True
 
-    return show
-
-
-def _end_progress() -> None:
-    if _bar_active:
-        sys.stderr.write("\n")
+    def end(self) -> None:
+        """Finish the line, if one was drawn."""
+        if self._shown:
+            self._stream.write("\n")
