@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from objlibd import migrations
 from objlibd.joblog import JobLog
@@ -28,6 +28,13 @@ _SETTLED = "('uploaded', 'skipped')"
 _UNSETTLED = (
     "(" + ", ".join(f"'{s}'" for s in migrations.STATUSES if s not in ("uploaded", "skipped")) + ")"
 )
+
+
+class CachedWalk(NamedTuple):
+    """The last quiet walk, and the unsettled files of the same files table."""
+
+    folders: dict[str, Listing]
+    unsettled: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +100,7 @@ class StateStore(JobLog):
 
     # -- the walk cache ------------------------------------------------------------------------
 
-    def cached_walk(self) -> tuple[dict[str, Listing], dict[str, str]] | None:
+    def cached_walk(self) -> CachedWalk | None:
         """Return the walk saved with `save_walk` and the unsettled files, read together.
 
         None when any file row changed since the save (or there is none): only then do the
@@ -112,7 +119,7 @@ class StateStore(JobLog):
             folders = marshal.loads(row[0])  # noqa: S302 - our own blob, in our own DB
         except (EOFError, ValueError, TypeError):
             return None  # written by another Python: the next quiet reconcile rewrites it
-        return (folders, unsettled) if isinstance(folders, dict) else None
+        return CachedWalk(folders, unsettled) if isinstance(folders, dict) else None
 
     def save_walk(self, folders: dict[str, Listing], generation: int) -> bool:
         """Save a walk that equals the settled index read at `generation`.

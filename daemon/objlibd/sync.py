@@ -238,10 +238,10 @@ class SyncEngine:
         cached = None if options.force else self.state.cached_walk()
         walked = scanner.walk(self.config.library.root, self.filters)
         index = None
-        if cached is not None and walked.folders == cached[0]:
+        if cached is not None and walked.folders == cached.folders:
             # The settled files were exactly the cached walk and nothing changed on either
             # side: the per-file index (the reconcile's biggest read) can stay on disk.
-            changes = diff_quiet(walked.count, cached[1])
+            changes = diff_quiet(walked.count, cached.unsettled)
         else:
             index = self.state.index()
             changes = diff(walked.entries, index, force=options.force)
