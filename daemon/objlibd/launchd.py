@@ -31,7 +31,6 @@ from objlibd.errors import ServiceError
 from objlibd.serviceplan import (
     EXIT_TIMEOUT_SECONDS,
     NOT_FOUND,
-    MakeDir,
     Note,
     RemovePath,
     Run,
@@ -39,7 +38,7 @@ from objlibd.serviceplan import (
     ServiceSpec,
     ServiceStatus,
     Step,
-    WriteFile,
+    definition_steps,
     first_line,
     purge_steps,
     refuse_unmanaged_daemon,
@@ -177,16 +176,8 @@ class Launchd:
             notes.append(Note(f"{self._unavailable(status).message}; on a Mac install would:"))
         if not status.loaded:
             refuse_unmanaged_daemon(self.spec, "launchd")
-        content = self.definition()
-        changed = _read_bytes(self.path) != content
-        steps: list[Step] = [
-            *notes,
-            MakeDir(self.spec.state_dir),
-            MakeDir(self.spec.log_dir),
-            MakeDir(self.path.parent),
-        ]
-        if changed:
-            steps.append(WriteFile(self.path, content))
+        files, changed = definition_steps(self.spec, self.path, self.definition())
+        steps: list[Step] = [*notes, *files]
         if status.loaded and changed:
             steps.append(self._run("bootout", self.target))
             steps.append(wait_step(self.spec))
@@ -250,10 +241,3 @@ class Launchd:
                 f"objlibd is not installed as a LaunchAgent ({self.path} does not exist)",
                 hint="run `objlibd install` first",
             )
-
-
-def _read_bytes(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None

@@ -137,6 +137,22 @@ class Note:
 Step = MakeDir | WriteFile | RemovePath | Run | WaitStopped | Terminate | Note
 
 
+def definition_steps(spec: ServiceSpec, path: Path, content: bytes) -> tuple[list[Step], bool]:
+    """Plan the folders and the service definition file; say whether the file changes."""
+    changed = _current_bytes(path) != content
+    steps: list[Step] = [MakeDir(spec.state_dir), MakeDir(spec.log_dir), MakeDir(path.parent)]
+    if changed:
+        steps.append(WriteFile(path, content))
+    return steps, changed
+
+
+def _current_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 def wait_step(spec: ServiceSpec) -> WaitStopped:
     """Return the step that waits for the daemon to drain after a stop."""
     return WaitStopped(spec.pidfile, spec.stop_timeout)

@@ -24,7 +24,6 @@ from objlibd.errors import ServiceError
 from objlibd.serviceplan import (
     EXIT_TIMEOUT_SECONDS,
     NOT_FOUND,
-    MakeDir,
     Note,
     RemovePath,
     Run,
@@ -32,7 +31,7 @@ from objlibd.serviceplan import (
     ServiceSpec,
     ServiceStatus,
     Step,
-    WriteFile,
+    definition_steps,
     first_line,
     purge_steps,
     refuse_unmanaged_daemon,
@@ -164,16 +163,10 @@ class Systemd:
         active = props.get("ActiveState") in _RUNNING
         if not active:
             refuse_unmanaged_daemon(self.spec, "systemd")
-        content = self.definition()
-        changed = _read_bytes(self.path) != content
-        steps: list[Step] = [
-            *notes,
-            MakeDir(self.spec.state_dir),
-            MakeDir(self.spec.log_dir),
-            MakeDir(self.path.parent),
-        ]
+        files, changed = definition_steps(self.spec, self.path, self.definition())
+        steps: list[Step] = [*notes, *files]
         if changed:
-            steps += [WriteFile(self.path, content), self._ctl("daemon-reload")]
+            steps.append(self._ctl("daemon-reload"))
         if props.get("UnitFileState") != "enabled":
             steps.append(self._ctl("enable", UNIT_NAME))
         if not active:
@@ -242,10 +235,3 @@ class Systemd:
                 f"objlibd is not installed as a systemd user unit ({self.path} does not exist)",
                 hint="run `objlibd install` first",
             )
-
-
-def _read_bytes(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
