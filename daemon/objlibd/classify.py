@@ -9,7 +9,6 @@ upload-first); over max_file_mb → skipped, and any old document retired as an 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from objlibd import enrichment, scanner
@@ -18,7 +17,7 @@ from objlibd.config import Config
 from objlibd.models import DiskEntry, FileRecord, FileStatus, Problem
 from objlibd.state import StateStore
 from objlibd.summary import SyncSummary
-from objlibd.uploads import Upload
+from objlibd.uploads import Report, Upload
 
 if TYPE_CHECKING:
     from objlibd.sync import SyncOptions
@@ -33,7 +32,7 @@ class Classifier:
         state: StateStore,
         *,
         stop: threading.Event,
-        report: Callable[[str, int, int], None],
+        report: Report,
     ) -> None:
         self.config = config
         self.state = state

@@ -34,11 +34,10 @@ from objlibd.models import FileRecord, FileStatus, Problem, VolumeState
 from objlibd.remote.base import RemoteStore
 from objlibd.state import StateStore
 from objlibd.summary import SyncSummary
-from objlibd.uploads import Uploads
+from objlibd.uploads import Report, Uploads
 
 log = structlog.get_logger("objlibd.sync")
 
-Progress = Callable[[str, int, int], None]
 PROGRESS_EVERY = 50
 
 
@@ -85,7 +84,7 @@ class SyncEngine:
         *,
         clock: Callable[[], float] = time.time,
         stop: threading.Event | None = None,
-        progress: Progress | None = None,
+        progress: Report | None = None,
     ) -> None:
         self.config = config
         self.state = state

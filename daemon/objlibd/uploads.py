@@ -32,7 +32,7 @@ from objlibd.summary import SyncSummary
 
 log = structlog.get_logger("objlibd.sync")
 
-Report = Callable[[str, int, int], None]
+Report = Callable[[str, int, int], None]  # (phase, done, total): progress of a run
 
 
 @dataclass(frozen=True, slots=True)
