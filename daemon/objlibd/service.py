@@ -123,7 +123,7 @@ class Daemon:
         self._process = psutil.Process()
         self.state = StateStore.open(config.db_path)
         self.reader = StateStore.open(config.db_path, readonly=True)
-        self.store = open_store(config)
+        self.store = open_store(config, stop=self.stop)
         engine = SyncEngine(config, self.state, self.store, stop=self.stop)
         self.scheduler = JobScheduler(
             config.jobs, lambda name: self.worker.submit(Work.scheduled(name))
