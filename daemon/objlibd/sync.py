@@ -93,7 +93,9 @@ class SyncEngine:
         self.stop = stop or threading.Event()
         self.progress = progress
         self.filters = scanner.Filters.from_settings(config.library)
-        self.uploads = Uploads(config, state, store, stop=self.stop, report=self._report)
+        self.uploads = Uploads(
+            config, state, store, stop=self.stop, report=self._report, clock=clock
+        )
         self.classifier = Classifier(config, state, stop=self.stop, report=self._report)
         self._store_ready = False
         self._job: int | None = None  # the running job's row, for progress
