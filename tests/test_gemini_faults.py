@@ -335,3 +335,52 @@ def test_a_failed_import_found_on_resume_counts_toward_quarantine(tmp_path: Path
         record = state.record(path)
         state.close()
         assert record is not None and (record.status, record.failures) == (FileStatus.FAILED, 1)
+
+
+# -- SIGTERM during a Gemini backoff ------------------------------------------------------------
+
+
+def test_sigterm_cuts_a_gemini_backoff_short_persists_the_parked_work_and_exits_0(
+    tmp_path: Path,
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test_gemini_sync import FAKE_KEY, child_env, make_site, sync, wait_for, write_config
+
+    with FakeGemini(Behaviour(api_key=FAKE_KEY), Faults(retry_delay="0.02s")) as fake:
+        site = make_site(tmp_path, fake, 2)
+        write_config(site, sync="quiet_seconds = 0.1\nmax_wait_seconds = 1.0",
+                     retry_max_delay_seconds=60.0, max_attempts=5)  # fmt: skip
+        assert sync(site)["exit_code"] == 0
+        # Every import is refused with "retry in 30 s": the daemon sits in that backoff.
+        fake.inject("stores.importFile", 429, times=100, retry_delay="30s")
+        before = fake.count("stores.importFile")
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "objlibd", "run", "--config", str(site.config)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env(),
+        )  # fmt: skip
+        try:
+            wait_for(lambda: fake.count("stores.list") >= 2, 30, "the daemon to start")
+            (site.root / "new while busy.txt").write_text("fresh\n", encoding="utf-8")
+            wait_for(lambda: fake.count("stores.importFile") > before, 30, "the import's backoff")
+            asked = time.monotonic()
+            daemon.send_signal(signal.SIGTERM)
+            code = daemon.wait(30)
+            took = time.monotonic() - asked
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
+
+        state = StateStore.open(site.state_dir / "objlibd.db", readonly=True)
+        try:
+            pending = state.get_json("daemon.pending")
+        finally:
+            state.close()
+        assert (code, took < 5.0) == (0, True), took
+        assert pending is not None, "the parked work was persisted"
+        assert "new while busy.txt" in pending["paths"] or "" in pending["rescan"], pending
+        assert fake.count("stores.importFile") == before + 1, "nothing was sent after the stop"
