@@ -201,6 +201,7 @@ class Daemon:
         self.worker.finish(timeout=max(0.5, deadline - time.monotonic()))
         if self.worker.alive:
             log.warning("daemon.stop_timeout", doing=self.worker.current)
+            self.worker.persist_now()  # stuck in a call: its batch is redone at the next start
         else:
             self.store.close()
             self.state.close()

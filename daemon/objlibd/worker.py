@@ -108,6 +108,7 @@ class Worker:
         self._queued_paths = 0
         self._lock = threading.Lock()
         self._parked: Batch | None = self._load_pending()
+        self._running: Batch | None = None  # the batch in the engine right now
         self._pending_jobs: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="objlibd-worker", daemon=True)
 
@@ -233,6 +234,7 @@ class Worker:
         batch_id = next(_batch_ids)
         waited = time.time() - batch.first_event_at if batch.first_event_at else None
         self.current = {"batch_id": batch_id, "trigger": trigger, "paths": batch_size(batch)}
+        self._running = batch
         with structlog.contextvars.bound_contextvars(
             batch_id=batch_id, reason=batch.reason, paths=len(batch.paths),
             subtrees=sorted(batch.rescan)[:10],
@@ -241,7 +243,7 @@ class Worker:
             summary = self._call(lambda: self.engine.run_paths(
                 batch.paths, subtrees=batch.rescan, trigger=trigger
             ), batch)  # fmt: skip
-        self.current = None
+        self.current, self._running = None, None
         if summary is not None:
             if summary.stopped:
                 self._park(batch, summary.stopped)
@@ -340,8 +342,19 @@ class Worker:
         )
         return None if batch.empty else batch
 
-    def _persist(self) -> None:
-        parked = self._parked
+    def persist_now(self) -> None:
+        """Persist parked work and the batch in flight (the thread is stuck in a call).
+
+        For a shutdown whose budget ran out: whatever the thread was doing is redone from
+        the persisted work at the next start.
+        """
+        parked, running = self._parked, self._running
+        if running is not None:
+            parked = running if parked is None else self._merge(parked, running)
+        self._persist(parked)
+
+    def _persist(self, parked: Batch | None = None) -> None:
+        parked = self._parked if parked is None else parked
         if parked is None or parked.empty:
             self.state.delete_config(status.PENDING_KEY)
             return
