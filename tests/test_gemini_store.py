@@ -410,6 +410,20 @@ def test_the_servers_retry_delay_is_honoured(fake: FakeGemini) -> None:
     assert 7.0 in clock.slept
 
 
+def test_a_server_retry_delay_shorter_than_the_backoff_does_not_shorten_it(
+    fake: FakeGemini,
+) -> None:
+    """max(backoff, server): the config promises the server's delay only when longer."""
+    clock = FakeClock(0.0, yield_on_sleep=True)
+    settings = settings_for(fake, retry_initial_delay_seconds=5.0, retry_max_delay_seconds=60.0)
+    store = GeminiStore(settings, KEY, clock=clock.clock, sleep=clock.sleep)
+    fake.inject("stores.list", 429, retry_delay="0.01s")
+
+    store.ensure_store("library")
+
+    assert [pause for pause in clock.slept if pause > 0] and min(clock.slept) >= 5.0
+
+
 def test_a_call_that_keeps_failing_ends_as_unavailable_after_max_attempts(
     fake: FakeGemini,
 ) -> None:
