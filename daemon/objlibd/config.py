@@ -21,8 +21,9 @@ from objlibd.errors import ConfigError
 APP_NAME = "objlibd"
 CONFIG_ENV = "OBJLIBD_CONFIG"
 
+# Every default is a type the Gemini store accepts (remote/filetypes.py; a test keeps it so).
 DEFAULT_INCLUDE = (
-    ".pdf", ".txt", ".md", ".docx", ".doc", ".rtf", ".html", ".htm", ".epub",
+    ".pdf", ".txt", ".md", ".docx", ".doc", ".rtf", ".html", ".htm",
     ".odt", ".csv", ".json", ".xml", ".tex", ".pptx", ".xlsx",
 )  # fmt: skip
 DEFAULT_EXCLUDE = (
@@ -96,6 +97,11 @@ class SyncSettings:
     batch_max_paths: int = 500
     volume_poll_seconds: float = 2.0
     heartbeat_seconds: float = 2.0
+    # Failure memory: a file whose content the store refused this many times is quarantined;
+    # transient failures back a file off across runs, doubling from ..._seconds up to ..._max.
+    quarantine_after_failures: int = 3
+    retry_backoff_seconds: float = 60.0
+    retry_backoff_max_seconds: float = 21600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +356,9 @@ def _check_positive(config: Config, fail: Any) -> None:
         "[sync] batch_max_paths": config.sync.batch_max_paths,
         "[sync] volume_poll_seconds": config.sync.volume_poll_seconds,
         "[sync] heartbeat_seconds": config.sync.heartbeat_seconds,
+        "[sync] quarantine_after_failures": config.sync.quarantine_after_failures,
+        "[sync] retry_backoff_seconds": config.sync.retry_backoff_seconds,
+        "[sync] retry_backoff_max_seconds": config.sync.retry_backoff_max_seconds,
         "[sync] mass_missing_percent": config.sync.mass_missing_percent,
         "[jobs] orphan_cleanup_minutes": config.jobs.orphan_cleanup_minutes,
         "[jobs] prune_minutes": config.jobs.prune_minutes,
@@ -364,6 +373,8 @@ def _check_positive(config: Config, fail: Any) -> None:
             raise fail(where, "must be greater than 0")
     if config.sync.max_wait_seconds < config.sync.quiet_seconds:
         raise fail("[sync] max_wait_seconds", "must be at least quiet_seconds")
+    if config.sync.retry_backoff_max_seconds < config.sync.retry_backoff_seconds:
+        raise fail("[sync] retry_backoff_max_seconds", "must be at least retry_backoff_seconds")
 
 
 def _check_timezone(name: str, fail: Any) -> None:

@@ -167,6 +167,7 @@ def assemble(
         "jobs": _jobs(db["jobs"], (beat or {}).get("next_runs") or {}),
         "remote": _remote(backend, store, beat),
         "errors": db["errors"],
+        "quarantined": db.get("quarantined", []),
         "problem": (beat or {}).get("problem") or db["problem"],
     }  # fmt: skip
     snap["healthy"] = healthy(snap)
@@ -225,6 +226,7 @@ def _empty_db() -> dict[str, Any]:
         "files": {}, "duplicates": 0, "orphans": 0, "errors": [], "jobs": {}, "hold": None,
         "last_batch": None, "pending": None, "library_id": None, "problem": None,
         "confirm_pending": None,
+        "quarantined": [],
     }  # fmt: skip
 
 
@@ -257,6 +259,11 @@ def db_facts(state: StateStore) -> dict[str, Any]:
         {"path": path, "status": status, "error": error[:200]}
         for path, status, error in state.recent_errors(5)
     ]
+    facts["quarantined"] = [
+        {"path": row.path, "failures": row.failures, "since": row.quarantined_at,
+         "error": (row.error or "")[:200]}
+        for row in state.failure_rows(limit=5) if row.quarantined_at is not None
+    ]  # fmt: skip
     facts["hold"] = state.get_json("hold")
     facts["last_batch"] = state.get_json(LAST_BATCH_KEY)
     facts["pending"] = state.get_json(PENDING_KEY)
@@ -339,6 +346,12 @@ def render_text(snap: dict[str, Any]) -> str:
         lines.append(f"PROBLEM:    {snap['problem']}")
     for err in snap["errors"]:
         lines.append(f"  error: {err['path']}: {err['error']}")
+    for held in snap["quarantined"]:
+        lines.append(
+            f"  quarantined: {held['path']} ({held['failures']} failures): {held['error']}"
+        )
+    if snap["quarantined"]:
+        lines.append("    (`objlibd failures` lists them all; `objlibd retry PATH` after a fix)")
     lines.append("healthy" if snap["healthy"] else "NOT HEALTHY")
     return "\n".join(lines)
 

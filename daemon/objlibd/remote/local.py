@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from objlibd.errors import RemoteUnavailableError, SourceUnreadableError
-from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
+from objlibd.remote.base import Checkpoint, RemoteDoc, Resumed, UploadRequest
 
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -103,9 +103,9 @@ class LocalStore:
         _atomic_write(folder / "docs" / f"{doc_name}.json", json.dumps(_to_json(doc)))
         return doc
 
-    def resume(self, operation: str) -> RemoteDoc | None:
+    def resume(self, operation: str) -> Resumed:
         """Return the document an interrupted upload produced, if it got that far."""
-        return self._read(operation)
+        return Resumed(doc=self._read(operation))
 
     def list_docs(self) -> Iterator[RemoteDoc]:
         """Yield every document."""
