@@ -38,7 +38,7 @@ def main() -> int:
     argv = [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
         "--basetemp", "/tmp/objlibd-safety-soak", "tests/test_safety_machine.py",
-        "--hypothesis-show-statistics",
+        "--hypothesis-show-statistics", "--timeout", "0",  # the suite's per-test cap is 300 s
     ]  # fmt: skip
     started = time.monotonic()
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
