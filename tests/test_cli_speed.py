@@ -21,7 +21,7 @@ import pytest
 
 from daemon_fixtures import write_config
 from objlibd import config as config_module
-from objlibd import status
+from objlibd import status, statuscache
 from objlibd.cli import build_parser, guarded, main, plain_status
 from objlibd.state import StateStore
 
@@ -94,7 +94,7 @@ def test_status_with_the_daemons_own_config_does_not_even_load_the_config(
 ) -> None:
     path, config = make_setup(tmp_path)
     beat(config)
-    status.write_pointer(config)
+    statuscache.write_pointer(config)
 
     done, modules = imported_by_status(path)
 
@@ -105,28 +105,28 @@ def test_status_with_the_daemons_own_config_does_not_even_load_the_config(
 def test_the_quick_snapshot_equals_the_full_one(tmp_path: Path) -> None:
     path, config = make_setup(tmp_path)
     beat(config)
-    status.write_pointer(config)
+    statuscache.write_pointer(config)
     now = time.time()
 
-    assert status.quick(str(path), now=now) == status.snapshot(config, now=now)
+    assert statuscache.quick(str(path), now=now) == status.snapshot(config, now=now)
 
 
 def test_an_edited_config_takes_the_full_path(tmp_path: Path) -> None:
     path, config = make_setup(tmp_path)
     beat(config)
-    status.write_pointer(config)
+    statuscache.write_pointer(config)
     path.write_text(path.read_text() + "\n# edited after the daemon started\n")
 
-    assert status.quick(str(path)) is None
+    assert statuscache.quick(str(path)) is None
 
 
 def test_no_daemon_or_no_pointer_takes_the_full_path(tmp_path: Path) -> None:
     path, config = make_setup(tmp_path)
-    status.write_pointer(config)
+    statuscache.write_pointer(config)
 
-    assert status.quick(str(path)) is None  # a pointer, but no live heartbeat
+    assert statuscache.quick(str(path)) is None  # a pointer, but no live heartbeat
     beat(config)
-    assert status.quick(str(tmp_path / "other.toml")) is None  # no pointer for this file
+    assert statuscache.quick(str(tmp_path / "other.toml")) is None  # no pointer for this file
 
 
 def test_the_quick_path_resolves_the_config_as_the_config_module_does(
@@ -134,10 +134,10 @@ def test_the_quick_path_resolves_the_config_as_the_config_module_does(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(config_module.CONFIG_ENV, raising=False)
-    explicit = status._config_file("sub/x.toml")
-    default = status._config_file(None)
+    explicit = statuscache._config_file("sub/x.toml")
+    default = statuscache._config_file(None)
     monkeypatch.setenv(config_module.CONFIG_ENV, "~/env.toml")
-    from_env = status._config_file(None)
+    from_env = statuscache._config_file(None)
 
     assert explicit == str(config_module.resolve_path("sub/x.toml").resolve())
     assert from_env == str(config_module.resolve_path(None).resolve())

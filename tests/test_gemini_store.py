@@ -792,7 +792,10 @@ def test_a_configured_rpm_overrides_the_tiers_number(fake: FakeGemini) -> None:
     store = GeminiStore(settings_for(fake, rate_limit_tier="free", rate_limit_rpm=600.0), KEY)
 
     assert store.health()["rate_limit"] == {
-        "rpm": 600.0, "calls": 0, "waited_seconds": 0.0, "waiting": 0
+        "rpm": 600.0,
+        "calls": 0,
+        "waited_seconds": 0.0,
+        "waiting": 0,
     }
 
 

@@ -81,7 +81,9 @@ CASES: list[tuple[str, dict[str, Any], str, str | None, str]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("name", "change", "state", "code", "fix"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "change", "state", "code", "fix"), CASES, ids=[c[0] for c in CASES]
+)
 def test_each_fact_gives_its_problem_and_fix(
     name: str, change: dict[str, Any], state: str, code: str | None, fix: str
 ) -> None:

@@ -311,6 +311,7 @@ class Uploads(Repairs):
             self._fail(path, err.message, summary)
             self.state.record_failure(path, FileStatus.FAILED, err.message)
             summary.stopped = f"store full, uploads stopped: {err.message}"
+            summary.store_full = err.message
         except RemoteUncertainError as err:
             self._doubted = True
             self.index.invalidate()  # it may hold a document the last listing did not

@@ -7,7 +7,6 @@ store backends, and only `run` needs them. `show_status` is also the fast path t
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -89,14 +88,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def show_status(config_path: str | None, as_json: bool) -> int:
     """Print the status of the config at `config_path` (see `cmd_status`)."""
     from objlibd import status
+    from objlibd.cli import print_status
 
     config = load_config_at(config_path)
-    snap = status.snapshot(config)
-    if as_json:
-        print(json.dumps(snap, indent=2, sort_keys=True))
-    else:
-        print(status.render_text(snap))
-    return 0 if snap["healthy"] else 1
+    return print_status(status.snapshot(config), as_json=as_json)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

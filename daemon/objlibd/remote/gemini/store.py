@@ -407,7 +407,9 @@ class GeminiStore:
             return None
         name = self._store
         try:
-            found = self._calls("store lookup", lambda: self._client.file_search_stores.get(name=name))
+            found = self._calls(
+                "store lookup", lambda: self._client.file_search_stores.get(name=name)
+            )
         except RefusedError as err:
             raise refusal(f"Gemini refused to show store {name}", err) from None
         return {
