@@ -352,13 +352,14 @@ def _db_facts(config: Config) -> dict[str, Any]:
 
     try:
         state = StateStore.open(config.db_path, readonly=True)
+        try:
+            facts.update(db_facts(state))
+        finally:
+            state.close()
     except StateError as err:
         facts["problem"] = err.message
-        return facts
-    try:
-        facts.update(db_facts(state))
-    finally:
-        state.close()
+    except Exception as err:  # noqa: BLE001 - created or damaged under us (sqlite3): say so
+        facts["problem"] = f"state database {config.db_path}: {err}"
     return facts
 
 
