@@ -116,6 +116,15 @@ class GeminiStore:
             return self._store
         raise RemoteUnavailableError(f"Gemini did not settle the creation of store {name!r}")
 
+    def find_store(self, name: str) -> str | None:
+        """Use the store with display name `name` (the oldest if several); create nothing."""
+        matches = [s.name for s in self._stores() if s.display_name == name and s.name]
+        if len(matches) > 1:
+            log.warning("remote.store.duplicates", display_name=name, stores=matches)
+        if matches:
+            self._store = matches[0]
+        return self._store if matches else None
+
     def _create_store(self, name: str) -> str:
         config = types.CreateFileSearchStoreConfig(display_name=name)
         try:
