@@ -172,6 +172,8 @@ def run_command(argv: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: command not found")
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(argv, 124, "", f"{argv[0]}: timed out after 5 s")
+    except OSError as err:  # not executable for this user, ...
+        return subprocess.CompletedProcess(argv, 126, "", f"{argv[0]}: {err.strerror or err}")
 
 
 class Notifier:

@@ -140,7 +140,10 @@ def _unreadable(path: Path) -> VolumeState | None:
     except FileNotFoundError:
         return None
     except PermissionError as err:
-        hint = "check the folder's permissions"
+        hint = (
+            f"let the user objlibd runs as ({_user()}) read {path}: check the folder's owner "
+            "and permissions"
+        )
         if err.errno == errno.EPERM or sys.platform == "darwin":
             hint = (
                 f"grant Full Disk Access (or Removable Volumes) to {sys.executable} in "
@@ -157,6 +160,15 @@ def _unreadable(path: Path) -> VolumeState | None:
             "io_error",
         )
     return None
+
+
+def _user() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
 
 
 def new_library_id() -> str:
