@@ -159,6 +159,76 @@ def test_status_without_a_daemon_opens_the_db_but_loads_no_daemon_library(
     assert modules & NEVER == set()
 
 
+# -- without a daemon: the cache with exact keys ----------------------------------------------------
+
+HEAVY = {"objlibd.config", "objlibd.state", "sqlite3", "tomllib", "dataclasses", "objlibd.volume"}
+
+
+def strip_uptime(out: str) -> dict[str, Any]:
+    snap: dict[str, Any] = json.loads(out)
+    snap["daemon"].pop("uptime_s")
+    return snap
+
+
+@pytest.mark.e2e
+def test_a_second_status_without_a_daemon_loads_neither_config_nor_sqlite(tmp_path: Path) -> None:
+    path, _config = make_setup(tmp_path)
+    first, loaded = imported_by_status(path)
+
+    again, modules = imported_by_status(path)
+
+    assert loaded >= HEAVY  # the first one took the full path, and noted what it read
+    assert modules & (HEAVY | NEVER) == set()
+    assert (again.returncode, strip_uptime(again.stdout)) == (
+        first.returncode, strip_uptime(first.stdout)
+    )  # fmt: skip
+
+
+def recalled(path: Path) -> dict[str, Any] | None:
+    return statuscache.quick(str(path))
+
+
+def test_the_cache_answers_only_while_config_db_drive_and_environment_are_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, config = make_setup(tmp_path)
+    full = status.snapshot(config)
+    assert recalled(path) == {**full, "daemon": recalled(path)["daemon"]}  # type: ignore[index]
+
+    state = StateStore.open(config.db_path)
+    state.begin_upload("new.pdf", "h1", 1, 1)  # a one-shot command wrote the DB
+    assert recalled(path) is None
+    assert status.snapshot(config)["files"]["uploading"] == 1
+    assert recalled(path)["files"]["uploading"] == 1  # type: ignore[index]
+    state.close()  # its checkpoint writes the DB file itself
+    assert recalled(path) is None
+    status.snapshot(config)
+
+    with monkeypatch.context() as env:
+        env.setenv("HOME", str(tmp_path / "elsewhere"))  # "~" in a config: another dir
+        assert recalled(path) is None
+    assert recalled(path) is not None
+
+    config.library.mount_point.mkdir()  # what the probe looks at changed
+    assert recalled(path) is None
+    status.snapshot(config)
+    assert recalled(path) is not None
+
+    path.write_text(path.read_text() + "\n# edited\n")
+    assert recalled(path) is None
+
+
+def test_an_unreadable_or_wrong_drive_is_always_probed_afresh(tmp_path: Path) -> None:
+    path, config = make_setup(tmp_path)
+    point = config.library.mount_point
+    point.parent.mkdir(exist_ok=True)
+    (tmp_path / "elsewhere").mkdir()
+    point.symlink_to(tmp_path / "elsewhere")  # degraded: a symlink is never followed
+
+    assert status.snapshot(config)["volume"]["state"] == "degraded"
+    assert recalled(path) is None
+
+
 # -- the plain-status path agrees with the full parser ---------------------------------------------
 
 WORDS = (

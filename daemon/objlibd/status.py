@@ -331,7 +331,11 @@ def _empty_db() -> dict[str, Any]:
 
 
 def db_stamp(db_path: str) -> list[list[int]]:
-    """Return what changes whenever the DB does: (inode, size, mtime, ctime) of it and its WAL."""
+    """Return what changes whenever the DB does: (inode, size, mtime) of it and its WAL.
+
+    Not ctime: SQLite running as root re-owns the WAL on every open, even a read-only one;
+    and an empty WAL counts as none (a reader may create it, and holds no change).
+    """
     stamp: list[list[int]] = []
     for path in (db_path, db_path + "-wal"):
         try:
@@ -339,7 +343,7 @@ def db_stamp(db_path: str) -> list[list[int]]:
         except OSError:
             stamp.append([])
             continue
-        stamp.append([info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns])
+        stamp.append([info.st_ino, info.st_size, info.st_mtime_ns] if info.st_size else [])
     return stamp
 
 

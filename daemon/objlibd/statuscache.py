@@ -8,7 +8,7 @@ DB cost most of a `status`. Two notes in the user cache dir let it skip them:
   heartbeat carries every fact and the config is not read at all;
 - the **cache** a full daemon-less `status` writes (`remember`): the config's values it needs,
   keyed by the config file's path, mtime and size and the environment the config expands
-  (HOME, XDG dirs, every `$VAR` it names); the DB facts, keyed by (inode, size, mtime, ctime)
+  (HOME, XDG dirs, every `$VAR` it names); the DB facts, keyed by (inode, size, mtime)
   of the DB and its WAL, taken *before* they were read so that a write meanwhile invalidates
   them; and the volume probe, only when its answer follows from what `lstat` sees (the drive
   is not connected, or it is available: mount, library folder and marker unchanged, same
