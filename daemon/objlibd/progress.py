@@ -70,6 +70,39 @@ def rate_text(rate: float | None) -> str:
     return f"{rate * 60:.0f} files/min" if rate * 60 >= 1 else f"{rate * 3600:.0f} files/h"
 
 
+def of_heartbeat(beat: dict[str, Any] | None, now: float) -> dict[str, Any]:
+    """Return what `status` shows under way: the phase, uploads in flight, limiter waits, ETA."""
+    live = beat or {}
+    remote: dict[str, Any] = live["remote"] if isinstance(live.get("remote"), dict) else {}
+    limit = remote.get("rate_limit") if isinstance(remote.get("rate_limit"), dict) else None
+    rpm = float(limit["rpm"]) if limit and limit.get("rpm") else None
+    per_file = int(remote.get("calls_per_file") or 1)
+    phase = live.get("progress") if isinstance(live.get("progress"), dict) else None
+    current, eta = None, None
+    if phase:
+        done, total = int(phase.get("done", 0)), int(phase.get("total", 0))
+        elapsed = max(now - float(phase.get("started_epoch") or now), 0.0)
+        uploading = phase.get("phase") == "upload"
+        seconds = eta_seconds(
+            total - done, rpm=rpm if uploading else None, calls_per_file=per_file, done=done,
+            elapsed=elapsed,
+        )  # fmt: skip
+        current = {"phase": phase.get("phase"), "done": done, "total": total,
+                   "rate_per_s": round(done / elapsed, 3) if done and elapsed > 0 else None,
+                   "eta_s": None if seconds is None else round(seconds)}  # fmt: skip
+        if uploading:
+            tier = remote.get("rate_limit_tier") if rpm else None
+            eta = plan_text(total - done, seconds, tier=tier)
+    return {
+        "current": current, "eta": eta, "in_flight": remote.get("in_flight"),
+        "rate_limit": None if limit is None else {
+            "tier": remote.get("rate_limit_tier"), "rpm": limit.get("rpm"),
+            "waiting": limit.get("waiting"), "waited_s": limit.get("waited_seconds"),
+            "calls": limit.get("calls"),
+        },
+    }  # fmt: skip
+
+
 class Phase:
     """Measures one phase at a time from (phase, done, total) reports and a clock reading."""
 

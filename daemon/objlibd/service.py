@@ -51,6 +51,7 @@ STOP_BUDGET = 8.0  # seconds from SIGTERM to exit; launchd waits longer, people 
 TICK = 0.5
 WATCH_CHECK = 1.0
 DB_FACTS_MAX_AGE = 60.0  # one-shot CLI commands can change the DB too
+STORE_RETRY = 60.0  # seconds between two tries of work parked on a store that did not answer
 
 
 def volume_transition(before: VolumeState | None, after: VolumeState) -> str | None:
@@ -236,6 +237,19 @@ class Daemon:
         if now >= self._next_beat:
             self._next_beat = now + self.config.sync.heartbeat_seconds
             self._beat()
+        if now >= self._next_store_retry:
+            self._next_store_retry = now + STORE_RETRY
+            self._retry_store()
+
+    _next_store_retry = 0.0
+
+    def _retry_store(self) -> None:
+        """Work parked on a store that stopped answering is tried again, so that it runs (and
+        'store unreachable' clears) soon after the store answers, not at the next change."""
+        failing = self._health().get("failing_for_s") is not None
+        if failing and self.worker.parked_paths and self.volume.available and not self._paused:
+            log.info("store.retry_parked", parked=self.worker.parked_paths)
+            self.worker.submit(Work.resume())
 
     def _check_volume(self) -> None:
         self._take_lost()

@@ -186,7 +186,7 @@ def assemble(
         "orphans": db["orphans"],
         "jobs": _jobs(db["jobs"], live.get("next_runs") or {}),
         "remote": _remote(settings, beat),
-        "progress": _progress(beat, now),
+        "progress": progress.of_heartbeat(beat, now),
         "errors": db["errors"],
         "quarantined": db.get("quarantined", []),
     }  # fmt: skip
@@ -275,39 +275,6 @@ def _remote(settings: dict[str, Any], beat: dict[str, Any] | None) -> dict[str, 
         "backend": settings.get("backend"), "store": settings.get("store"),
         "breaker": _breaker(beat), "documents": stats.get("documents"),
         "size_bytes": stats.get("size_bytes"), "stats_at": stats.get("at"),
-    }  # fmt: skip
-
-
-def _progress(beat: dict[str, Any] | None, now: float) -> dict[str, Any]:
-    """Return what is under way: the phase, uploads in flight, rate-limit waits, the ETA."""
-    live = beat or {}
-    remote: dict[str, Any] = live["remote"] if isinstance(live.get("remote"), dict) else {}
-    limit = remote.get("rate_limit") if isinstance(remote.get("rate_limit"), dict) else None
-    rpm = float(limit["rpm"]) if limit and limit.get("rpm") else None
-    per_file = int(remote.get("calls_per_file") or 1)
-    phase = live.get("progress") if isinstance(live.get("progress"), dict) else None
-    current, eta = None, None
-    if phase:
-        done, total = int(phase.get("done", 0)), int(phase.get("total", 0))
-        elapsed = max(now - float(phase.get("started_epoch") or now), 0.0)
-        uploading = phase.get("phase") == "upload"
-        seconds = progress.eta_seconds(
-            total - done, rpm=rpm if uploading else None, calls_per_file=per_file, done=done,
-            elapsed=elapsed,
-        )  # fmt: skip
-        current = {"phase": phase.get("phase"), "done": done, "total": total,
-                   "rate_per_s": round(done / elapsed, 3) if done and elapsed > 0 else None,
-                   "eta_s": None if seconds is None else round(seconds)}  # fmt: skip
-        if uploading:
-            tier = remote.get("rate_limit_tier") if rpm else None
-            eta = progress.plan_text(total - done, seconds, tier=tier)
-    return {
-        "current": current, "eta": eta, "in_flight": remote.get("in_flight"),
-        "rate_limit": None if limit is None else {
-            "tier": remote.get("rate_limit_tier"), "rpm": limit.get("rpm"),
-            "waiting": limit.get("waiting"), "waited_s": limit.get("waited_seconds"),
-            "calls": limit.get("calls"),
-        },
     }  # fmt: skip
 
 
