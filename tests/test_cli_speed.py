@@ -324,3 +324,12 @@ def test_the_plain_path_reports_config_errors_like_every_command(
     assert code == 2
     assert err.startswith(f"objlibd: {path}: [sync] quiet_seconds: expected a number")
     assert "Traceback" not in err
+
+
+def test_the_cache_is_private(tmp_path: Path) -> None:
+    path, config = make_setup(tmp_path)
+    status.snapshot(config)
+
+    cache = Path(statuscache.cache_file(str(path)))
+
+    assert cache.stat().st_mode & 0o777 == 0o600

@@ -166,9 +166,10 @@ def remember(
         entry["volume"] = {"key": volume_key(library, db.get("library_id")),
                            "at": time.time(), "result": volume}  # fmt: skip
     target = cache_file(path)
-    try:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+    try:  # private: it holds paths from the library (recent errors, quarantined files)
+        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
         status.write_json_atomic(_path(target), entry)
+        os.chmod(target, 0o600)
     except OSError:
         return
 
