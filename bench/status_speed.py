@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,6 +79,7 @@ def main() -> int:
     finally:
         for path in (point, base / "backing"):
             subprocess.run(["umount", "-l", str(path)], check=False)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def bench(base: Path, point: Path, files: int, runs: int) -> int:
