@@ -30,6 +30,7 @@ from objlibd.models import Availability, Batch, VolumeState
 from objlibd.state import StateStore
 from objlibd.summary import SyncSummary
 from objlibd.sync import SyncEngine, SyncOptions
+from objlibd.vitals import StoreNotes
 
 log = structlog.get_logger("objlibd.worker")
 
@@ -107,6 +108,8 @@ class Worker:
         self.current: dict[str, Any] | None = None
         self.last_batch: dict[str, Any] | None = state.get_json(status.LAST_BATCH_KEY)
         self.problem: str | None = None
+        self.problem_fix = ""
+        self.store_notes = StoreNotes(engine.store)  # a full store, its counts: for status
         self.generation = 0  # bumped after every DB write of ours: the status cache key
         self._queue: queue.Queue[Work | None] = queue.Queue()
         self._queued_paths = 0
@@ -299,7 +302,7 @@ class Worker:
             self.volume = VolumeState(Availability.UNAVAILABLE, err.message, err.hint)
             self.on_volume_lost(err.message)
         except StoreMismatchError as err:
-            self.problem = err.message
+            self.problem, self.problem_fix = err.message, err.hint
             log.error("store.mismatch", error=err.message, hint=err.hint)
             self._park(batch, "store mismatch")
         except ObjlibdError as err:
@@ -309,7 +312,8 @@ class Worker:
             log.exception("batch.crashed")
             self._park(batch, "unexpected error (see the log)")
         else:
-            self.problem = None
+            self.problem, self.problem_fix = None, ""
+            self.store_notes.note(summary)
             return summary
         return None
 

@@ -125,6 +125,10 @@ class RemoteStore(Protocol):
         """Drop a temporary upload artefact (Gemini Files API file); missing is fine."""
         ...
 
+    def stats(self) -> dict[str, int] | None:
+        """Return the store's own counts (documents, size_bytes), None before ensure_store."""
+        ...
+
     def health(self) -> dict[str, object]:
         """Return the backend's own state for status (breaker, limiter); no secrets."""
         ...
