@@ -169,6 +169,14 @@ class NotifySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchSettings:
+    """[search]: `objlibd search` and `objlibd doctor --deep`."""
+
+    model: str = "gemini-3.5-flash"  # gemini backend: the model that answers (with File Search)
+    top_k: int = 8  # passages retrieved per question
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     """[logs]: where the daemon writes JSON lines and how much."""
 
@@ -191,6 +199,7 @@ class Config:
     gemini: GeminiSettings = field(default_factory=GeminiSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
     logs: LogSettings = field(default_factory=LogSettings)
     source: Path | None = None
 
@@ -204,6 +213,14 @@ BACKENDS = ("local", "gemini")
 TIERS = ("free", "tier1", "tier2", "tier3")
 LEVELS = ("debug", "info", "warning", "error")
 SEVERITIES = ("info", "warning", "error")  # objlibd.health's
+# Models that serve File Search (shared/reference/gemini-file-search-query.md §1.3, newest
+# docs list). The 2.5 models are being shut down: refused, with the replacement named.
+SEARCH_MODELS = (
+    "gemini-3.8-flash", "gemini-3.7-flash", "gemini-3.6-flash", "gemini-3.5-flash",
+    "gemini-3.5-flash-lite", "gemini-3.1-pro-preview", "gemini-3.1-flash-lite",
+    "gemini-3-flash-preview",
+)  # fmt: skip
+RETIRED_MODELS = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite")
 
 
 def resolve_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -343,6 +360,7 @@ def _check(config: Config, source: Path) -> None:
     if config.notify.min_severity not in SEVERITIES:
         raise fail("[notify] min_severity", f"must be one of {SEVERITIES}")
     _check_timezone(config.jobs.timezone, fail)
+    _check_search(config, fail)
     _check_rules(config.enrichment.rules, fail)
 
 
@@ -405,6 +423,20 @@ def _check_timezone(name: str, fail: Any) -> None:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise fail("[jobs] timezone", f"{name!r} is not a known time zone") from None
+
+
+def _check_search(config: Config, fail: Any) -> None:
+    model = config.search.model
+    if not model.strip() or "/" in model.removeprefix("models/"):
+        raise fail("[search] model", f"{model!r} is not a model name like {SEARCH_MODELS[3]!r}")
+    if model.removeprefix("models/") in RETIRED_MODELS:
+        raise fail(
+            "[search] model",
+            f"{model!r} is being shut down by Google and may no longer answer",
+            hint=f'use one of: {", ".join(SEARCH_MODELS)} (default "{SearchSettings().model}")',
+        )
+    if not 1 <= config.search.top_k <= 100:
+        raise fail("[search] top_k", "must be between 1 and 100")
 
 
 def _check_rules(rules: tuple[EnrichmentRule, ...], fail: Any) -> None:
