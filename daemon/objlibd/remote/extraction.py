@@ -96,12 +96,20 @@ def _extract(data: bytes, mime_type: str, pdf: PdfSource) -> Extracted:  # noqa:
         if not any(text.strip() for _, text in pages):
             return Extracted((), "the PDF has no text layer (scanned pages?)")
         return Extracted(pages)
-    return Extracted((), f"{mime_type or 'this type'} has no text extractor here")
+    return Extracted((), f"{_kind(mime_type)} files have no text extractor here")
 
 
 def extractable(mime_type: str) -> bool:
     """Return True when `extract` would read the bytes of this type (else it has a reason)."""
     return mime_type in TEXT_TYPES | HTML_TYPES | RTF_TYPES or mime_type == PDF_TYPE
+
+
+def _kind(mime_type: str) -> str:
+    """Return a type as people know it (".docx") when the system knows its extension."""
+    import mimetypes
+
+    extension = mimetypes.guess_extension(mime_type, strict=False) if mime_type else None
+    return extension or mime_type or "untyped"
 
 
 def _decode(data: bytes) -> str:
@@ -148,8 +156,8 @@ def passages(text: str, size: int = PASSAGE_CHARS) -> Iterator[str]:
     for paragraph in re.split(r"\n\s*\n", text):
         words = " ".join(paragraph.split())
         while len(words) > size:
-            cut = words.rfind(" ", 0, size)
-            cut = cut if cut > size // 2 else size
+            cut = words.rfind(" ", 0, size + 1)
+            cut = cut if cut > 0 else size  # only a word longer than a passage is cut
             if pending:
                 yield pending
                 pending = ""

@@ -61,7 +61,7 @@ CREATE VIRTUAL TABLE chunks USING fts5(
 """
 _STOPWORD_TEXT = (
     "a about an and are as at be but by can could did do does for from had has have how i if "
-    "in into is it its me my of on or our so than that the their them then there these they "
+    "in into is it its me my no not of on or our so than that the their them then there these they "
     "this to was we were what when where which who whom why will with would you your"
 )
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
