@@ -55,7 +55,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     config = load_config(args)
     setup_console_logging(config)
-    query = SearchQuery(args.question, args.where, args.top_k or config.search.top_k)
+    top_k = config.search.top_k if args.top_k is None else args.top_k
+    query = SearchQuery(args.question, args.where, top_k)
     answer = citations.ask(config, query)
     for note in answer.notes:
         print(f"objlibd: note: {note}", file=sys.stderr)

@@ -111,7 +111,10 @@ class FullTextIndex:
         if not path.exists():
             return None
         conn = sqlite3.connect(
-            f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            f"{path.resolve().as_uri()}?mode=ro",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
         )
         conn.execute("PRAGMA busy_timeout = 5000")
         return cls(conn, path, pypdf_pages)
