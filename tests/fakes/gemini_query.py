@@ -255,7 +255,12 @@ def first_sentence(text: str) -> str:
 
 
 def response_json(
-    model: str, hits: list[tuple[str, Any, str]], *, grounded: bool, confidence: bool
+    model: str,
+    hits: list[tuple[str, Any, str]],
+    *,
+    grounded: bool,
+    confidence: bool,
+    metadata: bool = True,
 ) -> dict[str, Any]:
     """Return a generateContent response: an answer built from the hits, and its grounding."""
     candidate: dict[str, Any] = {"finishReason": "STOP", "index": 0}
@@ -284,7 +289,7 @@ def response_json(
             "text": chunk,
             "fileSearchStore": store,
         }
-        if doc.metadata:
+        if doc.metadata and metadata:
             context["customMetadata"] = doc.metadata
         chunks.append({"retrievedContext": context})
     candidate["content"] = {"parts": [{"text": answer}], "role": "model"}

@@ -166,6 +166,8 @@ class Behaviour:
     models: frozenset[str] = gemini_query.MODELS  # models that serve File Search
     grounding: bool = True  # False: the model answers from its own knowledge, citing nothing
     confidence_scores: bool = True  # supports carry confidenceScores
+    chunk_metadata: bool = True  # False: grounding chunks without customMetadata (old SDKs)
+    canned_answer: dict[str, Any] | None = None  # generateContent answers this verbatim
 
 
 @dataclass
@@ -1056,11 +1058,12 @@ class FakeGemini:
                 if doc.state == "STATE_ACTIVE" and (wanted is None or wanted(view)):
                     documents.append((store.name, doc))
         hits = gemini_query.retrieve(documents, gemini_query.question_of(body), search["top_k"])
-        reply = gemini_query.response_json(
+        reply = self.behaviour.canned_answer or gemini_query.response_json(
             model,
             hits,
             grounded=self.behaviour.grounding,
             confidence=self.behaviour.confidence_scores,
+            metadata=self.behaviour.chunk_metadata,
         )
         if call.route == "models.streamGenerateContent":
             event = b"data: " + json.dumps(reply).encode() + b"\r\n\r\n"
