@@ -23,8 +23,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from objlibd.errors import QueryError, RemoteStoreMissingError, RemoteUnavailableError
+from objlibd.remote.base import RemoteDoc
 from objlibd.remote.extraction import PDF_EXTRA, extract, passages, pypdf_pages
-from objlibd.remote.fulltext import INDEX_NAME, FullTextIndex, match_expression
+from objlibd.remote.ftsquery import match_expression
+from objlibd.remote.fulltext import INDEX_NAME, Entry, FullTextIndex
 from objlibd.remote.local import LocalStore
 from objlibd.remote.search import SearchQuery
 from search_fixtures import make_pdf, request_for
@@ -82,6 +84,39 @@ def test_passages_keep_every_word_in_order_and_stay_short(paragraphs: list[str])
 def test_a_question_becomes_an_fts_query_of_quoted_terms(question: str, expected: str) -> None:
     # AND, NOT and NEAR are FTS5 operators: quoted, they are words ("and", "not" are common).
     assert match_expression(question) == expected
+
+
+def test_common_words_only_add_to_the_score_when_rarer_terms_are_asked_too() -> None:
+    def common(words: list[str]) -> set[str]:
+        return {"reason"} & set(words)
+
+    assert match_expression("reason and Aristotle", common) == (
+        '("aristotle") AND ("reason" OR "aristotle")'
+    )
+    assert match_expression('"law of identity" reason', common) == (
+        '("law of identity") AND ("law of identity" OR "reason")'
+    )
+    assert match_expression("reason", common) == '"reason"'
+
+
+def test_a_big_index_demotes_its_common_words_and_still_ranks_the_rare_passage_first(
+    tmp_path: Path,
+) -> None:
+    index = FullTextIndex.open(tmp_path / INDEX_NAME)
+    filler = "everywhere " + "lorem ipsum dolor " * 60
+    paragraphs = [f"{filler} {n}" for n in range(2100)]
+    paragraphs[1234] = filler + " zygomorphic"
+    doc = RemoteDoc("s/documents/big", "big.txt", {"path": "big.txt"})
+    index.add(Entry("big", doc, "text/plain", (1, 1)), "\n\n".join(paragraphs).encode)
+
+    common = index._common(["everywhere", "zygomorphic"])
+    hits = index.search(SearchQuery("everywhere zygomorphic", top_k=3), lambda _name: True)
+    plain = index.search(SearchQuery("everywhere", top_k=3), lambda _name: True)
+    index.close()
+
+    assert common == {"everywhere"}
+    assert [h[3].text.endswith("zygomorphic") for h in hits] == [True]
+    assert len(plain) == 3
 
 
 def test_a_question_without_words_is_a_usage_error() -> None:

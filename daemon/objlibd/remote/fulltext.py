@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -39,14 +38,18 @@ from objlibd.remote.extraction import (
     passages,
     pypdf_pages,
 )
+from objlibd.remote.ftsquery import fold, match_expression
 from objlibd.remote.metadatafilter import parse_filter, to_sql
-from objlibd.remote.search import Passage, SearchQuery, SearchResult, group_citations
+from objlibd.remote.search import Passage, SearchQuery
 
 log = structlog.get_logger("objlibd.remote.local")
 
 INDEX_NAME = "index.sqlite"
 SCHEMA_VERSION = 1
 SNIPPET_TOKENS = 40
+RECONCILE_BATCH = 256  # documents per transaction when the index catches up
+COMMON_SHARE = 0.05  # a word in more than this share of the passages is "common" for ranking
+COMMON_MIN_PASSAGES = 2000  # below this, every question is ranked over the whole index
 _SCHEMA = """
 CREATE TABLE docs(
   id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL, title TEXT NOT NULL,
@@ -55,18 +58,12 @@ CREATE TABLE docs(
 CREATE TABLE meta(doc INTEGER NOT NULL, key TEXT NOT NULL, sval TEXT, nval REAL);
 CREATE INDEX meta_key ON meta(key, sval, nval);
 CREATE INDEX meta_doc ON meta(doc);
+CREATE INDEX docs_unindexed ON docs(reason) WHERE reason != '';
 CREATE TABLE settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE VIRTUAL TABLE chunks USING fts5(
   body, doc UNINDEXED, page UNINDEXED, tokenize = 'unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE chunk_terms USING fts5vocab(chunks, 'row');
 """
-_STOPWORD_TEXT = (
-    "a about an and are as at be but by can could did do does for from had has have how i if "
-    "in into is it its me my no not of on or our so than that the their them then there these they "
-    "this to was we were what when where which who whom why will with would you your"
-)
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-_PHRASE = re.compile(r'"([^"]*)"')
-_WORD = re.compile(r"\w+")
 
 # (title, doc id, metadata, passage): one ranked hit, before grouping into citations.
 Hit = tuple[str, str, dict[str, MetadataValue], Passage]
@@ -128,42 +125,17 @@ class FullTextIndex:
 
     def add(self, entry: Entry, read: Callable[[], bytes]) -> None:
         """Index (or re-index) one document, reading its bytes only if it has text: one transaction."""
-        if not extractable(entry.mime_type):
-            extracted = extract(b"", entry.mime_type, pdf=self._pdf)
-        else:
-            try:
-                extracted = extract(read(), entry.mime_type, pdf=self._pdf)
-            except OSError as err:
-                extracted = Extracted((), f"its stored bytes are unreadable: {err.strerror or err}")
-        pieces = [(page, text) for page, whole in extracted.pages for text in passages(whole)]
-        metadata = dict(entry.doc.metadata)
+        extracted = self._extract(entry, read)
         with self._transaction() as conn:
-            _drop(conn, entry.name)
-            (doc,) = conn.execute(
-                "INSERT INTO docs(name, doc_id, title, metadata, json_size, json_mtime_ns, "
-                "reason) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (entry.name, entry.doc.doc_id, entry.doc.display_name, json.dumps(metadata),
-                 *entry.stat, extracted.reason if extracted.reason or pieces else "no text in it"),
-            ).fetchone()  # fmt: skip
-            conn.executemany(
-                "INSERT INTO meta(doc, key, sval, nval) VALUES (?, ?, ?, ?)",
-                [(doc, key, value if isinstance(value, str) else None,
-                  None if isinstance(value, str) else float(value))
-                 for key, value in metadata.items()],
-            )  # fmt: skip
-            if pieces:
-                first = (
-                    int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM chunks").fetchone()[0])
-                    + 1
-                )
-                conn.executemany(
-                    "INSERT INTO chunks(rowid, body, doc, page) VALUES (?, ?, ?, ?)",
-                    [(first + i, text, doc, page) for i, (page, text) in enumerate(pieces)],
-                )
-                conn.execute(
-                    "UPDATE docs SET first_chunk = ?, last_chunk = ? WHERE id = ?",
-                    (first, first + len(pieces) - 1, doc),
-                )
+            _insert(conn, entry, extracted)
+
+    def _extract(self, entry: Entry, read: Callable[[], bytes]) -> Extracted:
+        if not extractable(entry.mime_type):
+            return extract(b"", entry.mime_type, pdf=self._pdf)
+        try:
+            return extract(read(), entry.mime_type, pdf=self._pdf)
+        except OSError as err:
+            return Extracted((), f"its stored bytes are unreadable: {err.strerror or err}")
 
     def remove(self, name: str) -> None:
         """Drop one document (by file name); one that is not indexed is fine."""
@@ -197,13 +169,20 @@ class FullTextIndex:
             or recorded[name][:2] != stat
             or (retry and recorded[name][2] != "")
         ]
+        if len(wanted) > RECONCILE_BATCH:
+            log.info("local.index.building", documents=len(wanted))
         indexed = 0
-        for name in wanted:
-            loaded = load(name)
-            if loaded is not None:
-                doc, mime_type, read = loaded
-                self.add(Entry(name, doc, mime_type, on_disk[name]), read)
-                indexed += 1
+        for start in range(0, len(wanted), RECONCILE_BATCH):
+            batch = []
+            for name in wanted[start : start + RECONCILE_BATCH]:
+                loaded = load(name)
+                if loaded is not None:
+                    entry = Entry(name, loaded[0], loaded[1], on_disk[name])
+                    batch.append((entry, self._extract(entry, loaded[2])))
+            with self._transaction() as conn:  # a batch per transaction: commits are the cost
+                for entry, extracted in batch:
+                    _insert(conn, entry, extracted)
+            indexed += len(batch)
         with self._transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO settings VALUES ('capability', ?)", (able,))
         gone = sum(1 for name in dropped if name not in on_disk)
@@ -214,25 +193,69 @@ class FullTextIndex:
     # -- reading ----------------------------------------------------------------------------
 
     def search(self, query: SearchQuery, alive: Callable[[str], bool]) -> list[Hit]:
-        """Return the best `top_k` passages for the question, best first (alive documents only)."""
+        """Return the best `top_k` passages for the question, best first (alive documents only).
+
+        Ranking reads rowids and scores only; snippets (which re-read the text) are made for
+        the passages shown.
+        """
         condition, params = "1", list[object]()
         if query.where is not None:
-            condition, params = to_sql(parse_filter(query.where), "d.id")
-        rows = self._read(
-            "SELECT d.name, d.doc_id, d.title, d.metadata, c.page, "
-            f"snippet(chunks, 0, '', '', '…', {SNIPPET_TOKENS}), bm25(chunks) "
-            "FROM chunks c JOIN docs d ON d.id = c.doc "
-            f"WHERE chunks MATCH ? AND {condition} ORDER BY bm25(chunks) LIMIT ?",
-            (match_expression(query.question), *params, query.top_k * 2 + 8),
+            condition, params = to_sql(parse_filter(query.where), "doc")
+        match = match_expression(query.question, self._common)
+        ranked = self._read(
+            f"SELECT rowid, doc, bm25(chunks) FROM chunks WHERE chunks MATCH ? AND {condition} "
+            "ORDER BY bm25(chunks) LIMIT ?",
+            (match, *params, query.top_k * 2 + 8),
         )
+        docs = self._docs({int(doc) for _rowid, doc, _rank in ranked})
+        chosen = [
+            (int(rowid), docs[int(doc)], float(rank))
+            for rowid, doc, rank in ranked
+            if int(doc) in docs and alive(docs[int(doc)][0])
+        ][: query.top_k]
+        if not chosen:
+            return []
+        marks = ",".join("?" * len(chosen))
+        shown = {
+            int(rowid): (page, snippet)
+            for rowid, page, snippet in self._read(
+                f"SELECT rowid, page, snippet(chunks, 0, '', '', '…', {SNIPPET_TOKENS}) "
+                f"FROM chunks WHERE chunks MATCH ? AND rowid IN ({marks})",
+                (match, *(rowid for rowid, _doc, _rank in chosen)),
+            )
+        }
         hits: list[Hit] = []
-        for name, doc_id, title, metadata, page, snippet, rank in rows:
-            if len(hits) == query.top_k:
-                break
-            if alive(str(name)):
-                passage = Passage(str(snippet), int(page) if page else None, round(-rank, 4))
-                hits.append((str(title), str(doc_id), json.loads(metadata), passage))
+        for rowid, (_name, doc_id, title, metadata), rank in chosen:
+            page, snippet = shown[rowid]
+            passage = Passage(str(snippet), int(page) if page else None, float(f"{-rank:.4g}"))
+            hits.append((title, doc_id, json.loads(metadata), passage))
         return hits
+
+    def _common(self, words: list[str]) -> set[str]:
+        """Return the words found in more than COMMON_SHARE of the passages."""
+        try:
+            (size,) = self._read("SELECT COALESCE(MAX(rowid), 0) FROM chunks")[0]
+            if size < COMMON_MIN_PASSAGES:
+                return set()
+            found = set()
+            for word in words:
+                rows = self._read("SELECT doc FROM chunk_terms WHERE term = ?", (fold(word),))
+                if rows and int(rows[0][0]) > COMMON_SHARE * int(size):
+                    found.add(word)
+        except sqlite3.OperationalError:  # an index from before the vocabulary table
+            return set()
+        return found
+
+    def _docs(self, ids: set[int]) -> dict[int, tuple[str, str, str, str]]:
+        """Return {row id: (name, doc id, title, metadata JSON)} for `ids`."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._read(
+            f"SELECT id, name, doc_id, title, metadata FROM docs WHERE id IN ({marks})",
+            tuple(ids),
+        )
+        return {int(row[0]): (str(row[1]), str(row[2]), str(row[3]), str(row[4])) for row in rows}
 
     def not_indexed(self) -> list[tuple[str, str]]:
         """Return (path or title, reason) of every document the index holds no text for."""
@@ -273,57 +296,35 @@ class FullTextIndex:
             self._conn.execute("COMMIT")
 
 
-class LocalSearcher:
-    """Searches a local store's index read-only; `read_doc` confirms a hit's document exists."""
-
-    backend = "local"
-
-    def __init__(self, index: FullTextIndex, read_doc: Callable[[str], RemoteDoc | None]) -> None:
-        self._index = index
-        self._read_doc = read_doc
-
-    def search(self, query: SearchQuery) -> SearchResult:
-        """Return the best passages grouped per document, and what the index cannot search."""
-        try:
-            hits = self._index.search(query, lambda name: self._read_doc(name) is not None)
-            skipped = self._index.not_indexed()
-        except sqlite3.DatabaseError as err:
-            from objlibd.errors import RemoteUnavailableError
-
-            raise RemoteUnavailableError(
-                f"the local store's search index cannot be read: {err}",
-                hint="run `objlibd sync` (or restart the daemon): it repairs or rebuilds it",
-            ) from None
-        citations = group_citations(
-            [(title, doc, meta, passage) for title, doc, meta, passage in hits]
-        )
-        return SearchResult("local", None, citations, bool(citations), None, tuple(skipped))
-
-    def close(self) -> None:
-        """Close the index."""
-        self._index.close()
-
-
-def match_expression(question: str) -> str:
-    """Return the FTS5 query for a question: quoted phrases kept, other words OR-ed.
-
-    Common words are left out unless nothing else is left; every term is quoted, so FTS5
-    operators in a question are plain words.
-    """
-    from objlibd.errors import QueryError
-
-    phrases = [_words(phrase) for phrase in _PHRASE.findall(question)]
-    words = _words(_PHRASE.sub(" ", question))
-    kept = [word for word in words if word not in _STOPWORDS] or words
-    terms = ['"' + " ".join(phrase) + '"' for phrase in phrases if phrase]
-    terms += [f'"{word}"' for word in dict.fromkeys(kept)]
-    if not terms:
-        raise QueryError(f"nothing to search for in {question!r}: it has no words")
-    return " OR ".join(terms)
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+def _insert(conn: sqlite3.Connection, entry: Entry, extracted: Extracted) -> None:
+    """Write one document's row, metadata and passages (inside the caller's transaction)."""
+    pieces = [(page, text) for page, whole in extracted.pages for text in passages(whole)]
+    metadata = dict(entry.doc.metadata)
+    reason = extracted.reason if extracted.reason or pieces else "no text in it"
+    _drop(conn, entry.name)
+    (doc,) = conn.execute(
+        "INSERT INTO docs(name, doc_id, title, metadata, json_size, json_mtime_ns, reason) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (entry.name, entry.doc.doc_id, entry.doc.display_name, json.dumps(metadata),
+         *entry.stat, reason),
+    ).fetchone()  # fmt: skip
+    conn.executemany(
+        "INSERT INTO meta(doc, key, sval, nval) VALUES (?, ?, ?, ?)",
+        [(doc, key, value if isinstance(value, str) else None,
+          None if isinstance(value, str) else float(value))
+         for key, value in metadata.items()],
+    )  # fmt: skip
+    if not pieces:
+        return
+    first = int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM chunks").fetchone()[0]) + 1
+    conn.executemany(
+        "INSERT INTO chunks(rowid, body, doc, page) VALUES (?, ?, ?, ?)",
+        [(first + i, text, doc, page) for i, (page, text) in enumerate(pieces)],
+    )
+    conn.execute(
+        "UPDATE docs SET first_chunk = ?, last_chunk = ? WHERE id = ?",
+        (first, first + len(pieces) - 1, doc),
+    )
 
 
 def _drop(conn: sqlite3.Connection, name: str) -> None:

@@ -19,7 +19,7 @@ import re
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,7 +28,8 @@ import structlog
 from objlibd.errors import RemoteStoreMissingError, RemoteUnavailableError, SourceUnreadableError
 from objlibd.remote.base import Checkpoint, RemoteDoc, Resumed, UploadRequest
 from objlibd.remote.extraction import PdfSource, pypdf_pages
-from objlibd.remote.fulltext import INDEX_NAME, Entry, FullTextIndex, Loaded, LocalSearcher
+from objlibd.remote.fulltext import INDEX_NAME, Entry, FullTextIndex, Loaded
+from objlibd.remote.search import SearchQuery, SearchResult, group_citations
 
 log = structlog.get_logger("objlibd.remote.local")
 
@@ -257,6 +258,33 @@ class LocalStore:
             # Empty or torn by a power cut (document files are not synced): a document the
             # store never finished. Absent, so the engine adopts or uploads again.
             return None
+
+
+class LocalSearcher:
+    """Searches a local store's index read-only; `read_doc` confirms a hit's document exists."""
+
+    backend = "local"
+
+    def __init__(self, index: FullTextIndex, read_doc: Callable[[str], RemoteDoc | None]) -> None:
+        self._index = index
+        self._read_doc = read_doc
+
+    def search(self, query: SearchQuery) -> SearchResult:
+        """Return the best passages grouped per document, and what the index cannot search."""
+        try:
+            hits = self._index.search(query, lambda name: self._read_doc(name) is not None)
+            skipped = self._index.not_indexed()
+        except sqlite3.DatabaseError as err:
+            raise RemoteUnavailableError(
+                f"the local store's search index cannot be read: {err}",
+                hint="run `objlibd sync` (or restart the daemon): it repairs or rebuilds it",
+            ) from None
+        citations = group_citations(hits)
+        return SearchResult("local", None, citations, bool(citations), None, tuple(skipped))
+
+    def close(self) -> None:
+        """Close the index."""
+        self._index.close()
 
 
 def _to_json(doc: RemoteDoc, mime_type: str) -> dict[str, Any]:
