@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from daemon_fixtures import wait_for
 from objlibd.config import GeminiSettings, SearchSettings
 from objlibd.remote.base import UploadRequest
 from objlibd.remote.gemini import GeminiStore
 from objlibd.remote.gemini.search import GeminiSearcher
-from objlibd.remote.search import SearchQuery
+from objlibd.remote.search import SearchQuery, SearchResult
 
 pytestmark = [
     pytest.mark.live,
@@ -60,15 +60,17 @@ def test_the_real_service_cites_the_document_by_its_path(live: tuple[GeminiStore
     store, name = live
     searcher = GeminiSearcher(store, name, SearchSettings().model)
     question = f"What did the lighthouse keeper do, according to the {WORD} principle?"
-    result = None
-    for _attempt in range(6):  # a fresh document can take a moment to become searchable
-        result = searcher.search(SearchQuery(question))
-        if result.citations:
-            break
-        time.sleep(10)  # the service indexes on its own schedule; nothing to wait on
+    answers: list[SearchResult] = []
+
+    def cited() -> bool:  # a fresh document can take a moment to become searchable
+        answers.append(searcher.search(SearchQuery(question)))
+        return bool(answers[-1].citations)
+
+    found = wait_for(cited, 90.0, interval=10.0)
     filtered = searcher.search(SearchQuery(question, where='collection = "Elsewhere"'))
 
-    assert result is not None and result.citations, result
+    result = answers[-1]
+    assert found, result
     assert result.citations[0].path == "Notes/principle.md"
     assert result.citations[0].metadata.get("collection") == "Notes"
     assert result.answer and "Brask" in result.answer
