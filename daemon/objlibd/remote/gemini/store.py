@@ -144,10 +144,6 @@ class GeminiStore:
         log.info("remote.store.created", display_name=name, store=created.name)
         return created.name
 
-    def find_store(self, name: str) -> str | None:
-        """Return the oldest store with display name `name`, or None; creates nothing."""
-        return next((s.name for s in self._stores() if s.display_name == name and s.name), None)
-
     def search(self, store: str, query: SearchQuery, model: str) -> SearchResult:
         """Ask `model` the question with File Search on `store` (`gemini.search.ask`)."""
         return ask(self._client, self._calls, store, query, model)
