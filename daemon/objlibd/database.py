@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from objlibd import migrations
-from objlibd.errors import StateError
+from objlibd.errors import StateDiskFullError, StateError
 
 
 class Database:
@@ -84,15 +84,30 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Run a block as one IMMEDIATE transaction."""
-        with self._lock:
+        """Run a block as one IMMEDIATE transaction.
+
+        Raises:
+            StateDiskFullError: the disk is full; the transaction was rolled back.
+        """
+        with self._lock, self._full_disk():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite may have rolled back already
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _full_disk(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as err:
+            if not is_disk_full(err):
+                raise
+            folder = self.path.parent if self.path else Path("memory")
+            raise StateDiskFullError(disk_full_message(folder), hint=STATE_FULL_HINT) from None
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -140,6 +155,23 @@ class Database:
         self.set_config(key, json.dumps(value, sort_keys=True))
 
 
+STATE_FULL_HINT = (
+    "free some space on that disk (or move [state] dir elsewhere); objlibd carries on by "
+    "itself once it can write again, and nothing was lost"
+)
+_SQLITE_FULL = 13
+
+
+def disk_full_message(state_dir: Path) -> str:
+    """Return the one message objlibd gives for a full state disk."""
+    return f"state disk full: no space left on the disk holding {state_dir}"
+
+
+def is_disk_full(err: sqlite3.Error) -> bool:
+    """Return True when SQLite failed for lack of disk space."""
+    return getattr(err, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(err)
+
+
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(
@@ -158,6 +190,8 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
 
 def _state_error(path: Path, err: sqlite3.DatabaseError) -> StateError:
     text = str(err)
+    if is_disk_full(err):
+        return StateDiskFullError(disk_full_message(path.parent), hint=STATE_FULL_HINT)
     if "locked" in text or "busy" in text:
         return StateError(
             f"state database {path} is locked by another process",

@@ -43,6 +43,12 @@ class StateError(ObjlibdError):
     exit_code = 2
 
 
+class StateDiskFullError(StateError):
+    """The disk holding the state dir is full: nothing could be recorded (nothing was lost)."""
+
+    exit_code = 1
+
+
 class AlreadyRunningError(ObjlibdError):
     """Another objlibd daemon owns this state directory."""
 

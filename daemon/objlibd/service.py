@@ -21,19 +21,24 @@ SIGUSR2 drops the watch's emitter on purpose, exercising the self-healing path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import structlog
 
-from objlibd import __version__, status
+from objlibd import __version__, heartbeat, status
 from objlibd.config import Config
+from objlibd.database import STATE_FULL_HINT, disk_full_message
 from objlibd.debounce import Debouncer, DebounceWindow
+from objlibd.errors import ObjlibdError
 from objlibd.jobs import JobScheduler
 from objlibd.models import Availability, VolumeState
 from objlibd.pidfile import PIDFILE_NAME, PidFile
@@ -86,6 +91,9 @@ class Daemon:
         self._process: Any = None
         self._db_facts: dict[str, Any] = {}
         self._db_key = (-1, 0.0)
+        self._watch_problem: str | None = None  # the watch cannot start: reconciling instead
+        self._next_fallback = 0.0
+        self._disk_problem: str | None = None  # the heartbeat found the state disk full
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -106,7 +114,7 @@ class Daemon:
             self._install_signals()
             self._start()
             while not self.stop.is_set():
-                self._tick(time.monotonic())
+                self._guarded_tick(time.monotonic())
                 self.stop.wait(TICK)
         finally:
             self._shutdown()
@@ -210,6 +218,20 @@ class Daemon:
 
     # -- monitor loop ------------------------------------------------------------------------
 
+    _tick_error: str | None = None
+
+    def _guarded_tick(self, now: float) -> None:
+        """Run one monitor tick; a failure is logged once (not every tick) and survived."""
+        try:
+            self._tick(now)
+        except Exception as err:  # the monitor must outlive any one failure
+            text = f"{type(err).__name__}: {err}"
+            if text != self._tick_error:
+                log.exception("daemon.tick_failed", error=text)
+            self._tick_error = text
+        else:
+            self._tick_error = None
+
     def _tick(self, now: float) -> None:
         if now >= self._next_probe or self._wake.is_set():
             self._wake.clear()
@@ -260,10 +282,22 @@ class Daemon:
     def _start_watch(self, *, reason: str) -> bool:
         try:
             self.watcher.start()
-        except OSError as err:
-            retry = self._backoff.on_failure(time.monotonic()) - time.monotonic()
-            log.warning("watcher.start_failed", error=str(err), retry_in_s=round(retry, 1))
+        except Exception as err:  # noqa: BLE001 - any failure: reconcile on a timer instead
+            now = time.monotonic()
+            retry = self._backoff.on_failure(now) - now
+            every = self.config.sync.max_wait_seconds
+            why = str(err) if isinstance(err, OSError) else f"{type(err).__name__}: {err}"
+            self._watch_problem = (
+                f"the file watch cannot start ({why[:200]}); the library is reconciled "
+                f"every {every:g} s instead"
+            )
+            self._next_fallback = now + every  # the mount's own reconcile runs first
+            log.warning(
+                "watcher.start_failed", error=why, retry_in_s=round(retry, 1),
+                fallback=f"reconcile every {every:g} s",
+            )  # fmt: skip
             return False
+        self._watch_problem = None
         log.info("watcher.started", root=str(self.config.library.root), reason=reason)
         return True
 
@@ -280,6 +314,9 @@ class Daemon:
             self._rebuilds += 1
             log.warning("watcher.rebuilt", rebuilds=self._rebuilds, action="reconcile the library")
             self.worker.submit(Work.reconcile("watch_rebuilt"))
+        elif self._watch_problem is not None and now >= self._next_fallback:
+            self._next_fallback = now + self.config.sync.max_wait_seconds
+            self.worker.submit(Work.reconcile("watch_fallback"))
 
     def _check_pause(self) -> None:
         paused = (self.config.state.dir / status.PAUSE_NAME).exists()
@@ -323,19 +360,48 @@ class Daemon:
             "last_batch": self.worker.last_batch,
             "next_runs": self.scheduler.next_runs(),
             "remote": self._health(),
-            "problem": self.worker.problem,
+            "problem": self._problem(),
             "db": self._cached_db_facts(now),
         }  # fmt: skip
+        path = self.config.state.dir / status.HEARTBEAT_NAME
         try:
-            status.write_json_atomic(self.config.state.dir / status.HEARTBEAT_NAME, beat)
+            heartbeat.write(path, beat)
         except OSError as err:
-            log.warning("heartbeat.write_failed", error=str(err))
+            self._beat_failed(path, beat, err)
+            return
+        if self._disk_problem is not None or self._beat_error is not None:
+            log.info("heartbeat.write_recovered")
+        self._disk_problem = self._beat_error = None
+
+    _beat_error: str | None = None
+
+    def _beat_failed(self, path: Path, beat: dict[str, Any], err: OSError) -> None:
+        """Say "state disk full" in place of the heartbeat; log a failure once, not per beat."""
+        if not heartbeat.no_space(err):
+            if str(err) != self._beat_error:
+                log.warning("heartbeat.write_failed", error=str(err))
+            self._beat_error = str(err)
+            return
+        if self._disk_problem is None:
+            log.error("state.disk_full", error=str(err), hint=STATE_FULL_HINT)
+        self._disk_problem = disk_full_message(self.config.state.dir)
+        beat["problem"] = self._problem()
+        with contextlib.suppress(OSError):
+            heartbeat.overwrite(path, beat)
+
+    def _problem(self) -> str | None:
+        """Return what needs a person, from every part of the daemon, or None."""
+        found = (self.worker.problem, self._disk_problem, self._watch_problem)
+        return "; ".join(dict.fromkeys(p for p in found if p)) or None
 
     def _cached_db_facts(self, now: float) -> dict[str, Any]:
         generation, at = self._db_key
         if generation != self.worker.generation or now - at > DB_FACTS_MAX_AGE:
-            self._db_facts = status.db_facts(self.reader)
             self._db_key = (self.worker.generation, now)
+            try:
+                self._db_facts = status.db_facts(self.reader)
+            except (sqlite3.DatabaseError, ObjlibdError) as err:  # damaged under us: say so
+                self._db_facts = {**self._db_facts, "problem": f"state database: {err}"}
         return self._db_facts
 
     def _health(self) -> dict[str, object]:

@@ -52,18 +52,27 @@ JOB_KINDS = {"orphan_cleanup": "orphan_cleanup", "prune": "prune", "reconcile": 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write `data` to `path` via a temp file and rename (readers never see half a file)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True, default=str), encoding="utf-8")
-    tmp.replace(path)
-
-
-def read_json(path: str | Path) -> dict[str, Any] | None:
-    """Return a JSON object file, or None when absent or unreadable."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        tmp.write_text(json.dumps(data, sort_keys=True, default=str), encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # a full disk leaves no half-written temp files behind
+        raise
+
+
+def read_json(path: str | Path, *, tries: int = 1) -> dict[str, Any] | None:
+    """Return a JSON object file, or None when absent; `tries` > 1 re-reads a torn one."""
+    for _ in range(tries):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            continue
+        return data if isinstance(data, dict) else None
+    return None
 
 
 def read_pause(state_dir: str | Path) -> dict[str, Any] | None:
@@ -117,7 +126,7 @@ def live_heartbeat(config: Config, now: float) -> dict[str, Any] | None:
 def live_beat(state_dir: str | Path, now: float, stale: float) -> dict[str, Any] | None:
     """Return the heartbeat in `state_dir` if its pid owns the pidfile, lives, and is fresh."""
     owner = read_json(os.path.join(state_dir, PIDFILE_NAME))
-    beat = read_json(os.path.join(state_dir, HEARTBEAT_NAME))
+    beat = read_json(os.path.join(state_dir, HEARTBEAT_NAME), tries=3)
     if owner is None or beat is None or beat.get("pid") != owner.get("pid"):
         return None
     if not _pid_alive(int(beat["pid"])) or beat.get("stopped"):

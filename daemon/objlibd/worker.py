@@ -12,6 +12,7 @@ is the whole library); jobs through the engine's job entry points.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import queue
 import threading
@@ -25,7 +26,12 @@ import structlog
 from objlibd import jobs, status
 from objlibd.config import Config
 from objlibd.debounce import merge_batches
-from objlibd.errors import ObjlibdError, StoreMismatchError, VolumeUnavailableError
+from objlibd.errors import (
+    ObjlibdError,
+    StateError,
+    StoreMismatchError,
+    VolumeUnavailableError,
+)
 from objlibd.models import Availability, Batch, VolumeState
 from objlibd.state import StateStore
 from objlibd.summary import SyncSummary
@@ -155,8 +161,18 @@ class Worker:
             work = [item for item in items if item is not None]
             with self._lock:
                 self._queued_paths -= sum(batch_size(item.batch) for item in work)
-            self._handle(work)
-        self._persist()
+            self._survive(functools.partial(self._handle, work))
+        self._survive(self._persist)
+
+    def _survive(self, step: Callable[[], None]) -> None:
+        """Run a step; what it failed at (a full state disk...) is a problem, not a dead thread."""
+        try:
+            step()
+        except ObjlibdError as err:
+            self.problem = err.message
+            log.error("worker.failed", error=err.message, hint=err.hint)
+        except Exception:
+            log.exception("worker.crashed")
 
     def _drain(self) -> list[Work | None]:
         items: list[Work | None] = []
@@ -259,6 +275,8 @@ class Worker:
             log.error("store.mismatch", error=err.message, hint=err.hint)
             self._park(batch, "store mismatch")
         except ObjlibdError as err:
+            if isinstance(err, StateError):  # the state DB cannot take writes: say so
+                self.problem = err.message
             log.error("batch.failed", error=err.message, hint=err.hint)
             self._park(batch, err.message)
         except Exception:
