@@ -9,6 +9,7 @@ are read and written by the classes built on this one: `JobLog` (jobs, decisions
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -179,7 +180,9 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             check_same_thread=False, timeout=5.0,
         )  # fmt: skip
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created 0600 before SQLite sees it: its -wal and -shm files copy the DB's mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")

@@ -43,6 +43,12 @@ class StateError(ObjlibdError):
     exit_code = 2
 
 
+class FolderError(ObjlibdError):
+    """The state or log dir cannot be created or written; names the path and the fix."""
+
+    exit_code = 2
+
+
 class StateDiskFullError(StateError):
     """The disk holding the state dir is full: nothing could be recorded (nothing was lost)."""
 

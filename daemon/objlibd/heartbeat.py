@@ -23,7 +23,8 @@ def write(path: Path, beat: dict[str, Any]) -> None:
     text = json.dumps(beat, sort_keys=True, default=str)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text + " " * (-len(text) % PAGE), encoding="utf-8")
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            out.write(text + " " * (-len(text) % PAGE))
         tmp.replace(path)
     except OSError:
         tmp.unlink(missing_ok=True)

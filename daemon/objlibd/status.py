@@ -53,8 +53,11 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write `data` to `path` via a temp file and rename (readers never see half a file)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(data, sort_keys=True, default=str), encoding="utf-8")
-        tmp.replace(path)
+        with open(
+            os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8"
+        ) as out:
+            out.write(json.dumps(data, sort_keys=True, default=str))
+        os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink()  # a full disk leaves no half-written temp files behind
@@ -303,6 +306,8 @@ def _duration(seconds: float | None) -> str:
 
 def render_text(snap: dict[str, Any]) -> str:
     """Return the status for people."""
+    from objlibd.names import printable
+
     d = snap["daemon"]
     lines = [
         f"daemon:     running (pid {d['pid']}, up {_duration(d['uptime_s'])}, {d['rss_mb']} MB)"
@@ -335,7 +340,7 @@ def render_text(snap: dict[str, Any]) -> str:
     if snap["problem"]:
         lines.append(f"PROBLEM:    {snap['problem']}")
     for err in snap["errors"]:
-        lines.append(f"  error: {err['path']}: {err['error']}")
+        lines.append(f"  error: {printable(err['path'])}: {err['error']}")
     lines.append("healthy" if snap["healthy"] else "NOT HEALTHY")
     return "\n".join(lines)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -87,12 +88,9 @@ class GeminiStore:
 
     def ensure_store(self, name: str) -> str:
         """Find the store with display name `name` (the oldest if several), else create it."""
-        matches = [s.name for s in self._stores() if s.display_name == name and s.name]
-        if len(matches) > 1:
-            log.warning("remote.store.duplicates", display_name=name, stores=matches)
-        if matches:
-            self._store = matches[0]
-            return self._store
+        found = self.find_store(name)
+        if found is not None:
+            return found
         config = types.CreateFileSearchStoreConfig(display_name=name)
         try:
             created = self._calls(
@@ -107,6 +105,15 @@ class GeminiStore:
         log.info("remote.store.created", display_name=name, store=created.name)
         self._store = created.name
         return self._store
+
+    def find_store(self, name: str) -> str | None:
+        """Use the store with display name `name` (the oldest if several); create nothing."""
+        matches = [s.name for s in self._stores() if s.display_name == name and s.name]
+        if len(matches) > 1:
+            log.warning("remote.store.duplicates", display_name=name, stores=matches)
+        if matches:
+            self._store = matches[0]
+        return self._store if matches else None
 
     def _stores(self) -> Iterator[types.FileSearchStore]:
         token: str | None = None
@@ -294,14 +301,21 @@ class GeminiStore:
 
     # -- documents ----------------------------------------------------------------------
 
-    def list_docs(self) -> Iterator[RemoteDoc]:
-        """Yield every document (20 a page); failed imports' remains are deleted instead."""
+    def list_docs(self, *, read_only: bool = False) -> Iterator[RemoteDoc]:
+        """Yield every document (20 a page); failed imports' remains are deleted instead.
+
+        `read_only` yields those too (marked `failed`) and deletes nothing.
+        """
         store = self._require_store()
         token: str | None = None
         while True:
             page, token = self._documents_page(store, token)
             for doc in page:
-                if doc.state == types.DocumentState.STATE_FAILED and doc.name:
+                failed = doc.state == types.DocumentState.STATE_FAILED
+                if failed and read_only:
+                    yield dataclasses.replace(to_remote_doc(doc), failed=True)
+                    continue
+                if failed and doc.name:
                     log.info("remote.failed_document.deleted", doc=doc.name)
                     self.delete(doc.name)
                     continue
@@ -351,6 +365,10 @@ class GeminiStore:
             if err.code == 404:
                 return
             raise refusal(f"Gemini refused to delete {file_id}", err) from None
+
+    def sweep_leftovers(self) -> int:
+        """Nothing to sweep: Files-API uploads the DB lost expire on their own after 48 h."""
+        return 0
 
     def _forget_quietly(self, file_id: str) -> None:
         try:
