@@ -8,6 +8,7 @@ are read and written by the classes built on this one: `JobLog` (jobs, decisions
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sqlite3
@@ -28,16 +29,30 @@ class Database:
         self._conn = conn
         self.path = path
         self._lock = threading.RLock()
+        self.rebuilt: dict[str, Any] | None = None  # set when `open(repair=True)` started over
 
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, readonly: bool = False) -> Self:
+    def open(cls, path: Path, *, readonly: bool = False, repair: bool = False) -> Self:
         """Open (and for writers create and migrate) the database at `path`.
 
+        `repair` (the one writer that owns the state dir) first runs `PRAGMA quick_check`:
+        a damaged database is moved aside, kept and named with the time, and a fresh one
+        is started, recording why in library_config under REBUILT_KEY (`rebuilt`); the
+        engine then adopts the store's documents into it (`rebuild.adopt`).
+
         Raises:
-            StateError: corrupt, locked, unreadable, or written by a newer objlibd.
+            StateError: locked, unreadable, written by a newer objlibd, or (without `repair`)
+                damaged.
         """
+        damage = _damage(path) if repair and not readonly else None
+        if damage is not None:
+            moved = _set_aside(path)
+            db = cls.open(path)
+            db.rebuilt = {"at": _now(), "reason": damage[:300], "moved_to": str(moved)}
+            db.set_json(REBUILT_KEY, db.rebuilt)
+            return db
         if readonly and not path.exists():
             raise StateError(
                 f"state database {path} does not exist yet",
@@ -88,9 +103,10 @@ class Database:
         """Run a block as one IMMEDIATE transaction.
 
         Raises:
-            StateDiskFullError: the disk is full; the transaction was rolled back.
+            StateError: the disk is full (StateDiskFullError; rolled back), the database is
+                damaged or locked.
         """
-        with self._lock, self._full_disk():
+        with self._lock, self._explained():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -101,19 +117,19 @@ class Database:
                 raise
 
     @contextmanager
-    def _full_disk(self) -> Iterator[None]:
+    def _explained(self) -> Iterator[None]:
+        """Turn what people cause or fix (full disk, damage, a lock) into a StateError."""
         try:
             yield
-        except sqlite3.OperationalError as err:
-            if not is_disk_full(err):
-                raise
-            folder = self.path.parent if self.path else Path("memory")
-            raise StateDiskFullError(disk_full_message(folder), hint=STATE_FULL_HINT) from None
+        except sqlite3.DatabaseError as err:
+            if getattr(err, "sqlite_errorcode", None) not in _EXPLAINED and not is_disk_full(err):
+                raise  # a bug, not input: keep the traceback
+            raise _state_error(self.path or Path(":memory:"), err) from None
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """Run a block of reads against one consistent snapshot of the database."""
-        with self._lock:
+        with self._lock, self._explained():
             self._conn.execute("BEGIN")
             try:
                 yield self._conn
@@ -121,7 +137,7 @@ class Database:
                 self._conn.execute("COMMIT")
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._explained():
             return list(self._conn.execute(sql, tuple(params)).fetchall())
 
     # -- library_config ----------------------------------------------------------------------
@@ -154,6 +170,54 @@ class Database:
     def set_json(self, key: str, value: Any) -> None:
         """Store a JSON library_config value."""
         self.set_config(key, json.dumps(value, sort_keys=True))
+
+
+REBUILT_KEY = "state.rebuilt"
+# SQLite result codes a person causes or fixes: busy, locked, readonly, I/O error, corrupt,
+# full, cannot open, not a database.
+_EXPLAINED = frozenset({5, 6, 8, 10, 11, 13, 14, 26})
+_DAMAGED = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def _damage(path: Path) -> str | None:
+    """Return what `PRAGMA quick_check` finds wrong with the database at `path`, or None.
+
+    Only damage counts: a locked or unreadable file raises StateError as usual.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    try:
+        conn = _connect(path, readonly=True)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as err:
+        if getattr(err, "sqlite_errorcode", None) in _DAMAGED:
+            return str(err)
+        raise _state_error(path, err) from None
+    found = "; ".join(str(row[0]) for row in rows)
+    return None if found == "ok" else found
+
+
+def _set_aside(path: Path) -> Path:
+    """Move a damaged database (and its -wal, -shm) aside, named with the time; return it."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    counter = 1
+    while target.exists():
+        counter += 1
+        target = path.with_name(f"{path.name}.damaged-{stamp}-{counter}")
+    for suffix in ("-wal", "-shm"):  # the journal belongs to the old file, never the new one
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            companion.rename(target.with_name(target.name + suffix))
+    path.rename(target)
+    return target
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 STATE_FULL_HINT = (
@@ -199,6 +263,12 @@ def _state_error(path: Path, err: sqlite3.DatabaseError) -> StateError:
         return StateError(
             f"state database {path} is locked by another process",
             hint="is another `objlibd sync` or the daemon running? (`objlibd status`)",
+        )
+    if getattr(err, "sqlite_errorcode", None) in _DAMAGED:
+        return StateError(
+            f"state database {path} is damaged: {text}",
+            hint="run `objlibd sync` (or restart the daemon): it is moved aside, kept, and "
+            "rebuilt from the store and the library; nothing is uploaded twice",
         )
     return StateError(
         f"state database {path} cannot be used: {text}",

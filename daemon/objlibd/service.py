@@ -129,7 +129,9 @@ class Daemon:
 
         config = self.config
         self._process = psutil.Process()
-        self.state = StateStore.open(config.db_path)
+        self.state = StateStore.open(config.db_path, repair=True)
+        if self.state.rebuilt is not None:
+            log.warning("state.damaged", action="moved aside, started fresh", **self.state.rebuilt)
         self.reader = StateStore.open(config.db_path, readonly=True)
         self.store = open_store(config)
         engine = SyncEngine(config, self.state, self.store, stop=self.stop)

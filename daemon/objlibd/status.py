@@ -178,6 +178,7 @@ def assemble(
         "remote": _remote(backend, store, beat),
         "errors": db["errors"],
         "problem": (beat or {}).get("problem") or db["problem"],
+        "state_rebuilt": db.get("rebuilt"),
     }  # fmt: skip
     snap["healthy"] = healthy(snap)
     return snap
@@ -233,7 +234,7 @@ def _jobs(rows: dict[str, Any], next_runs: dict[str, Any]) -> dict[str, Any]:
 def _empty_db() -> dict[str, Any]:
     return {
         "files": {}, "duplicates": 0, "orphans": 0, "errors": [], "jobs": {}, "hold": None,
-        "last_batch": None, "pending": None, "library_id": None, "problem": None,
+        "last_batch": None, "pending": None, "library_id": None, "problem": None, "rebuilt": None,
     }  # fmt: skip
 
 
@@ -246,13 +247,12 @@ def _db_facts(config: Config) -> dict[str, Any]:
 
     try:
         state = StateStore.open(config.db_path, readonly=True)
-    except StateError as err:
-        facts["problem"] = err.message
-        return facts
-    try:
-        facts.update(db_facts(state))
-    finally:
-        state.close()
+        try:
+            facts.update(db_facts(state))
+        finally:
+            state.close()
+    except StateError as err:  # damaged, locked...: say so (the next writer rebuilds it)
+        facts["problem"] = f"{err.message} ({err.hint})" if err.hint else err.message
     return facts
 
 
@@ -270,6 +270,7 @@ def db_facts(state: StateStore) -> dict[str, Any]:
     facts["last_batch"] = state.get_json(LAST_BATCH_KEY)
     facts["pending"] = state.get_json(PENDING_KEY)
     facts["library_id"] = state.get_config("library_id")  # volume.LIBRARY_ID_KEY
+    facts["rebuilt"] = state.get_json("state.rebuilt")  # database.REBUILT_KEY
     for name, kind in JOB_KINDS.items():
         row = state.last_job(kind)
         if row is not None:
@@ -337,6 +338,11 @@ def render_text(snap: dict[str, Any]) -> str:
         )
     r = snap["remote"]
     lines.append(f'remote:     {r["backend"]} store "{r["store"]}" (breaker {r["breaker"] or "-"})')
+    if rebuilt := snap.get("state_rebuilt"):
+        done = "adopts the store's documents next sync" if rebuilt.get("adopted") is None else (
+            f"{rebuilt['adopted']} documents adopted")  # fmt: skip
+        lines.append(f"state:      rebuilt {rebuilt.get('at')} ({done}); old DB kept as "
+                     f"{rebuilt.get('moved_to')}")  # fmt: skip
     if snap["problem"]:
         lines.append(f"PROBLEM:    {snap['problem']}")
     for err in snap["errors"]:

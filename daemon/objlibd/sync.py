@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from objlibd import scanner, volume
+from objlibd import rebuild, scanner, volume
 from objlibd.changes import Diff, diff, diff_quiet
 from objlibd.classify import Classifier
 from objlibd.config import Config
@@ -254,6 +254,8 @@ class SyncEngine:
     def _full(self, options: SyncOptions, summary: SyncSummary) -> None:
         self.require_available()
         self.check_identity(connect=not options.dry_run)
+        if not options.dry_run and rebuild.pending(self.state):
+            rebuild.adopt(self.config, self.state, self.store, summary)  # a damaged DB's new start
         if not options.dry_run:
             self.uploads.recover(summary)
         cached = None if options.force else self.state.cached_walk()
@@ -285,7 +287,7 @@ class SyncEngine:
     def _incremental(self, paths: set[str], subtrees: set[str], summary: SyncSummary) -> None:
         self.require_available()
         self.check_identity()
-        if "" in subtrees:
+        if "" in subtrees or rebuild.pending(self.state):
             self._full(SyncOptions(trigger=summary.trigger), summary)
             return
         root = self.config.library.root

@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.mount]
 
 STATUS_KEYS = {
     "daemon", "volume", "watcher", "paused", "hold", "queue", "last_batch", "files",
-    "duplicates", "orphans", "jobs", "remote", "errors", "healthy", "problem",
+    "duplicates", "orphans", "jobs", "remote", "errors", "healthy", "problem", "state_rebuilt",
 }  # fmt: skip
 
 

@@ -97,7 +97,14 @@ def engine_for(
     from objlibd.sync import SyncEngine
 
     if not read_only:
-        state = StateStore.open(config.db_path)
+        state = StateStore.open(config.db_path, repair=True)
+        if state.rebuilt is not None:
+            print(
+                f"objlibd: the state database was damaged ({state.rebuilt['reason']}); kept "
+                f"as {state.rebuilt['moved_to']}; starting fresh and adopting the store's "
+                "documents (nothing is uploaded twice)",
+                file=sys.stderr,
+            )
     elif config.db_path.exists():
         state = StateStore.open(config.db_path, readonly=True)
     else:
