@@ -220,16 +220,7 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-STATE_FULL_HINT = (
-    "free some space on that disk (or move [state] dir elsewhere); objlibd carries on by "
-    "itself once it can write again, and nothing was lost"
-)
 _SQLITE_FULL = 13
-
-
-def disk_full_message(state_dir: Path) -> str:
-    """Return the one message objlibd gives for a full state disk."""
-    return f"state disk full: no space left on the disk holding {state_dir}"
 
 
 def is_disk_full(err: sqlite3.Error) -> bool:
@@ -258,7 +249,7 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
 def _state_error(path: Path, err: sqlite3.DatabaseError) -> StateError:
     text = str(err)
     if is_disk_full(err):
-        return StateDiskFullError(disk_full_message(path.parent), hint=STATE_FULL_HINT)
+        return StateDiskFullError.of(path.parent)
     if "locked" in text or "busy" in text:
         return StateError(
             f"state database {path} is locked by another process",

@@ -54,6 +54,15 @@ class StateDiskFullError(StateError):
 
     exit_code = 1
 
+    @classmethod
+    def of(cls, state_dir: object) -> StateDiskFullError:
+        """Return the one error objlibd gives for a full state disk (same words everywhere)."""
+        return cls(
+            f"state disk full: no space left on the disk holding {state_dir}",
+            hint="free some space on that disk (or move [state] dir elsewhere); objlibd "
+            "carries on by itself once it can write again, and nothing was lost",
+        )
+
 
 class AlreadyRunningError(ObjlibdError):
     """Another objlibd daemon owns this state directory."""

@@ -23,10 +23,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from objlibd.errors import AlreadyRunningError
+from objlibd.errors import AlreadyRunningError, StateDiskFullError
 from objlibd.status import PIDFILE_NAME
 
 __all__ = ["PIDFILE_NAME", "Owner", "PidFile", "is_alive", "live_owner", "read"]
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 CREATE_TIME_SLACK = 1.0  # seconds; create_time follows the system clock (NTP may nudge it)
 
 
@@ -130,17 +131,18 @@ class PidFile:
             "started_at": owner.started_at,
         }
         tmp = self.path.with_name(f".{self.path.name}.{owner.pid}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            with os.fdopen(os.open(tmp, _NEW, 0o600), "w", encoding="utf-8") as handle:
                 json.dump(payload, handle)
             os.link(tmp, self.path)
         except FileExistsError:
             return False
-        except OSError as err:  # a filesystem without hard links: O_EXCL, under the lock
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StateDiskFullError.of(self.path.parent) from None
             if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
                 raise
-            return self._create_in_place(payload)
+            return self._create_in_place(payload)  # no hard links here: O_EXCL, under the lock
         finally:
             tmp.unlink(missing_ok=True)
         return True

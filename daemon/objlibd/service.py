@@ -36,9 +36,8 @@ import structlog
 
 from objlibd import __version__, heartbeat, status
 from objlibd.config import Config
-from objlibd.database import STATE_FULL_HINT, disk_full_message
 from objlibd.debounce import Debouncer, DebounceWindow
-from objlibd.errors import ObjlibdError
+from objlibd.errors import ObjlibdError, StateDiskFullError
 from objlibd.jobs import JobScheduler
 from objlibd.models import Availability, VolumeState
 from objlibd.pidfile import PIDFILE_NAME, PidFile
@@ -384,9 +383,10 @@ class Daemon:
                 log.warning("heartbeat.write_failed", error=str(err))
             self._beat_error = str(err)
             return
+        full = StateDiskFullError.of(self.config.state.dir)
         if self._disk_problem is None:
-            log.error("state.disk_full", error=str(err), hint=STATE_FULL_HINT)
-        self._disk_problem = disk_full_message(self.config.state.dir)
+            log.error("state.disk_full", error=str(err), hint=full.hint)
+        self._disk_problem = full.message
         beat["problem"] = self._problem()
         with contextlib.suppress(OSError):
             heartbeat.overwrite(path, beat)
