@@ -556,3 +556,39 @@ def test_bad_input_while_the_daemon_runs(
 
 def tail(daemon: DaemonProcess) -> str:
     return daemon.output.read_text(errors="replace")[-3000:]
+
+
+# -- case 5 with the gemini backend: store list neither creates nor deletes -------------------
+
+
+@pytest.mark.e2e
+def test_store_list_on_gemini_creates_nothing_and_deletes_no_failed_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fakes.gemini_server import Behaviour, FakeGemini, Faults
+    from test_gemini_sync import FAKE_KEY, make_site
+    from test_gemini_sync import objlibd as gemini_cli
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    behaviour = Behaviour(api_key=FAKE_KEY, failed_import_keeps_document=True)
+    with FakeGemini(behaviour, Faults(retry_delay="0.02s")) as fake:
+        site = make_site(tmp_path, fake, 3)
+
+        fresh = gemini_cli(site, "store", "list")
+
+        assert fresh.returncode == 0, fresh.stderr
+        assert "nothing synced yet" in fresh.stderr
+        assert (fake.count("stores.create"), site.state_dir.exists()) == (0, False)
+
+        fake.fail_imports_of(site.paths[0])
+        synced = gemini_cli(site, "sync")
+        assert synced.returncode == 1, synced.stdout + synced.stderr  # the one failed import
+        kept = len(fake.documents())
+        deletes = fake.count("documents.delete")
+
+        listed = gemini_cli(site, "store", "list")
+
+    assert listed.returncode == 0, listed.stderr
+    assert "(import failed)" in listed.stdout
+    assert "Traceback" not in listed.stderr
+    assert (fake.count("documents.delete"), len(fake.documents())) == (deletes, kept)
