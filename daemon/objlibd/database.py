@@ -48,7 +48,15 @@ class Database:
         """
         damage = _damage(path) if repair and not readonly else None
         if damage is not None:
-            moved = _set_aside(path)
+            try:
+                moved = _set_aside(path)
+            except OSError as err:
+                raise StateError(
+                    f"state database {path} is damaged ({damage}) and cannot be moved aside: "
+                    f"{err.strerror or err}",
+                    hint=f"move it (and its -wal, -shm files) out of {path.parent} yourself, "
+                    "then run `objlibd sync`: the store's documents are adopted",
+                ) from None
             db = cls.open(path)
             db.rebuilt = {"at": _now(), "reason": damage[:300], "moved_to": str(moved)}
             db.set_json(REBUILT_KEY, db.rebuilt)

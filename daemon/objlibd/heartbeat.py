@@ -8,11 +8,19 @@ that it runs, and why it is in trouble ("state disk full"), instead of looking d
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import structlog
+
+from objlibd.errors import StateDiskFullError
+
+log = structlog.get_logger("objlibd.service")
 
 PAGE = 4096
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -50,3 +58,37 @@ def overwrite(path: Path, beat: dict[str, Any]) -> None:
 def no_space(err: OSError) -> bool:
     """Return True when `err` means the disk (or the quota) is full."""
     return err.errno in NO_SPACE
+
+
+class Heartbeat:
+    """The daemon's heartbeat file and what writing it has shown (a full disk), logged once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.disk_problem: str | None = None  # "state disk full: ..." while writes fail so
+        self._error: str | None = None
+
+    def write(self, beat: dict[str, Any], *, also: Callable[[], str | None]) -> None:
+        """Write `beat`; on a full disk say so in it (`also` re-reads the daemon's problem)."""
+        try:
+            write(self.path, beat)
+        except OSError as err:
+            self._failed(beat, err, also)
+            return
+        if self.disk_problem is not None or self._error is not None:
+            log.info("heartbeat.write_recovered")
+        self.disk_problem = self._error = None
+
+    def _failed(self, beat: dict[str, Any], err: OSError, also: Callable[[], str | None]) -> None:
+        if not no_space(err):
+            if str(err) != self._error:
+                log.warning("heartbeat.write_failed", error=str(err))
+            self._error = str(err)
+            return
+        full = StateDiskFullError.of(self.path.parent)
+        if self.disk_problem is None:
+            log.error("state.disk_full", error=str(err), hint=full.hint)
+        self.disk_problem = full.message
+        beat["problem"] = also()
+        with contextlib.suppress(OSError):
+            overwrite(self.path, beat)

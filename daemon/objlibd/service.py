@@ -21,14 +21,12 @@ SIGUSR2 drops the watch's emitter on purpose, exercising the self-healing path.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -37,7 +35,7 @@ import structlog
 from objlibd import __version__, heartbeat, status
 from objlibd.config import Config
 from objlibd.debounce import Debouncer, DebounceWindow
-from objlibd.errors import ObjlibdError, StateDiskFullError
+from objlibd.errors import ObjlibdError
 from objlibd.jobs import JobScheduler
 from objlibd.models import Availability, VolumeState
 from objlibd.pidfile import PIDFILE_NAME, PidFile
@@ -92,7 +90,7 @@ class Daemon:
         self._db_key = (-1, 0.0)
         self._watch_problem: str | None = None  # the watch cannot start: reconciling instead
         self._next_fallback = 0.0
-        self._disk_problem: str | None = None  # the heartbeat found the state disk full
+        self._heartbeat = heartbeat.Heartbeat(config.state.dir / status.HEARTBEAT_NAME)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -274,6 +272,7 @@ class Daemon:
 
     def _on_unavailable(self, found: VolumeState, *, was_available: bool) -> None:
         self.watcher.stop()
+        self._watch_problem = None  # nothing to watch now; the next mount tries afresh
         log.warning(
             "volume.unmounted" if was_available else "volume.unavailable",
             state=found.availability.value, reason=found.reason, hint=found.hint,
@@ -364,36 +363,11 @@ class Daemon:
             "problem": self._problem(),
             "db": self._cached_db_facts(now),
         }  # fmt: skip
-        path = self.config.state.dir / status.HEARTBEAT_NAME
-        try:
-            heartbeat.write(path, beat)
-        except OSError as err:
-            self._beat_failed(path, beat, err)
-            return
-        if self._disk_problem is not None or self._beat_error is not None:
-            log.info("heartbeat.write_recovered")
-        self._disk_problem = self._beat_error = None
-
-    _beat_error: str | None = None
-
-    def _beat_failed(self, path: Path, beat: dict[str, Any], err: OSError) -> None:
-        """Say "state disk full" in place of the heartbeat; log a failure once, not per beat."""
-        if not heartbeat.no_space(err):
-            if str(err) != self._beat_error:
-                log.warning("heartbeat.write_failed", error=str(err))
-            self._beat_error = str(err)
-            return
-        full = StateDiskFullError.of(self.config.state.dir)
-        if self._disk_problem is None:
-            log.error("state.disk_full", error=str(err), hint=full.hint)
-        self._disk_problem = full.message
-        beat["problem"] = self._problem()
-        with contextlib.suppress(OSError):
-            heartbeat.overwrite(path, beat)
+        self._heartbeat.write(beat, also=self._problem)
 
     def _problem(self) -> str | None:
         """Return what needs a person, from every part of the daemon, or None."""
-        found = (self.worker.problem, self._disk_problem, self._watch_problem)
+        found = (self.worker.problem, self._heartbeat.disk_problem, self._watch_problem)
         return "; ".join(dict.fromkeys(p for p in found if p)) or None
 
     def _cached_db_facts(self, now: float) -> dict[str, Any]:

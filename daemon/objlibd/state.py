@@ -13,12 +13,14 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from objlibd import migrations
 from objlibd.joblog import JobLog
 from objlibd.models import FileRecord, FileStatus, Listing, StateIndex
-from objlibd.remote.base import RemoteDoc
+
+if TYPE_CHECKING:  # status reads the DB without loading the store package
+    from objlibd.remote.base import RemoteDoc
 
 _RECORD_COLUMNS = (
     "path, status, content_hash, size, mtime_ns, remote_id, remote_file_id, upload_hash, "
