@@ -434,8 +434,8 @@ def test_bad_input_through_the_cli(world: World, row: Row) -> None:
         assert len(done.stdout.splitlines()) == 7, done.stdout  # one line per document
     if row.name == "kill-9-leftovers":
         assert not [p for p in world.state.rglob("*") if "lost-" in p.name or p.suffix == ".tmp"]
-    if row.name == "store-list-fresh":
-        assert not world.state.exists(), "nothing created: no DB, no store"
+    if row.setup is fresh:
+        assert not world.state.exists(), "nothing created: no state dir, no DB, no store"
 
 
 def world_paths(world: World) -> list[str]:
