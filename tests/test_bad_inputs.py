@@ -592,3 +592,47 @@ def test_store_list_on_gemini_creates_nothing_and_deletes_no_failed_import(
     assert "(import failed)" in listed.stdout
     assert "Traceback" not in listed.stderr
     assert (fake.count("documents.delete"), len(fake.documents())) == (deletes, kept)
+
+
+def test_a_rebuild_keeps_the_document_that_holds_what_the_disk_holds(env: Env) -> None:
+    """Two documents for one path (an old and a current one): adopt the current, sweep the old."""
+    import hashlib
+
+    from objlibd.remote.base import UploadRequest
+    from objlibd.state import StateStore
+    from objlibd.sync import SyncEngine
+
+    paths = make_library(env.root, 4)
+    env.engine.run(SyncOptions())
+    stale = env.root.parent / "stale.txt"
+    stale.write_text("what the file held last year", encoding="utf-8")
+    digest = hashlib.sha256(stale.read_bytes()).hexdigest()
+    old = env.store.upload(UploadRequest(stale, paths[0], digest, stale.stat().st_size,
+                                         "text/plain", (("path", paths[0]), ("sha256", digest))))  # fmt: skip
+    current = {p: next(i for i in ids if i != old.doc_id) for p, ids in env.docs_by_path().items()}
+    env.state.close()
+    env.config.db_path.write_bytes(b"not a database at all" * 64)
+
+    env.state = StateStore.open(env.config.db_path, repair=True)
+    engine = SyncEngine(env.config, env.state, env.store, clock=env.clock)
+    summary = engine.run(SyncOptions(cleanup_orphans=True))
+
+    assert (summary.uploaded, summary.replaced, summary.adopted) == (0, 0, 4)
+    assert {r.path: r.remote_id for r in env.state.all_records().values()} == current
+    assert env.docs_by_path() == {p: [doc] for p, doc in current.items()}, "the old one swept"
+
+
+@pytest.mark.parametrize("order", ["old first", "current first"])
+def test_a_rebuild_chooses_by_content_whatever_the_listing_order(env: Env, order: str) -> None:
+    import hashlib
+
+    from objlibd import rebuild
+    from objlibd.remote.base import RemoteDoc
+
+    (env.root / "a.txt").write_text("now", encoding="utf-8")
+    now = hashlib.sha256(b"now").hexdigest()
+    docs = [RemoteDoc("old", "a.txt", {"path": "a.txt", "sha256": "0" * 64}),
+            RemoteDoc("current", "a.txt", {"path": "a.txt", "sha256": now})]  # fmt: skip
+    listing = docs if order == "old first" else docs[::-1]
+
+    assert rebuild.choose(env.config, "a.txt", listing).doc_id == "current"

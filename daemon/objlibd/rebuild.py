@@ -35,7 +35,7 @@ def adopt(config: Config, state: StateStore, store: RemoteStore, summary: SyncSu
     for doc in store.list_docs():
         if doc.path and doc.sha256:
             by_path.setdefault(doc.path, []).append(doc)
-    chosen = [_choose(config, path, docs) for path, docs in sorted(by_path.items())]
+    chosen = [choose(config, path, docs) for path, docs in sorted(by_path.items())]
     state.adopt_documents(chosen)
     library_id = _marker_id(config)
     if library_id is not None:
@@ -50,7 +50,7 @@ def adopt(config: Config, state: StateStore, store: RemoteStore, summary: SyncSu
     )  # fmt: skip
 
 
-def _choose(config: Config, path: str, docs: list[RemoteDoc]) -> RemoteDoc:
+def choose(config: Config, path: str, docs: list[RemoteDoc]) -> RemoteDoc:
     """One document per path: with several, the one holding what the disk holds now.
 
     The others stay unreferenced and go with the next orphan sweep.
