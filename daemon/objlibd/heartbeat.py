@@ -68,16 +68,21 @@ class Heartbeat:
         self.disk_problem: str | None = None  # "state disk full: ..." while writes fail so
         self._error: str | None = None
 
-    def write(self, beat: dict[str, Any], *, also: Callable[[], str | None]) -> None:
-        """Write `beat`; on a full disk say so in it (`also` re-reads the daemon's problem)."""
+    def write(self, beat: dict[str, Any], *, also: Callable[[], str | None]) -> bool:
+        """Write `beat`; on a full disk say so in it (`also` re-reads the daemon's problem).
+
+        Returns True when this write is the first to succeed after the disk was full.
+        """
         try:
             write(self.path, beat)
         except OSError as err:
             self._failed(beat, err, also)
-            return
-        if self.disk_problem is not None or self._error is not None:
+            return False
+        space_back = self.disk_problem is not None
+        if space_back or self._error is not None:
             log.info("heartbeat.write_recovered")
         self.disk_problem = self._error = None
+        return space_back
 
     def _failed(self, beat: dict[str, Any], err: OSError, also: Callable[[], str | None]) -> None:
         if not no_space(err):

@@ -363,7 +363,8 @@ class Daemon:
             "problem": self._problem(),
             "db": self._cached_db_facts(now),
         }  # fmt: skip
-        self._heartbeat.write(beat, also=self._problem)
+        if self._heartbeat.write(beat, also=self._problem):  # space is back: catch up now
+            self.worker.submit(Work.reconcile("state_disk_back"))
 
     def _problem(self) -> str | None:
         """Return what needs a person, from every part of the daemon, or None."""
