@@ -294,9 +294,30 @@ def synced(world: World) -> None:
     world.sync()
 
 
+def garble_table(db: Path, table: str) -> None:
+    """Garble the pages of one table's b-tree: the header and the other tables are intact."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        (root,) = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)
+        ).fetchone()
+    data = bytearray(db.read_bytes())
+    start = (root - 1) * size
+    for index in range(start, start + size):
+        data[index] = (data[index] * 31 + 7 + index) % 256
+    db.write_bytes(bytes(data))
+
+
 def damaged_db(world: World) -> None:
+    """The files table's pages garbled; library_config (which library, which store) readable."""
     world.sync()
-    state = sqlite3.connect(world.db)  # enough pages that garbling reaches the tables
+    garble_table(world.db, "files")
+
+
+def damaged_beyond_salvage(world: World) -> None:
+    """Every page after the header garbled: not even the library's id can be read back."""
+    world.sync()
+    state = sqlite3.connect(world.db)  # enough pages that garbling reaches every table
     with state:
         state.executemany(
             "INSERT INTO library_config(key, value) VALUES (?, ?)",
@@ -387,7 +408,9 @@ ROWS = [
     Row(5, "store-list-fresh", fresh, ("store", "list"), 0, "nothing synced yet"),
     Row(8, "damaged-db-sync", damaged_db, ("sync",), 0, "was damaged", "rebuilt"),
     Row(8, "damaged-db-status", damaged_db, ("status",), 1, "rebuilt from the store"),
-    Row(8, "damaged-db-missing", damaged_db, ("missing",), 2, "rebuilt from the store"),
+    Row(8, "damaged-db-missing", damaged_beyond_salvage, ("missing",), 2, "rebuilt from the store"),
+    Row(8, "damaged-beyond-salvage", damaged_beyond_salvage, ("sync",), 3,
+        "objlibd marker --adopt", "store unchanged"),
     Row(9, "deep-folders-sync", deep_folders, ("sync",), 0, "uploaded", "synced"),
     Row(10, "nan", bad_number("sync.mass_missing_percent", "nan"), ("sync",), 2,
         "[sync] mass_missing_percent: must be a finite number"),
@@ -422,6 +445,8 @@ def test_bad_input_through_the_cli(world: World, row: Row) -> None:
     after = (world.docs(), world.rows())
     if row.store_and_db == "unchanged":
         assert after == before
+    elif row.store_and_db == "store unchanged":
+        assert after[0] == before[0], "the store: not one upload, not one delete"
     elif row.store_and_db == "rebuilt":
         assert after[0] == before[0], "the store: not one upload, not one delete"
         assert after[1] is not None and {r[0] for r in after[1]} == set(world_paths(world))
@@ -616,7 +641,7 @@ def test_a_rebuild_keeps_the_document_that_holds_what_the_disk_holds(env: Env) -
                                          "text/plain", (("path", paths[0]), ("sha256", digest))))  # fmt: skip
     current = {p: next(i for i in ids if i != old.doc_id) for p, ids in env.docs_by_path().items()}
     env.state.close()
-    env.config.db_path.write_bytes(b"not a database at all" * 64)
+    garble_table(env.config.db_path, "files")
 
     env.state = StateStore.open(env.config.db_path, repair=True)
     engine = SyncEngine(env.config, env.state, env.store, clock=env.clock)
@@ -641,3 +666,19 @@ def test_a_rebuild_chooses_by_content_whatever_the_listing_order(env: Env, order
     listing = docs if order == "old first" else docs[::-1]
 
     assert rebuild.choose(env.config, "a.txt", listing).doc_id == "current"
+
+
+def test_a_rebuild_beyond_salvage_waits_for_the_person_to_adopt_the_drive(world: World) -> None:
+    damaged_beyond_salvage(world)
+    before = world.docs()
+
+    refused = world.cli("sync")  # the new DB knows no library: the drive's marker is foreign
+    adopted = world.cli("marker", "--adopt")
+    synced = world.cli("sync")
+
+    assert (refused.returncode, adopted.returncode, synced.returncode) == (3, 0, 0), (
+        refused.stderr + adopted.stdout + adopted.stderr + synced.stderr
+    )
+    assert world.docs() == before, "not one upload, not one delete"
+    rows = world.rows() or []
+    assert {(p, h, d) for p, _, h, d in rows} == set(before or [])

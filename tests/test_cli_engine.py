@@ -43,7 +43,8 @@ def test_sync_json_has_stable_keys(tmp_path: Path, capsys: pytest.CaptureFixture
     planned = json.loads(capsys.readouterr().out)
 
     assert set(planned) == {
-        "trigger", "dry_run", "counts", "hashed", "duration_s", "hold", "stopped", "problems",
+        "trigger", "dry_run", "counts", "hashed", "duration_s", "hold", "hold_cleared", "stopped",
+        "problems",
         "failures", "planned", "duplicates", "exit_code",
     }  # fmt: skip
     assert planned["dry_run"] is True

@@ -22,6 +22,7 @@ from objlibd.errors import (
     RemoteRejectedError,
     RemoteUnavailableError,
     RemoteUnsupportedError,
+    SourceUnreadableError,
 )
 from objlibd.remote import gemini
 from objlibd.remote.base import RemoteDoc, UploadRequest
@@ -681,16 +682,17 @@ def test_a_configured_rpm_overrides_the_tiers_number(fake: FakeGemini) -> None:
     assert store.health()["rate_limit"] == {"rpm": 600.0, "calls": 0, "waited_seconds": 0.0}
 
 
-def test_a_file_that_vanished_before_upload_is_rejected_with_its_path(
+def test_a_file_that_vanished_before_upload_is_reported_as_unreadable_not_rejected(
     fake: FakeGemini, tmp_path: Path
 ) -> None:
     store = open_store(fake)
     request = request_for(tmp_path, "gone.txt")
     request.local_path.unlink()
 
-    with pytest.raises(RemoteRejectedError, match=r"cannot read gone\.txt"):
+    with pytest.raises(SourceUnreadableError, match=r"cannot read gone\.txt") as caught:
         store.upload(request)
 
+    assert caught.value.gone, "the engine re-probes the drive, then takes the missing path"
     assert fake.count("files.upload") == 0
 
 

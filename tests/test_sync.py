@@ -12,12 +12,14 @@ import pytest
 
 from engine_fixtures import Env, make_config, make_library, touch_later
 from objlibd.errors import StoreMismatchError
+from objlibd.hold import mass_reason
+from objlibd.missing import limits_of
 from objlibd.models import FileStatus
 from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
 from objlibd.remote.local import LocalStore
 from objlibd.state import StateStore
 from objlibd.summary import render
-from objlibd.sync import SyncEngine, SyncOptions, mass_missing_reason
+from objlibd.sync import SyncEngine, SyncOptions
 
 
 class RecordingStore(LocalStore):
@@ -173,7 +175,7 @@ def test_mass_disappearance_is_held_until_confirmed(env: Env) -> None:
      (21, 100, True), (20, 100, False)],
 )  # fmt: skip
 def test_mass_missing_limits(env: Env, count: int, tracked: int, held: bool) -> None:
-    assert (mass_missing_reason(count, tracked, env.config) is not None) == held
+    assert (mass_reason(count, tracked, limits_of(env.config)) is not None) == held
 
 
 def test_orphan_sweep_deletes_unreferenced_documents_but_adopts_nothing_in_flight(

@@ -120,8 +120,8 @@ def check_root(library: LibrarySettings, mounted: bool) -> Check:
     name = "library root readable"
     if not mounted:
         return Check(name, Level.WARN, "not checked: the drive is not mounted")
-    found = volume.probe(library, None)
-    if found.available:
+    found = volume.probe_root(library)
+    if found is None:
         return Check(name, Level.OK, str(library.root))
     return Check(name, Level.FAIL, found.reason, binary_hint(found.hint))
 

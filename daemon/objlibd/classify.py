@@ -17,7 +17,7 @@ from objlibd.config import Config
 from objlibd.models import DiskEntry, FileRecord, FileStatus, Problem
 from objlibd.state import StateStore
 from objlibd.summary import SyncSummary
-from objlibd.uploads import Report, Upload
+from objlibd.uploads import Report, Unreadable, Upload
 
 if TYPE_CHECKING:
     from objlibd.sync import SyncOptions
@@ -38,6 +38,7 @@ class Classifier:
         self.state = state
         self.stop = stop
         self._report = report
+        self.unreadable: list[Unreadable] = []  # of the last classify; the engine settles them
 
     def classify(self, changes: Diff, options: SyncOptions, summary: SyncSummary) -> list[Upload]:
         """Return the uploads `changes` need; record what is kept, skipped or unreadable."""
@@ -49,6 +50,7 @@ class Classifier:
         records = self.state.records(entry.path for entry in changes.check)
         candidates.extend((entry, records.get(entry.path)) for entry in changes.check)
         uploads: list[Upload] = []
+        self.unreadable = []
         total = len(candidates)
         for done, (entry, record) in enumerate(candidates, 1):
             if self.stop.is_set():
@@ -77,14 +79,11 @@ class Classifier:
     ) -> str | None:
         try:
             digest = scanner.sha256_file(self.config.library.root / entry.path)
-        except FileNotFoundError:
-            return None  # vanished between walk and hash: the next event or run sees it
         except OSError as err:
-            reason = f"cannot read: {err.strerror or err}"
-            summary.failures.append(Problem(entry.path, reason))
-            summary.failed += 1
-            if not options.dry_run:
-                self.state.record_failure(entry.path, FileStatus.ERROR, reason)
+            # Vanished or unreadable between walk and hash: nothing is recorded until the
+            # engine has re-probed the volume (a yanked drive is not a failed file).
+            gone = isinstance(err, FileNotFoundError | NotADirectoryError)
+            self.unreadable.append(Unreadable(entry, f"cannot read: {err.strerror or err}", gone))
             return None
         summary.hashed += 1
         return digest

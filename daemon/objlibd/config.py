@@ -300,14 +300,7 @@ def _check(config: Config, source: Path) -> None:
         raise fail("[library] mount_point", "must be an absolute path")
     if not lib.root.is_absolute():
         raise fail("[library] root", "must be an absolute path")
-    if not _is_within(lib.root, lib.mount_point):
-        raise fail(
-            "[library] root",
-            f"{str(lib.root)!r} is outside mount_point {str(lib.mount_point)!r}",
-            hint="root must be the library folder on the drive mounted at mount_point",
-        )
-    if _is_within(config.state.dir, lib.mount_point) and lib.mount_point != Path("/"):
-        raise fail("[state] dir", "must not be on the library drive (it goes away when ejected)")
+    _check_paths(config, fail)
     if lib.max_file_mb <= 0:
         raise fail("[library] max_file_mb", "must be greater than 0")
     if not lib.marker_name or "/" in lib.marker_name:
@@ -326,6 +319,28 @@ def _check(config: Config, source: Path) -> None:
         raise fail("[logs] level", f"must be one of {LEVELS}")
     _check_timezone(config.jobs.timezone, fail)
     _check_rules(config.enrichment.rules, fail)
+
+
+def _check_paths(config: Config, fail: Any) -> None:
+    lib = config.library
+    # Compared as resolved paths: ".." and symlinks must not smuggle the root off the drive
+    # or the state onto it.
+    real_mount, real_root = _real(lib.mount_point), _real(lib.root)
+    if not _is_within(real_root, real_mount):
+        resolved = "" if real_root == lib.root else f" (it resolves to {str(real_root)!r})"
+        raise fail(
+            "[library] root",
+            f"{str(lib.root)!r} is outside mount_point {str(lib.mount_point)!r}{resolved}",
+            hint="root must be the library folder on the drive mounted at mount_point",
+        )
+    for where, folder in (("[state] dir", config.state.dir), ("[logs] dir", config.logs.dir)):
+        if real_mount != Path("/") and _is_within(_real(folder), real_mount):
+            raise fail(
+                where,
+                f"{str(folder)!r} is on the library drive ({str(real_mount)!r}): it goes away "
+                "when the drive is ejected",
+                hint="use a folder on the Mac's own disk (the default is fine)",
+            )
 
 
 class Range(NamedTuple):
@@ -426,6 +441,11 @@ def _check_rules(rules: tuple[EnrichmentRule, ...], fail: Any) -> None:
             ) from None
     if len(rules) > 18:
         raise fail("[enrichment] rules", "at most 18 rules (a document holds 20 metadata entries)")
+
+
+def _real(path: Path) -> Path:
+    """Return `path` with "..", "." and every symlink that exists resolved."""
+    return Path(os.path.realpath(path))
 
 
 def _is_within(path: Path, parent: Path) -> bool:

@@ -48,6 +48,7 @@ class Database:
         """
         damage = _damage(path) if repair and not readonly else None
         if damage is not None:
+            identity = _salvage(path)
             try:
                 moved = _set_aside(path)
             except OSError as err:
@@ -58,7 +59,10 @@ class Database:
                     "then run `objlibd sync`: the store's documents are adopted",
                 ) from None
             db = cls.open(path)
-            db.rebuilt = {"at": _now(), "reason": damage[:300], "moved_to": str(moved)}
+            for key, value in identity.items():
+                db.set_config(key, value)
+            db.rebuilt = {"at": _now(), "reason": damage[:300], "moved_to": str(moved),
+                          "salvaged": sorted(identity)}  # fmt: skip
             db.set_json(REBUILT_KEY, db.rebuilt)
             return db
         if readonly and not path.exists():
@@ -206,6 +210,27 @@ def _damage(path: Path) -> str | None:
         raise _state_error(path, err) from None
     found = "; ".join(str(row[0]) for row in rows)
     return None if found == "ok" else found
+
+
+# What a rebuilt DB keeps from the damaged one when it can still be read: which library
+# (so the drive's marker still proves it) and which store this state dir synced into.
+IDENTITY_KEYS = ("library_id", "store_backend", "store_name", "store_id")
+
+
+def _salvage(path: Path) -> dict[str, str]:
+    """Return the identity keys a damaged database still yields (nothing if it cannot)."""
+    marks = ",".join("?" * len(IDENTITY_KEYS))
+    try:
+        conn = _connect(path, readonly=True)
+        try:
+            rows = conn.execute(
+                f"SELECT key, value FROM library_config WHERE key IN ({marks})", IDENTITY_KEYS
+            ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return {}
+    return {str(key): value for key, value in rows if isinstance(value, str) and value}
 
 
 def _set_aside(path: Path) -> Path:

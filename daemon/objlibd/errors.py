@@ -37,6 +37,27 @@ class VolumeUnavailableError(ObjlibdError):
     exit_code = 3
 
 
+class SourceUnreadableError(ObjlibdError):
+    """A library file could not be read for upload (it vanished, or reading it failed).
+
+    Not the store's fault and not yet the file's: the engine re-probes the volume before it
+    records anything (a yanked drive parks the batch; a vanished file on a present drive goes
+    through the missing path).
+    """
+
+    def __init__(self, message: str, *, gone: bool, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.gone = gone
+
+
+class ForeignMarkerError(ObjlibdError):
+    """The drive carries another library's marker; objlibd never overwrites it unasked."""
+
+    def __init__(self, message: str, *, library_id: str, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.library_id = library_id
+
+
 class StateError(ObjlibdError):
     """The state database is locked, corrupt, or newer than this objlibd."""
 

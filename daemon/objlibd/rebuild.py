@@ -1,10 +1,11 @@
 """After a damaged state DB was started over: adopt what the store and the drive know.
 
 `Database.open(repair=True)` moves a damaged DB aside and starts a fresh one marked
-REBUILT_KEY. The first full sync then calls `adopt` before its diff: every document that
-carries its identity (path + sha256 metadata) becomes an `uploaded` row with no size or
-mtime, and the library id comes back from the marker on the drive. The normal engine does
-the rest: a file on disk is hashed and kept when its content matches (nothing uploaded
+REBUILT_KEY, keeping the library and store identity if the damaged file still yields them
+(otherwise the drive's marker is foreign to the new DB: `objlibd marker --adopt` says it is
+ours, never objlibd on its own). The first full sync then calls `adopt` before its diff:
+every document that carries its identity (path + sha256 metadata) becomes an `uploaded`
+row with no size or mtime. The normal engine does the rest: a file on disk is hashed and kept when its content matches (nothing uploaded
 twice), a changed one is replaced, and rows whose files are not on disk go through the
 missing step with its hold rules (a wrong or half-readable drive is held, not pruned).
 """
@@ -37,9 +38,7 @@ def adopt(config: Config, state: StateStore, store: RemoteStore, summary: SyncSu
             by_path.setdefault(doc.path, []).append(doc)
     chosen = [choose(config, path, docs) for path, docs in sorted(by_path.items())]
     state.adopt_documents(chosen)
-    library_id = _marker_id(config)
-    if library_id is not None:
-        state.set_config(volume.LIBRARY_ID_KEY, library_id)
+    library_id = state.get_config(volume.LIBRARY_ID_KEY)
     record = {**state.get_json(REBUILT_KEY), "adopted": len(chosen), "library_id": library_id}
     state.set_json(REBUILT_KEY, record)
     state.record_decision("state_rebuilt", record)
@@ -62,12 +61,3 @@ def choose(config: Config, path: str, docs: list[RemoteDoc]) -> RemoteDoc:
     except OSError:
         return docs[0]
     return next((doc for doc in docs if doc.sha256 == digest), docs[0])
-
-
-def _marker_id(config: Config) -> str | None:
-    """Return the library id of the marker on the drive, if it names this store."""
-    try:
-        marker = volume.read_marker(config.library.root / config.library.marker_name)
-    except (OSError, ValueError):
-        return None
-    return marker.library_id if marker.store in ("", config.store.name) else None

@@ -334,9 +334,12 @@ class Daemon:
         """Pick up operator requests the CLI leaves in the state dir (it never writes the DB)."""
         request = self.config.state.dir / status.CONFIRM_MISSING_NAME
         if request.exists():
+            revision = (status.read_json(request) or {}).get("revision")
             request.unlink(missing_ok=True)
-            log.info("missing.confirm_requested")
-            self.worker.submit(Work.confirm_missing())
+            log.info("missing.confirm_requested", revision=revision)
+            self.worker.submit(
+                Work.confirm_missing(revision if isinstance(revision, int) else None)
+            )
 
     # -- heartbeat ---------------------------------------------------------------------------
 

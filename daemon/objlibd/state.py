@@ -209,6 +209,17 @@ class StateStore(JobLog):
         rows = self._query("SELECT COUNT(*) FROM files WHERE status NOT IN ('deleted', 'skipped')")
         return int(rows[0][0])
 
+    def count_present(self) -> int:
+        """Return how many files are believed present (what the mass-missing limits measure).
+
+        Not the ones already missing, deleted or skipped: a library that lost most of its
+        files long ago must not make a new mass disappearance look small.
+        """
+        rows = self._query(
+            "SELECT COUNT(*) FROM files WHERE status NOT IN ('missing', 'deleted', 'skipped')"
+        )
+        return int(rows[0][0])
+
     def orphan_count(self) -> int:
         """Return how many old remote documents wait for cleanup."""
         rows = self._query("SELECT COUNT(*) FROM files WHERE orphaned_remote_id IS NOT NULL")

@@ -43,6 +43,7 @@ CONFIRM_MISSING_NAME = "confirm-missing.request"
 LAST_BATCH_KEY = "daemon.last_batch"
 SCHEDULE_KEY = "daemon.schedule"
 PENDING_KEY = "daemon.pending"
+CONFIRM_PENDING_KEY = "daemon.confirm_pending"  # a confirmation stored while objlibd could not act
 JOB_KINDS = {"orphan_cleanup": "orphan_cleanup", "prune": "prune", "reconcile": "sync"}
 
 
@@ -168,6 +169,7 @@ def assemble(
         "watcher": {"alive": bool(beat and beat.get("watcher", {}).get("alive"))},
         "paused": paused,
         "hold": (db["hold"] or {}).get("reason") if db["hold"] else None,
+        "confirm_pending": bool(db.get("confirm_pending")),
         "queue": {"pending_paths": int(beat.get("queue", {}).get("pending_paths", 0)) if beat
                   else len((db["pending"] or {}).get("paths", []))},
         "last_batch": (beat or {}).get("last_batch") or db["last_batch"],
@@ -234,7 +236,8 @@ def _jobs(rows: dict[str, Any], next_runs: dict[str, Any]) -> dict[str, Any]:
 def _empty_db() -> dict[str, Any]:
     return {
         "files": {}, "duplicates": 0, "orphans": 0, "errors": [], "jobs": {}, "hold": None,
-        "last_batch": None, "pending": None, "library_id": None, "problem": None, "rebuilt": None,
+        "last_batch": None, "pending": None, "library_id": None, "problem": None,
+        "confirm_pending": None, "rebuilt": None,
     }  # fmt: skip
 
 
@@ -269,6 +272,7 @@ def db_facts(state: StateStore) -> dict[str, Any]:
     facts["hold"] = state.get_json("hold")
     facts["last_batch"] = state.get_json(LAST_BATCH_KEY)
     facts["pending"] = state.get_json(PENDING_KEY)
+    facts["confirm_pending"] = state.get_json(CONFIRM_PENDING_KEY)
     facts["library_id"] = state.get_config("library_id")  # volume.LIBRARY_ID_KEY
     facts["rebuilt"] = state.get_json("state.rebuilt")  # database.REBUILT_KEY
     for name, kind in JOB_KINDS.items():
@@ -305,6 +309,14 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}h {minutes}m" if hours else f"{minutes}m {secs}s"
 
 
+def _hold_line(snap: dict[str, Any]) -> str:
+    if not snap["hold"]:
+        return "none"
+    if snap.get("confirm_pending"):
+        return f"{snap['hold']} (confirmed; applied once objlibd can act: resume / drive)"
+    return f"{snap['hold']} (`objlibd missing` shows the files)"
+
+
 def render_text(snap: dict[str, Any]) -> str:
     """Return the status for people."""
     from objlibd.names import printable
@@ -316,7 +328,7 @@ def render_text(snap: dict[str, Any]) -> str:
         f"volume:     {snap['volume']['state']}: {snap['volume']['reason']}",
         f"watcher:    {'alive' if snap['watcher']['alive'] else 'not watching'}",
         f"paused:     {'YES (objlibd resume to continue)' if snap['paused'] else 'no'}",
-        f"hold:       {snap['hold'] or 'none'}",
+        f"hold:       {_hold_line(snap)}",
         f"queue:      {snap['queue']['pending_paths']} paths pending",
     ]  # fmt: skip
     batch = snap["last_batch"]

@@ -37,6 +37,7 @@ class SyncSummary:
     hashed: int = 0
     duration_s: float = 0.0
     hold_reason: str | None = None
+    hold_cleared: str | None = None  # why a standing hold was lifted by this run's full view
     stopped: str | None = None
     problems: list[Problem] = field(default_factory=list)
     failures: list[Problem] = field(default_factory=list)
@@ -65,6 +66,7 @@ class SyncSummary:
             "hashed": self.hashed,
             "duration_s": round(self.duration_s, 3),
             "hold": self.hold_reason,
+            "hold_cleared": self.hold_cleared,
             "stopped": self.stopped,
             "problems": [{"path": p.path, "reason": p.reason} for p in self.problems],
             "failures": [{"path": p.path, "reason": p.reason} for p in self.failures],
@@ -91,6 +93,8 @@ def render(summary: SyncSummary, *, limit: int = 10) -> str:
         lines.append(f"  HELD: {summary.hold_reason}")
         lines.append("    nothing was marked missing; review with `objlibd missing`, then")
         lines.append("    confirm with `objlibd missing --confirm` if the files are really gone")
+    if summary.hold_cleared:
+        lines.append(f"  hold cleared: {summary.hold_cleared}")
     if summary.stopped:
         lines.append(f"  STOPPED: {summary.stopped}")
     if summary.duplicates:

@@ -13,7 +13,6 @@ checkpointed operation or adopting the document whose identity metadata matches.
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -26,15 +25,17 @@ from objlibd.changes import Diff, diff, diff_quiet
 from objlibd.classify import Classifier
 from objlibd.config import Config
 from objlibd.errors import (
+    ForeignMarkerError,
     ObjlibdError,
     StoreMismatchError,
     VolumeUnavailableError,
 )
-from objlibd.models import FileRecord, FileStatus, Problem, VolumeState
+from objlibd.missing import MissingFiles
+from objlibd.models import FileStatus, Problem, VolumeState
 from objlibd.remote.base import RemoteStore
 from objlibd.state import StateStore
 from objlibd.summary import SyncSummary
-from objlibd.uploads import Report, Uploads
+from objlibd.uploads import Report, Unreadable, Uploads
 
 log = structlog.get_logger("objlibd.sync")
 
@@ -51,26 +52,6 @@ class SyncOptions:
     cleanup_orphans: bool = False
     skip_enrichment: bool = False
     trigger: str = "manual"
-
-
-def mass_missing_reason(count: int, tracked: int, config: Config) -> str | None:
-    """Return why marking `count` of `tracked` files missing needs a person, or None."""
-    limits = config.sync
-    if count > limits.mass_missing_files:
-        return f"{count} files would be marked missing (limit {limits.mass_missing_files})"
-    percent = 100.0 * count / max(tracked, 1)
-    if count > limits.mass_missing_min_files and percent > limits.mass_missing_percent:
-        return (
-            f"{count} of {tracked} files ({percent:.0f} %) would be marked missing "
-            f"(limit {limits.mass_missing_percent:g} %)"
-        )
-    return None
-
-
-def iso(timestamp: float) -> str:
-    """Return a UTC ISO-8601 timestamp with milliseconds and Z, as the DB stores them."""
-    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class SyncEngine:
@@ -93,8 +74,14 @@ class SyncEngine:
         self.stop = stop or threading.Event()
         self.progress = progress
         self.filters = scanner.Filters.from_settings(config.library)
-        self.uploads = Uploads(config, state, store, stop=self.stop, report=self._report)
+        self.uploads = Uploads(
+            config, state, store, stop=self.stop, report=self._report,
+            volume_present=lambda: self.probe().available,
+        )  # fmt: skip
         self.classifier = Classifier(config, state, stop=self.stop, report=self._report)
+        self.missing = MissingFiles(
+            config, state, store, clock, self.require_available, self.filters
+        )
         self._store_ready = False
         self._job: int | None = None  # the running job's row, for progress
         self._progress: tuple[int, int] | None = None  # its last upload done/total
@@ -196,28 +183,20 @@ class SyncEngine:
         def body() -> None:
             self.require_available()
             self.check_identity(create=not dry_run)
-            self._prune(summary)
+            self.missing.prune(summary)
 
         return self._as_job("prune", summary, body)
 
-    def confirm_missing(self) -> SyncSummary:
-        """Apply a held mass-missing after a person confirmed it (files still absent only)."""
+    def confirm_missing(self, revision: int | None = None) -> SyncSummary:
+        """Apply a held mass-missing a person confirmed (at hold `revision`; None: as it is).
+
+        Only the held files still absent are marked; a hold that changed since the person
+        looked at it (another revision) stays, and says so.
+        """
         summary = SyncSummary(trigger="confirm")
-
-        def body() -> None:
-            hold = self.state.get_json("hold")
-            self.require_available()
-            if not hold:
-                return
-            _, absent = scanner.stat_paths(self.config.library.root, self.filters, hold["paths"])
-            self.state.record_decision(
-                "confirm_missing", {"reason": hold["reason"], "count": len(absent)}
-            )
-            self.state.delete_config("hold")
-            records = self.state.records(sorted(absent))
-            self._mark_missing(list(records.values()), summary, confirmed=True)
-
-        return self._as_job("confirm_missing", summary, body)
+        return self._as_job(
+            "confirm_missing", summary, lambda: self.missing.confirm(summary, revision)
+        )
 
     def _as_job(self, kind: str, summary: SyncSummary, body: Callable[[], None]) -> SyncSummary:
         started = self.clock()
@@ -269,14 +248,14 @@ class SyncEngine:
             index = self.state.index()
             changes = diff(walked.entries, index, force=options.force)
         log.debug("reconcile.diffed", files=walked.count, walk_cache=index is None)
-        self._apply(changes, walked, options, summary)
+        self._apply(changes, walked, options, summary, full=True)
         finished = not options.dry_run and not summary.stopped
         if finished:
             # Before the sweep: the sweep refuses to run for a DB that never marked its
             # library, and this run may be the first to finish.
             self._ensure_library_id(summary)
         if options.prune_missing:
-            self._prune(summary)
+            self.missing.prune(summary)
         if options.cleanup_orphans and (not options.dry_run or self.check_identity(create=False)):
             self.uploads.sweep(summary)  # a dry run sweeps only a store that exists
         if finished and index is not None and index.generation is not None and changes.exact:
@@ -287,11 +266,15 @@ class SyncEngine:
     def _incremental(self, paths: set[str], subtrees: set[str], summary: SyncSummary) -> None:
         self.require_available()
         self.check_identity()
-        if "" in subtrees or rebuild.pending(self.state):
-            self._full(SyncOptions(trigger=summary.trigger), summary)
-            return
         root = self.config.library.root
         walked, _absent = scanner.stat_paths(root, self.filters, paths)
+        hold = self.missing.current_hold()
+        back = hold is not None and not walked.entries.keys().isdisjoint(hold.paths)
+        if "" in subtrees or back or rebuild.pending(self.state):  # a rebuilt DB adopts first
+            # Held files are back (or a whole reconcile was asked for): only a full view may
+            # clear or shrink a hold, and a quiet one costs about one stat walk.
+            self._full(SyncOptions(trigger=summary.trigger), summary)
+            return
         entries = dict(walked.entries)
         known = self.state.index(paths)
         for tree in sorted(subtrees):
@@ -301,7 +284,7 @@ class SyncEngine:
             walked.unreadable_dirs.extend(sub.unreadable_dirs)
             known.update(self.state.index_under(tree))
         changes = diff(entries, known)  # known holds only what was looked at
-        self._apply(changes, walked, SyncOptions(), summary)
+        self._apply(changes, walked, SyncOptions(), summary, full=False)
 
     def _apply(
         self,
@@ -309,7 +292,11 @@ class SyncEngine:
         walked: scanner.WalkResult,
         options: SyncOptions,
         summary: SyncSummary,
+        *,
+        full: bool,
     ) -> None:
+        # The hold's arithmetic counts the files believed present before this run's changes.
+        present = self.state.count_present()
         summary.problems.extend(walked.problems)
         summary.unchanged += changes.unchanged
         uploads = self.classifier.classify(changes, options, summary)
@@ -320,64 +307,46 @@ class SyncEngine:
             self.uploads.run(uploads, summary, skip_enrichment=options.skip_enrichment)
         troubled = {problem.path for problem in walked.problems}
         gone_paths = [p for p in changes.missing if walked.covers(p) and p not in troubled]
+        unreadable = list(self.classifier.unreadable)
+        lost = False
+        if not options.dry_run:
+            unreadable += self.uploads.unreadable
+            lost = self.uploads.volume_lost
+        if gone_paths or unreadable or walked.problems or lost:
+            # Anything that looks like an absence or a read failure is believed only while the
+            # volume is still there: a yanked drive parks the whole batch, records nothing.
+            self.require_available()
+        gone_paths += self._settle_unreadable(unreadable, summary, dry_run=options.dry_run)
         gone = list(self.state.records(gone_paths).values())
         if options.dry_run:
             for record in gone:
                 if record.status is not FileStatus.MISSING:
                     summary.plan("mark missing", record.path)
             return
-        if gone and not summary.stopped:
-            self._missing_step(gone, self.state.count_tracked(), summary)
+        if not summary.stopped:
+            self.missing.step(gone, present, summary, full=full)
 
-    # -- missing, prune, marker ------------------------------------------------------------------
-
-    def _missing_step(self, gone: list[FileRecord], tracked: int, summary: SyncSummary) -> None:
-        fresh = [r for r in gone if r.status is not FileStatus.MISSING]
-        if not fresh:
-            return
-        reason = mass_missing_reason(len(fresh), tracked, self.config)
-        if reason is not None:
-            self.state.set_json(
-                "hold", {"reason": reason, "paths": [r.path for r in fresh],
-                         "since": iso(self.clock())},
-            )  # fmt: skip
-            summary.held = len(fresh)
-            summary.hold_reason = reason
-            log.warning("missing.held", reason=reason, count=len(fresh))
-            return
-        self._mark_missing(fresh, summary, confirmed=False)
-
-    def _mark_missing(
-        self, records: list[FileRecord], summary: SyncSummary, *, confirmed: bool
-    ) -> None:
-        self.require_available()  # re-check right before: an eject mid-run marks nothing
-        if not confirmed and self.state.get_json("hold"):
-            self.state.delete_config("hold")
-        never_uploaded = [r.path for r in records if not r.remote_id and not r.orphaned_remote_id]
-        to_mark = [r.path for r in records if r.remote_id or r.orphaned_remote_id]
-        if never_uploaded:
-            self.state.forget(never_uploaded)
-            summary.forgotten += len(never_uploaded)
-        summary.missing += self.state.mark_missing(to_mark, iso(self.clock()))
-
-    def _prune(self, summary: SyncSummary) -> None:
-        cutoff = iso(self.clock() - self.config.sync.prune_after_days * 86400)
-        candidates = self.state.missing_before(cutoff)
-        if not candidates:
-            return
-        self.require_available()
+    def _settle_unreadable(
+        self, items: list[Unreadable], summary: SyncSummary, *, dry_run: bool
+    ) -> list[str]:
+        """Return the files that vanished (the missing path takes them); fail the unreadable."""
+        if not items:
+            return []
         root = self.config.library.root
-        present, _ = scanner.stat_paths(root, self.filters, [r.path for r in candidates])
-        for record in candidates:
-            if record.path in present.entries:
-                continue  # it came back; the next reconcile restores it
-            if summary.dry_run:
-                summary.plan("prune", record.path)
+        _, absent = scanner.stat_paths(root, self.filters, [item.entry.path for item in items])
+        vanished = []
+        for item in items:
+            path = item.entry.path
+            if path in absent:
+                vanished.append(path)
                 continue
-            if record.remote_id:
-                self.store.delete(record.remote_id)
-            self.state.mark_deleted(record.path)
-            summary.pruned += 1
+            summary.failures.append(Problem(path, item.reason))
+            summary.failed += 1
+            if not dry_run:
+                self.state.record_failure(path, FileStatus.ERROR, item.reason)
+        return vanished
+
+    # -- the library marker ---------------------------------------------------------------------
 
     def _ensure_library_id(self, summary: SyncSummary) -> None:
         if self.state.get_config(volume.LIBRARY_ID_KEY) is not None:
@@ -387,12 +356,9 @@ class SyncEngine:
         marker = volume.Marker(volume.new_library_id(), store=self.config.store.name)
         try:
             volume.write_marker(self.config.library, marker)
-        except OSError as err:
-            reason = (
-                f"cannot write the library marker ({err.strerror or err}): the drive is "
-                "read-only for objlibd, so a different drive at the same place cannot be told "
-                "apart; make the library folder writable once and sync again"
-            )
+        except (OSError, ForeignMarkerError) as err:
+            why = err.message if isinstance(err, ForeignMarkerError) else volume.write_problem(err)
+            reason = f"cannot write the library marker: {why}"
             summary.problems.append(Problem(self.config.library.marker_name, reason))
             log.warning("library.unmarked", reason=reason)
             return

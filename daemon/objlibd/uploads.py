@@ -24,6 +24,7 @@ from objlibd.errors import (
     RemoteQuotaError,
     RemoteUnavailableError,
     RemoteUnsupportedError,
+    SourceUnreadableError,
 )
 from objlibd.models import DiskEntry, FileStatus, Problem
 from objlibd.remote.base import RemoteDoc, RemoteStore, UploadRequest
@@ -33,6 +34,15 @@ from objlibd.summary import SyncSummary
 log = structlog.get_logger("objlibd.sync")
 
 Report = Callable[[str, int, int], None]  # (phase, done, total): progress of a run
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A library file that could not be read mid-run; nothing is recorded for it yet."""
+
+    entry: DiskEntry
+    reason: str
+    gone: bool  # it vanished (FileNotFoundError), rather than failing to read
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +67,24 @@ class Uploads:
         *,
         stop: threading.Event,
         report: Report,
+        volume_present: Callable[[], bool] = lambda: True,
     ) -> None:
         self.config = config
         self.state = state
         self.store = store
         self.stop = stop
         self.report = report
+        self.volume_present = volume_present
+        # Files the last run could not read: the engine decides once it knows the volume is
+        # there (vanished → missing path, unreadable → failed). Dropped at the next run.
+        self.unreadable: list[Unreadable] = []
+        self.volume_lost = False
 
     def run(
         self, uploads: list[Upload], summary: SyncSummary, *, skip_enrichment: bool = False
     ) -> None:
         """Upload `uploads` (adopting identical documents already in the store) and commit."""
+        self.unreadable, self.volume_lost = [], False
         if not uploads:
             return
         index = self._remote_index() if self._needs_index() else None
@@ -78,6 +95,8 @@ class Uploads:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="objlibd-upload") as pool:
             while pending or running:
                 while pending and len(running) < workers and not summary.stopped:
+                    if self.volume_lost:
+                        break  # the drive went away: the engine parks the rest
                     item = pending.pop()
                     if self.stop.is_set():
                         summary.stopped = "stop requested"
@@ -129,13 +148,18 @@ class Uploads:
 
         return self.store.upload(request, checkpoint)
 
-    def _settle(
+    def _settle(  # noqa: PLR0911 - one return per outcome of an upload
         self, item: Upload, future: Future[RemoteDoc], summary: SyncSummary
     ) -> Upload | None:
         """Commit a finished upload; return the item to try again after a transient failure."""
         path = item.entry.path
         try:
             doc = future.result()
+        except SourceUnreadableError as err:
+            self.unreadable.append(Unreadable(item.entry, err.message, err.gone))
+            if not self.volume_lost and not self.volume_present():
+                self.volume_lost = True
+            return None
         except RemoteUnsupportedError as err:
             self.state.record_skipped(path, err.message, item.entry.size, item.entry.mtime_ns)
             summary.skipped += 1

@@ -51,6 +51,7 @@ class Work:
     batch: Batch = field(default_factory=Batch)
     job: str = ""
     reason: str = ""
+    revision: int | None = None  # of the hold a person confirmed
 
     @classmethod
     def of(cls, batch: Batch) -> Work:
@@ -73,9 +74,9 @@ class Work:
         return cls("catch_up", reason=reason)
 
     @classmethod
-    def confirm_missing(cls) -> Work:
+    def confirm_missing(cls, revision: int | None = None) -> Work:
         """Return an operator's confirmation of a held mass-missing (`objlibd missing --confirm`)."""
-        return cls("confirm", reason="operator")
+        return cls("confirm", reason="operator", revision=revision)
 
     @classmethod
     def resume(cls) -> Work:
@@ -113,6 +114,8 @@ class Worker:
         self._queue: queue.Queue[Work | None] = queue.Queue()
         self._queued_paths = 0
         self._lock = threading.Lock()
+        self._handled = threading.Condition(self._lock)
+        self._counts = [0, 0]  # work items submitted, handled (for drain)
         self._parked: Batch | None = self._load_pending()
         self._pending_jobs: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="objlibd-worker", daemon=True)
@@ -127,7 +130,14 @@ class Worker:
         """Queue work (any thread)."""
         with self._lock:
             self._queued_paths += batch_size(work.batch)
+            self._counts[0] += 1
         self._queue.put(work)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until all work submitted so far has been handled; False on timeout."""
+        with self._handled:
+            target = self._counts[0]
+            return self._handled.wait_for(lambda: self._counts[1] >= target, timeout)
 
     def finish(self, timeout: float) -> None:
         """Ask the thread to persist parked work and exit; wait up to `timeout`."""
@@ -161,7 +171,12 @@ class Worker:
             work = [item for item in items if item is not None]
             with self._lock:
                 self._queued_paths -= sum(batch_size(item.batch) for item in work)
-            self._survive(functools.partial(self._handle, work))
+            try:
+                self._survive(functools.partial(self._handle, work))
+            finally:
+                with self._handled:
+                    self._counts[1] += len(work)
+                    self._handled.notify_all()
         self._survive(self._persist)
 
     def _survive(self, step: Callable[[], None]) -> None:
@@ -187,6 +202,7 @@ class Worker:
         reasons: list[str] = []
         names: list[str] = []
         kinds = {item.kind for item in work}
+        confirms = [item for item in work if item.kind == "confirm"]
         for item in work:
             if item.kind == "batch":
                 merged = self._merge(merged, item.batch)
@@ -196,24 +212,43 @@ class Worker:
                 reasons.append(item.reason)
             elif item.kind == "job" and item.job not in names:
                 names.append(item.job)
+        if confirms:
+            self._confirm_missing(confirms[-1].revision)
+        elif kinds & {"catch_up", "resume"}:
+            self._apply_stored_confirm()
         if not merged.empty or "resume" in kinds:
             self._run_batch(merged, "+".join(dict.fromkeys(reasons)) or "resume")
         if kinds & {"catch_up", "resume"}:
             names += [n for n in self._catch_up_jobs() if n not in names]
         for name in names:
             self._run_job(name)
-        if "confirm" in kinds:
-            self._confirm_missing()
 
-    def _confirm_missing(self) -> None:
-        """Apply a held mass-missing the operator confirmed (never while paused)."""
+    def _confirm_missing(self, revision: int | None) -> None:
+        """Apply a held mass-missing a person confirmed; store it while objlibd cannot act."""
         why = self._blocked()
         if why is not None:
-            log.warning("missing.confirm_deferred", reason=why, action="run it again later")
+            if not self.stop.is_set() or self.state.get_json(status.CONFIRM_PENDING_KEY) is None:
+                self.state.set_json(
+                    status.CONFIRM_PENDING_KEY,
+                    {"revision": revision, "at": status.iso(time.time()), "waiting_for": why},
+                )
+                self.generation += 1
+            log.warning(
+                "missing.confirm_deferred", reason=why,
+                action="stored; applied on resume or when the drive is back",
+            )  # fmt: skip
             return
-        summary = self._call(self.engine.confirm_missing, Batch())
+        summary = self._call(lambda: self.engine.confirm_missing(revision), Batch())
         if summary is not None:
+            self.state.delete_config(status.CONFIRM_PENDING_KEY)
+            self.generation += 1
             log.info("missing.confirmed", missing=summary.missing, forgotten=summary.forgotten)
+
+    def _apply_stored_confirm(self) -> None:
+        stored = self.state.get_json(status.CONFIRM_PENDING_KEY)
+        if isinstance(stored, dict):
+            revision = stored.get("revision")
+            self._confirm_missing(revision if isinstance(revision, int) else None)
 
     def _merge(self, a: Batch, b: Batch) -> Batch:
         if a.empty:

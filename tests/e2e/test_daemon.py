@@ -37,7 +37,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.mount]
 
 STATUS_KEYS = {
     "daemon", "volume", "watcher", "paused", "hold", "queue", "last_batch", "files",
-    "duplicates", "orphans", "jobs", "remote", "errors", "healthy", "problem", "state_rebuilt",
+    "duplicates", "orphans", "jobs", "remote", "errors", "healthy", "problem", "confirm_pending",
+    "state_rebuilt",
 }  # fmt: skip
 
 
@@ -422,3 +423,63 @@ def test_a_mass_disappearance_is_held_then_confirmed_through_the_running_daemon(
     assert held["healthy"] is False
     assert confirm.returncode == 0, confirm.stderr
     assert "asked the running daemon" in confirm.stdout
+
+
+# the rule above all ------------------------------------------------------------------------------
+
+
+def test_a_confirm_while_paused_is_stored_and_applied_on_resume(env: Env) -> None:
+    for i in range(20):
+        write(env.root / f"talks/t{i:02d}.txt", f"talk {i}")
+    daemon = env.start()
+    env.wait_files(uploaded=20)
+    args = ("--config", str(env.config))
+    for i in range(12):
+        (env.root / f"talks/t{i:02d}.txt").unlink()
+    assert wait_for(lambda: env.status()["hold"] is not None, 15, interval=0.1), env.tail()
+    assert objlibd("pause", *args).returncode == 0
+    assert wait_for(lambda: env.status()["paused"], 10, interval=0.1)
+
+    confirm = objlibd("missing", "--confirm", *args)
+    assert wait_for(lambda: env.status()["confirm_pending"], 10, interval=0.1), env.tail()
+    waiting = env.status()
+    assert objlibd("resume", *args).returncode == 0
+    assert wait_for(lambda: env.status()["hold"] is None, 15, interval=0.1), env.tail()
+    env.wait_files(uploaded=8, missing=12)
+    stop_ok(daemon)
+
+    assert confirm.returncode == 0, confirm.stderr
+    assert "paused" in confirm.stdout
+    assert "`objlibd resume`" in confirm.stdout
+    assert waiting["hold"] is not None, "nothing applied while paused"
+    assert waiting["files"]["missing"] == 0
+    assert env.events("missing.confirm_deferred")
+    assert env.events("missing.confirmed")
+
+
+def test_a_drive_yanked_during_a_burst_parks_it_and_every_file_lands_once_on_remount(
+    tmp_path: Path, big_drive: Drive, daemons: list[DaemonProcess]
+) -> None:
+    env = Env(tmp_path, big_drive, daemons)
+    write(env.root / "seed.txt", "seed")
+    daemon = env.start()
+    env.wait_files(uploaded=1)
+
+    for i in range(2000):
+        write(env.root / f"burst/{i // 100:02d}/f{i:04d}.txt", f"file {i}\n")
+    assert wait_for(lambda: len(store_docs(env.state)) >= 50, 60, interval=0.05), env.tail()
+    big_drive.unmount()  # lazily, in the middle of the burst's uploads
+    assert wait_for(lambda: env.events("batch.parked"), 30, interval=0.1), env.tail()
+    yanked = env.files()
+
+    big_drive.mount(make_root=False)
+    landed = wait_for(lambda: len(store_docs(env.state)) == 2001, 180, interval=0.5)
+    assert landed, (len(store_docs(env.state)), env.tail())
+    assert wait_for(env.store_matches_disk, 30, interval=0.5)
+    after = env.files()
+    stop_ok(daemon)
+
+    assert yanked["failed"] == yanked["error"] == yanked["missing"] == 0, yanked
+    assert after["failed"] == after["error"] == after["missing"] == 0, after
+    assert all(len(shas) == 1 for shas in store_docs(env.state).values()), "none twice"
+    assert not env.events("file.failed")

@@ -90,7 +90,8 @@ class RemoteStore(Protocol):
         """Upload one file and return the document it became.
 
         Raises RemoteRejectedError (permanent for this file), RemoteUnavailableError
-        (transient), RemoteQuotaError (store full).
+        (transient), RemoteQuotaError (store full), SourceUnreadableError (the library file
+        could not be read: vanished, or the drive failed — not the store's fault).
         """
         ...
 

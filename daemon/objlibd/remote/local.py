@@ -16,15 +16,14 @@ import json
 import os
 import re
 import secrets
-import shutil
 import stat
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from objlibd.errors import RemoteQuotaError, RemoteRejectedError, RemoteUnavailableError
+from objlibd.errors import RemoteQuotaError, RemoteUnavailableError, SourceUnreadableError
 from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
 
 _SLUG = re.compile(r"[^a-z0-9]+")
@@ -100,9 +99,15 @@ class LocalStore:
         )
         blob = folder / "blobs" / f"{doc_name}.bin"
         try:
-            _copy_atomic(request.local_path, blob)
-        except FileNotFoundError as err:
-            raise RemoteRejectedError(f"file vanished before upload: {request.rel_path}") from err
+            source = request.local_path.open("rb")
+        except OSError as err:
+            raise SourceUnreadableError(
+                f"cannot read {request.rel_path} for upload: {err.strerror or err}",
+                gone=isinstance(err, FileNotFoundError | NotADirectoryError),
+            ) from None
+        try:
+            with source:
+                _copy_atomic(source, blob, request.rel_path)
         except OSError as err:
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise RemoteQuotaError(
@@ -246,20 +251,26 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _copy_atomic(source: Path, target: Path) -> None:
+def _copy_atomic(src: BinaryIO, target: Path, rel_path: str) -> None:
     # The bytes reach the disk before any document can point at them, power cut or not.
     tmp = target.with_name(f".{target.name}.tmp")
     try:
-        with (
-            open(source, "rb") as src,  # noqa: PTH123 - buffered binary copy
-            os.fdopen(os.open(tmp, _NEW_FILE, PRIVATE_FILE), "wb") as dst,
-        ):
-            shutil.copyfileobj(src, dst, 1 << 20)
+        with os.fdopen(os.open(tmp, _NEW_FILE, PRIVATE_FILE), "wb") as dst:
+            while True:
+                try:
+                    chunk = src.read(1 << 20)
+                except OSError as err:  # the drive failed or was pulled mid-read: not our store
+                    raise SourceUnreadableError(
+                        f"cannot read {rel_path} for upload: {err.strerror or err}", gone=False
+                    ) from None
+                if not chunk:
+                    break
+                dst.write(chunk)
             dst.flush()
             _datasync(dst.fileno())
         tmp.replace(target)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no half copy behind
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half copy left behind (a pulled drive, a full disk)
         raise
 
 

@@ -19,6 +19,7 @@ from objlibd.errors import (
     RemoteError,
     RemoteRejectedError,
     RemoteUnavailableError,
+    SourceUnreadableError,
 )
 from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
 from objlibd.remote.gemini.calls import Attempts, Caller, RefusedError, refusal
@@ -176,8 +177,9 @@ class GeminiStore:
         except RefusedError as err:
             raise refusal(f"Gemini refused the upload of {request.rel_path}", err) from None
         except OSError as err:
-            raise RemoteRejectedError(
-                f"cannot read {request.rel_path} for upload: {err.strerror or err}"
+            raise SourceUnreadableError(
+                f"cannot read {request.rel_path} for upload: {err.strerror or err}",
+                gone=isinstance(err, FileNotFoundError | NotADirectoryError),
             ) from None
         if not file.name:
             raise RemoteUnavailableError(f"Gemini accepted {request.rel_path} but named no file")
