@@ -56,6 +56,6 @@ def test_a_document_round_trips_through_the_real_service(
     live_store.delete(doc.doc_id)
     live_store.delete(doc.doc_id)
 
-    assert resumed is not None and resumed.doc_id == doc.doc_id
+    assert resumed.doc is not None and resumed.doc.doc_id == doc.doc_id
     assert [(d.doc_id, d.sha256) for d in found] == [(doc.doc_id, sha)]
     assert list(live_store.list_docs()) == []

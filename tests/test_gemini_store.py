@@ -21,6 +21,7 @@ from objlibd.errors import (
     RemoteQuotaError,
     RemoteRejectedError,
     RemoteUnavailableError,
+    RemoteUncertainError,
     RemoteUnsupportedError,
     SourceUnreadableError,
 )
@@ -247,7 +248,7 @@ def test_resume_after_a_crash_returns_the_document_without_importing_again(
         store.upload(request, crash)
     restarted = open_store(fake)
 
-    doc = restarted.resume(saved[0])
+    doc = restarted.resume(saved[0]).doc
 
     assert doc is not None
     assert (doc.doc_id, dict(doc.metadata)) == (
@@ -271,13 +272,17 @@ def test_resume_normalises_a_bare_document_name(tmp_path: Path) -> None:
     "operation",
     ["fileSearchStores/nope-123456789012/operations/unknown", "fileSearchStores/x/operations/y"],
 )
-def test_resume_of_an_unknown_operation_returns_none(fake: FakeGemini, operation: str) -> None:
+def test_resume_of_an_unknown_operation_settles_nothing(fake: FakeGemini, operation: str) -> None:
     store = open_store(fake)
 
-    assert store.resume(operation) is None
+    resumed = store.resume(operation)
+
+    assert (resumed.doc, resumed.error) == (None, None)
 
 
-def test_resume_of_a_failed_operation_returns_none(fake: FakeGemini, tmp_path: Path) -> None:
+def test_resume_of_a_failed_operation_returns_the_servers_message(
+    fake: FakeGemini, tmp_path: Path
+) -> None:
     store = open_store(fake)
     fake.behaviour.op_polls_to_done = 100
     fake.fail_imports_of("a.txt")
@@ -291,7 +296,28 @@ def test_resume_of_a_failed_operation_returns_none(fake: FakeGemini, tmp_path: P
         store.upload(request_for(tmp_path, "a.txt"), crash)
     fake.behaviour.op_polls_to_done = 1
 
-    assert store.resume(saved[0]) is None
+    resumed = store.resume(saved[0])
+
+    assert (resumed.doc, resumed.error) == (None, "Failed to count tokens.")
+
+
+def test_resume_of_an_operation_that_cannot_be_polled_now_raises_unavailable(
+    fake: FakeGemini, tmp_path: Path
+) -> None:
+    store = open_store(fake)
+    fake.behaviour.op_polls_to_done = 100
+    saved: list[str] = []
+
+    def crash(operation: str, file_id: str) -> None:
+        saved.append(operation)
+        raise CrashError
+
+    with pytest.raises(CrashError):
+        store.upload(request_for(tmp_path, "a.txt"), crash)
+    fake.inject("operations.get", 503, times=10)
+
+    with pytest.raises(RemoteUnavailableError, match="did not succeed in 4 attempts"):
+        store.resume(saved[0])
 
 
 # -- listing, finding, deleting --------------------------------------------------------------
@@ -385,6 +411,20 @@ def test_the_servers_retry_delay_is_honoured(fake: FakeGemini) -> None:
     assert 7.0 in clock.slept
 
 
+def test_a_server_retry_delay_shorter_than_the_backoff_does_not_shorten_it(
+    fake: FakeGemini,
+) -> None:
+    """max(backoff, server): the config promises the server's delay only when longer."""
+    clock = FakeClock(0.0, yield_on_sleep=True)
+    settings = settings_for(fake, retry_initial_delay_seconds=5.0, retry_max_delay_seconds=60.0)
+    store = GeminiStore(settings, KEY, clock=clock.clock, sleep=clock.sleep)
+    fake.inject("stores.list", 429, retry_delay="0.01s")
+
+    store.ensure_store("library")
+
+    assert [pause for pause in clock.slept if pause > 0] and min(clock.slept) >= 5.0
+
+
 def test_a_call_that_keeps_failing_ends_as_unavailable_after_max_attempts(
     fake: FakeGemini,
 ) -> None:
@@ -416,18 +456,61 @@ def test_a_dropped_connection_is_retried(fake: FakeGemini) -> None:
     assert list(store.list_docs()) == []
 
 
-def test_an_import_whose_answer_was_lost_leaves_no_twin_document(
+def test_an_import_whose_answer_was_lost_is_not_sent_twice(
     fake: FakeGemini, tmp_path: Path
 ) -> None:
+    """The service imported the file and the connection broke: the outcome is in doubt."""
     store = open_store(fake)
     fake.inject_hang("stores.importFile", seconds=0.0, mode="process_drop")
 
-    doc = store.upload(request_for(tmp_path, "a.txt"))
+    with pytest.raises(RemoteUncertainError, match="may have been done") as caught:
+        store.upload(request_for(tmp_path, "a.txt"))
 
-    assert ([d["name"] for d in fake.documents()], fake.count("stores.importFile")) == (
-        [doc.doc_id],
-        2,
-    )
+    assert (fake.count("stores.importFile"), len(fake.documents())) == (1, 1)
+    assert caught.value.operation is None
+    assert caught.value.file_id in fake.file_names(), "kept until the doubt is settled"
+
+
+@pytest.mark.parametrize(
+    ("fault", "imports", "in_doubt"),
+    [
+        ("429", 2, False),  # refused at the door: sent again
+        ("500", 1, True),  # may have been done: never sent again blind
+        ("503", 1, True),
+        ("hang", 1, True),  # the connection closed with no answer
+    ],
+)
+def test_only_a_429_sends_an_import_again(
+    fake: FakeGemini, tmp_path: Path, fault: str, imports: int, in_doubt: bool
+) -> None:
+    store = open_store(fake)
+    if fault == "hang":
+        fake.inject_hang("stores.importFile", seconds=0.0, mode="drop")
+    else:
+        fake.inject("stores.importFile", int(fault), retry_delay="0.01s")
+
+    try:
+        store.upload(request_for(tmp_path, "a.txt"))
+        doubted = False
+    except RemoteUncertainError:
+        doubted = True
+
+    assert (fake.count("stores.importFile"), doubted) == (imports, in_doubt)
+    assert len(fake.documents()) == (0 if in_doubt else 1)
+
+
+def test_polls_that_keep_failing_leave_the_import_in_doubt_with_its_operation(
+    fake: FakeGemini, tmp_path: Path
+) -> None:
+    store = open_store(fake)
+    fake.inject("operations.get", 503, times=10)
+    seen: list[str] = []
+
+    with pytest.raises(RemoteUncertainError) as caught:
+        store.upload(request_for(tmp_path, "a.txt"), lambda op, _file: seen.append(op))
+
+    assert caught.value.operation == seen[0]
+    assert fake.count("stores.importFile") == 1
 
 
 def test_a_full_store_raises_quota_at_once_without_retrying(tmp_path: Path) -> None:

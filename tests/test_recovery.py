@@ -8,7 +8,7 @@ import pytest
 
 from engine_fixtures import Env, make_library, touch_later
 from objlibd import enrichment
-from objlibd.errors import RemoteUnavailableError
+from objlibd.errors import RemoteUnavailableError, RemoteUncertainError
 from objlibd.models import FileStatus
 from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
 from objlibd.remote.local import LocalStore
@@ -159,8 +159,9 @@ class FlakyStore(LocalStore):
     def upload(self, request: UploadRequest, checkpoint: Checkpoint | None = None) -> RemoteDoc:
         if request.rel_path in self.flaky:
             self.flaky.discard(request.rel_path)
-            if self.after_upload:
+            if self.after_upload:  # the import landed, its answer was lost: in doubt
                 super().upload(request)
+                raise RemoteUncertainError("connection reset after the import was sent")
             raise RemoteUnavailableError("503 UNAVAILABLE after retries")
         return super().upload(request, checkpoint)
 
@@ -193,8 +194,11 @@ def test_a_file_failing_twice_is_recorded_failed_and_retried_next_run(env: Env) 
     engine = SyncEngine(env.config, env.state, Down(env.config.state.dir / "local-store"),
                         clock=env.clock)  # fmt: skip
     first = engine.run(SyncOptions())
+    backing_off = env.engine.run(SyncOptions())
+    env.clock.advance(env.config.sync.retry_backoff_seconds)
     second = env.engine.run(SyncOptions())
 
     assert (first.failed, first.exit_code) == (1, 1)
     assert env.state.record(paths[0]) is not None
+    assert (backing_off.deferred, backing_off.uploaded) == (1, 0)
     assert (second.uploaded, second.failed) == (1, 0)

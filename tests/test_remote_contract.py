@@ -124,8 +124,18 @@ def test_checkpoint_is_reported_before_the_upload_returns_and_resume_finds_it(
 
     assert len(seen) == 1
     resumed = store.resume(seen[0])
-    assert resumed is not None
-    assert resumed.doc_id == doc.doc_id
+    assert resumed.doc is not None
+    assert (resumed.doc.doc_id, resumed.error) == (doc.doc_id, None)
+
+
+def test_resume_of_an_operation_the_store_does_not_know_settles_nothing(
+    store: RemoteStore,
+) -> None:
+    store_id = store.ensure_store("contract-store")
+
+    resumed = store.resume(f"{store_id}/operations/never-started")
+
+    assert (resumed.doc, resumed.error) == (None, None)
 
 
 def test_stores_are_isolated(store: RemoteStore, tmp_path: Path) -> None:

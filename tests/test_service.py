@@ -165,6 +165,30 @@ def test_parked_work_is_persisted_and_loaded_by_the_next_worker(worker_env) -> N
     assert again.parked_paths == 2
 
 
+def test_a_worker_stuck_in_a_call_still_gets_its_batch_persisted(worker_env) -> None:
+    """The stop budget ran out while the engine hung in a call: nothing is lost."""
+    worker, engine, state = worker_env
+    entered, release = threading.Event(), threading.Event()
+    calls = engine.run_paths
+
+    def hang(paths, **kwargs):
+        entered.set()
+        release.wait(10)
+        return calls(paths, **kwargs)
+
+    engine.run_paths = hang
+    worker.volume = OK
+    worker.start()
+    worker.submit(Work.of(batch("stuck.pdf")))
+    assert entered.wait(10)
+
+    worker.persist_now()
+
+    assert state.get_json(status.PENDING_KEY)["paths"] == ["stuck.pdf"]
+    release.set()
+    worker.finish(timeout=10)
+
+
 @pytest.mark.usefixtures("no_thread_leaks")
 def test_daemon_in_process_syncs_and_stops_cleanly(tmp_path: Path, drive: Drive) -> None:
     (drive.root / "early.txt").write_text("there before the start")

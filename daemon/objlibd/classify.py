@@ -42,7 +42,7 @@ class Classifier:
 
     def classify(self, changes: Diff, options: SyncOptions, summary: SyncSummary) -> list[Upload]:
         """Return the uploads `changes` need; record what is kept, skipped or unreadable."""
-        limit = int(self.config.library.max_file_mb * 1024 * 1024)
+        limit = int(self.config.library.max_file_mb * 1_000_000)  # MB as the service counts
         version = enrichment.enrichment_version(
             self.config.enrichment.rules, skip=options.skip_enrichment
         )
@@ -129,7 +129,7 @@ class Classifier:
         options: SyncOptions,
         summary: SyncSummary,
     ) -> None:
-        reason = f"larger than max_file_mb ({entry.size / 2**20:.1f} MB > {limit / 2**20:g} MB)"
+        reason = f"larger than max_file_mb ({entry.size / 1e6:.1f} MB > {limit / 1e6:g} MB)"
         summary.skipped += 1
         summary.problems.append(Problem(entry.path, f"skipped: {reason}"))
         if options.dry_run:

@@ -22,8 +22,9 @@ from objlibd.errors import ConfigError
 APP_NAME = "objlibd"
 CONFIG_ENV = "OBJLIBD_CONFIG"
 
+# Every default is a type the Gemini store accepts (remote/filetypes.py; a test keeps it so).
 DEFAULT_INCLUDE = (
-    ".pdf", ".txt", ".md", ".docx", ".doc", ".rtf", ".html", ".htm", ".epub",
+    ".pdf", ".txt", ".md", ".docx", ".doc", ".rtf", ".html", ".htm",
     ".odt", ".csv", ".json", ".xml", ".tex", ".pptx", ".xlsx",
 )  # fmt: skip
 DEFAULT_EXCLUDE = (
@@ -97,6 +98,11 @@ class SyncSettings:
     batch_max_paths: int = 500
     volume_poll_seconds: float = 2.0
     heartbeat_seconds: float = 2.0
+    # Failure memory: a file whose content the store refused this many times is quarantined;
+    # transient failures back a file off across runs, doubling from ..._seconds up to ..._max.
+    quarantine_after_failures: int = 3
+    retry_backoff_seconds: float = 60.0
+    retry_backoff_max_seconds: float = 21600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +383,9 @@ RANGES: dict[str, Range] = {
     "[sync] batch_max_paths": Range(1, 1_000_000, low_allowed=True),
     "[sync] volume_poll_seconds": Range(0, 3600),
     "[sync] heartbeat_seconds": Range(0, 3600),
+    "[sync] quarantine_after_failures": Range(1, 1000, low_allowed=True),
+    "[sync] retry_backoff_seconds": Range(0, _DAY),
+    "[sync] retry_backoff_max_seconds": Range(0, 30 * _DAY),
     "[jobs] orphan_cleanup_minutes": Range(0, _YEAR_MINUTES),
     "[jobs] prune_minutes": Range(0, _YEAR_MINUTES),
     "[jobs] reconcile_minutes": Range(0, _YEAR_MINUTES),
@@ -416,6 +425,8 @@ def _check_numbers(config: Config, fail: Any) -> None:
             raise fail(where, reason)
     if config.sync.max_wait_seconds < config.sync.quiet_seconds:
         raise fail("[sync] max_wait_seconds", "must be at least quiet_seconds")
+    if config.sync.retry_backoff_max_seconds < config.sync.retry_backoff_seconds:
+        raise fail("[sync] retry_backoff_max_seconds", "must be at least retry_backoff_seconds")
 
 
 def _check_timezone(name: str, fail: Any) -> None:

@@ -109,6 +109,26 @@ class RemoteUnavailableError(RemoteError):
     """Transient: the store did not answer or asked us to slow down, after retries."""
 
 
+class RemoteUncertainError(RemoteUnavailableError):
+    """An import was sent but its outcome is unknown: it may or may not have landed.
+
+    Never import the file again until that is settled: resume `operation` when the store
+    named one, else look the file up by identity. `file_id` is the temporary upload to drop
+    once it is settled.
+    """
+
+    def __init__(
+        self, message: str, *, operation: str | None = None, file_id: str | None = None
+    ) -> None:
+        super().__init__(message, hint="the next lookup of the store settles it")
+        self.operation = operation
+        self.file_id = file_id
+
+
+class RemoteStoppedError(RemoteUnavailableError):
+    """objlibd is shutting down: a call or a wait was cut short, nothing new was sent."""
+
+
 class RemoteRejectedError(RemoteError):
     """Permanent for this file: the store refused it (bad request, unsupported, forbidden)."""
 

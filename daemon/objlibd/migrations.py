@@ -143,7 +143,27 @@ CREATE TABLE walk_cache (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (V1_FILES, V2_JOBS, V3_OPERATIONS, V4_WALK_CACHE)
+# Failure memory (issue #10): permanent failures counted per content hash (`failures` for
+# `failed_hash`), quarantine once they reach the limit, and a per-file backoff after transient
+# failures (`transient_failures` in a row, not before `retry_after`). A quarantined file counts
+# as settled for the walk cache, so its change is a generation change too.
+V5_FAILURE_MEMORY = """
+ALTER TABLE files ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE files ADD COLUMN failed_hash TEXT;
+ALTER TABLE files ADD COLUMN quarantined_at TEXT;
+ALTER TABLE files ADD COLUMN transient_failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE files ADD COLUMN retry_after TEXT;
+CREATE INDEX idx_files_quarantined ON files(quarantined_at) WHERE quarantined_at IS NOT NULL;
+CREATE INDEX idx_files_retry_after ON files(retry_after) WHERE retry_after IS NOT NULL;
+CREATE TRIGGER files_generation_quarantine AFTER UPDATE OF quarantined_at ON files
+BEGIN
+    UPDATE files_generation SET value = value + 1;
+END;
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    V1_FILES, V2_JOBS, V3_OPERATIONS, V4_WALK_CACHE, V5_FAILURE_MEMORY,
+)  # fmt: skip
 LATEST = len(MIGRATIONS)
 
 

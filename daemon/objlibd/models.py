@@ -112,6 +112,11 @@ class FileRecord:
     missing_since: str | None = None
     attempts: int = 0
     last_error: str | None = None
+    failures: int = 0  # permanent failures of `failed_hash` (the content that failed)
+    failed_hash: str | None = None
+    quarantined_at: str | None = None  # not retried until its content changes or `retry`
+    transient_failures: int = 0  # transient failures in a row (the backoff's exponent)
+    retry_after: str | None = None  # ISO time before which it is not tried again
 
 
 class EventKind(enum.StrEnum):

@@ -91,6 +91,7 @@ class Daemon:
         self._watch_problem: str | None = None  # the watch cannot start: reconciling instead
         self._next_fallback = 0.0
         self._heartbeat = heartbeat.Heartbeat(config.state.dir / status.HEARTBEAT_NAME)
+        self._lost: str | None = None  # set by the worker thread: the drive went mid-batch
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -130,12 +131,15 @@ class Daemon:
         if self.state.rebuilt is not None:
             log.warning("state.damaged", action="moved aside, started fresh", **self.state.rebuilt)
         self.reader = StateStore.open(config.db_path, readonly=True)
-        self.store = open_store(config)
+        self.store = open_store(config, stop=self.stop)
         engine = SyncEngine(config, self.state, self.store, stop=self.stop)
         self.scheduler = JobScheduler(
             config.jobs, lambda name: self.worker.submit(Work.scheduled(name))
         )
-        self.worker = Worker(config, self.state, engine, self.stop, self.scheduler.next_runs)
+        self.worker = Worker(
+            config, self.state, engine, self.stop, self.scheduler.next_runs,
+            on_volume_lost=self._on_volume_lost,
+        )  # fmt: skip
         window = DebounceWindow(
             quiet=config.sync.quiet_seconds,
             max_wait=config.sync.max_wait_seconds,
@@ -208,6 +212,7 @@ class Daemon:
         self.worker.finish(timeout=max(0.5, deadline - time.monotonic()))
         if self.worker.alive:
             log.warning("daemon.stop_timeout", doing=self.worker.current)
+            self.worker.persist_now()  # stuck in a call: its batch is redone at the next start
         else:
             self.store.close()
             self.state.close()
@@ -247,6 +252,7 @@ class Daemon:
             self._beat()
 
     def _check_volume(self) -> None:
+        self._take_lost()
         found = probe(self.config.library, self.reader.get_config(LIBRARY_ID_KEY))
         change = volume_transition(self.volume, found) if self._probed else "first"
         before, self.volume = self.volume, found
@@ -262,6 +268,20 @@ class Daemon:
             log.warning("volume.changed", state=found.availability.value, reason=found.reason)
 
     _probed = False
+
+    def _on_volume_lost(self, reason: str) -> None:
+        """The worker's engine found the drive gone mid-batch (worker thread)."""
+        self._lost = reason
+        self._wake.set()
+
+    def _take_lost(self) -> None:
+        """Believe the worker: the drive went away, even if it is back by the next poll."""
+        reason, self._lost = self._lost, None
+        if reason is None or not self.volume.available:
+            return
+        lost = VolumeState(Availability.UNAVAILABLE, reason)
+        self._on_unavailable(lost, was_available=True)
+        self.volume = lost
 
     def _on_mounted(self) -> None:
         log.info("volume.mounted", reason=self.volume.reason)

@@ -16,6 +16,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from objlibd import migrations
+from objlibd.failurelog import FailureLog
 from objlibd.joblog import JobLog
 from objlibd.models import FileRecord, FileStatus, Listing, StateIndex
 
@@ -24,12 +25,17 @@ if TYPE_CHECKING:  # status reads the DB without loading the store package
 
 _RECORD_COLUMNS = (
     "path, status, content_hash, size, mtime_ns, remote_id, remote_file_id, upload_hash, "
-    "enrichment_version, orphaned_remote_id, missing_since, attempts, last_error"
+    "enrichment_version, orphaned_remote_id, missing_since, attempts, last_error, failures, "
+    "failed_hash, quarantined_at, transient_failures, retry_after"
 )
 _CHUNK = 500  # SQLite's default limit on bound variables is far above this
-_SETTLED = "('uploaded', 'skipped')"
+# A quarantined file is settled too: it is looked at again only when its stat changes.
+_QUARANTINED = "(status = 'failed' AND quarantined_at IS NOT NULL)"
+_SETTLED = f"(status IN ('uploaded', 'skipped') OR {_QUARANTINED})"
 _UNSETTLED = (
-    "(" + ", ".join(f"'{s}'" for s in migrations.STATUSES if s not in ("uploaded", "skipped")) + ")"
+    "(status IN ("
+    + ", ".join(f"'{s}'" for s in migrations.STATUSES if s not in ("uploaded", "skipped"))
+    + f") AND NOT {_QUARANTINED})"
 )
 
 
@@ -50,7 +56,7 @@ class PendingOperation:
     content_hash: str | None
 
 
-class StateStore(JobLog):
+class StateStore(JobLog, FailureLog):
     """Typed access to the state database: files, the walk cache, remote operations."""
 
     # -- files: reads ------------------------------------------------------------------------
@@ -87,11 +93,11 @@ class StateStore(JobLog):
         with self._read() as conn:
             # Rows come back as (path, size, mtime_ns) tuples: the DiskEntry shape.
             settled = conn.execute(
-                f"SELECT path, size, mtime_ns FROM files WHERE status IN {_SETTLED} {where}",
+                f"SELECT path, size, mtime_ns FROM files WHERE {_SETTLED} {where}",
                 tuple(params),
             ).fetchall()
             unsettled = conn.execute(
-                f"SELECT path, status FROM files WHERE status IN {_UNSETTLED} {where}",
+                f"SELECT path, status FROM files WHERE {_UNSETTLED} {where}",
                 tuple(params),
             ).fetchall()
             generation = None if condition else self._generation(conn)
@@ -116,7 +122,7 @@ class StateStore(JobLog):
             ).fetchone()
             if row is None:
                 return None
-            rows = conn.execute(f"SELECT path, status FROM files WHERE status IN {_UNSETTLED}")
+            rows = conn.execute(f"SELECT path, status FROM files WHERE {_UNSETTLED}")
             unsettled = {str(path): str(status) for path, status in rows}
         try:
             folders = marshal.loads(row[0])  # noqa: S302 - our own blob, in our own DB
@@ -277,6 +283,8 @@ class StateStore(JobLog):
             conn.execute(
                 "UPDATE files SET status = 'uploaded', remote_id = ?, remote_file_id = ?, "
                 "upload_hash = ?, enrichment_version = ?, last_error = NULL, attempts = 0, "
+                "failures = 0, failed_hash = NULL, quarantined_at = NULL, "
+                "transient_failures = 0, retry_after = NULL, "
                 "orphaned_remote_id = COALESCE(?, orphaned_remote_id), missing_since = NULL "
                 "WHERE path = ?",
                 (remote_id, remote_file_id, upload_hash, enrichment_version,
@@ -435,7 +443,8 @@ def _record(row: sqlite3.Row | tuple[Any, ...]) -> FileRecord:
         path=row[0], status=FileStatus(row[1]), content_hash=row[2], size=row[3],
         mtime_ns=row[4], remote_id=row[5], remote_file_id=row[6], upload_hash=row[7],
         enrichment_version=row[8], orphaned_remote_id=row[9], missing_since=row[10],
-        attempts=row[11], last_error=row[12],
+        attempts=row[11], last_error=row[12], failures=row[13], failed_hash=row[14],
+        quarantined_at=row[15], transient_failures=row[16], retry_after=row[17],
     )  # fmt: skip
 
 

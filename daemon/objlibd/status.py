@@ -179,6 +179,7 @@ def assemble(
         "jobs": _jobs(db["jobs"], (beat or {}).get("next_runs") or {}),
         "remote": _remote(backend, store, beat),
         "errors": db["errors"],
+        "quarantined": db.get("quarantined", []),
         "problem": (beat or {}).get("problem") or db["problem"],
         "state_rebuilt": db.get("rebuilt"),
     }  # fmt: skip
@@ -238,6 +239,7 @@ def _empty_db() -> dict[str, Any]:
         "files": {}, "duplicates": 0, "orphans": 0, "errors": [], "jobs": {}, "hold": None,
         "last_batch": None, "pending": None, "library_id": None, "problem": None,
         "confirm_pending": None, "rebuilt": None,
+        "quarantined": [],
     }  # fmt: skip
 
 
@@ -245,13 +247,15 @@ def _db_facts(config: Config) -> dict[str, Any]:
     facts = _empty_db()
     if not config.db_path.exists():
         return facts
+    from objlibd import migrations
     from objlibd.errors import StateError
     from objlibd.state import StateStore
 
     try:
         state = StateStore.open(config.db_path, readonly=True)
-        try:
-            facts.update(db_facts(state))
+        try:  # a DB still being created or migrated by its writer has no facts yet
+            if state.schema_version >= migrations.LATEST:
+                facts.update(db_facts(state))
         finally:
             state.close()
     except StateError as err:  # damaged, locked...: say so (the next writer rebuilds it)
@@ -269,6 +273,11 @@ def db_facts(state: StateStore) -> dict[str, Any]:
         {"path": path, "status": status, "error": error[:200]}
         for path, status, error in state.recent_errors(5)
     ]
+    facts["quarantined"] = [
+        {"path": row.path, "failures": row.failures, "since": row.quarantined_at,
+         "error": (row.error or "")[:200]}
+        for row in state.failure_rows(limit=5) if row.quarantined_at is not None
+    ]  # fmt: skip
     facts["hold"] = state.get_json("hold")
     facts["last_batch"] = state.get_json(LAST_BATCH_KEY)
     facts["pending"] = state.get_json(PENDING_KEY)
@@ -359,6 +368,13 @@ def render_text(snap: dict[str, Any]) -> str:
         lines.append(f"PROBLEM:    {snap['problem']}")
     for err in snap["errors"]:
         lines.append(f"  error: {printable(err['path'])}: {err['error']}")
+    for held in snap["quarantined"]:
+        lines.append(
+            f"  quarantined: {printable(held['path'])} ({held['failures']} failures): "
+            f"{held['error']}"
+        )
+    if snap["quarantined"]:
+        lines.append("    (`objlibd failures` lists them all; `objlibd retry PATH` after a fix)")
     lines.append("healthy" if snap["healthy"] else "NOT HEALTHY")
     return "\n".join(lines)
 

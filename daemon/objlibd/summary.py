@@ -10,7 +10,8 @@ from objlibd.names import printable
 
 COUNT_NAMES = (
     "uploaded", "replaced", "adopted", "resumed", "unchanged", "missing", "restored", "held",
-    "forgotten", "skipped", "failed", "pruned", "orphans_deleted", "lost",
+    "forgotten", "skipped", "failed", "quarantined", "deferred", "pruned", "orphans_deleted",
+    "lost",
 )  # fmt: skip
 
 
@@ -31,6 +32,8 @@ class SyncSummary:
     forgotten: int = 0
     skipped: int = 0
     failed: int = 0
+    quarantined: int = 0  # not tried: the store refused this content too often
+    deferred: int = 0  # not tried: backing off after a transient failure
     pruned: int = 0
     orphans_deleted: int = 0
     lost: int = 0
@@ -89,14 +92,13 @@ def render(summary: SyncSummary, *, limit: int = 10) -> str:
         lines.extend(f"    {printable(path)}" for path in paths[:limit])
         if len(paths) > limit:
             lines.append(f"    ... and {len(paths) - limit} more")
-    if summary.hold_reason:
-        lines.append(f"  HELD: {summary.hold_reason}")
-        lines.append("    nothing was marked missing; review with `objlibd missing`, then")
-        lines.append("    confirm with `objlibd missing --confirm` if the files are really gone")
-    if summary.hold_cleared:
-        lines.append(f"  hold cleared: {summary.hold_cleared}")
+    lines += _hold_lines(summary)
     if summary.stopped:
         lines.append(f"  STOPPED: {summary.stopped}")
+    if summary.quarantined or summary.deferred:
+        lines.append(
+            "    held back files: `objlibd failures` lists them, `objlibd retry` frees them"
+        )
     if summary.duplicates:
         lines.append(f"  same content under several paths ({len(summary.duplicates)}):")
         for _, paths in summary.duplicates[:limit]:
@@ -108,3 +110,14 @@ def render(summary: SyncSummary, *, limit: int = 10) -> str:
             if len(items) > limit:
                 lines.append(f"    ... and {len(items) - limit} more")
     return "\n".join(lines)
+
+
+def _hold_lines(summary: SyncSummary) -> list[str]:
+    lines = []
+    if summary.hold_reason:
+        lines.append(f"  HELD: {summary.hold_reason}")
+        lines.append("    nothing was marked missing; review with `objlibd missing`, then")
+        lines.append("    confirm with `objlibd missing --confirm` if the files are really gone")
+    if summary.hold_cleared:
+        lines.append(f"  hold cleared: {summary.hold_cleared}")
+    return lines

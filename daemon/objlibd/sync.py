@@ -75,7 +75,7 @@ class SyncEngine:
         self.progress = progress
         self.filters = scanner.Filters.from_settings(config.library)
         self.uploads = Uploads(
-            config, state, store, stop=self.stop, report=self._report,
+            config, state, store, stop=self.stop, report=self._report, clock=clock,
             volume_present=lambda: self.probe().available,
         )  # fmt: skip
         self.classifier = Classifier(config, state, stop=self.stop, report=self._report)

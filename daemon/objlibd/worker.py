@@ -99,12 +99,15 @@ class Worker:
         engine: SyncEngine,
         stop: threading.Event,
         next_runs: Callable[[], dict[str, str | None]],
+        *,
+        on_volume_lost: Callable[[str], None] = lambda _reason: None,
     ) -> None:
         self.config = config
         self.state = state
         self.engine = engine
         self.stop = stop
         self.next_runs = next_runs
+        self.on_volume_lost = on_volume_lost
         self.volume = VolumeState(Availability.UNAVAILABLE, "not probed yet")
         self.paused = False
         self.current: dict[str, Any] | None = None
@@ -117,6 +120,7 @@ class Worker:
         self._handled = threading.Condition(self._lock)
         self._counts = [0, 0]  # work items submitted, handled (for drain)
         self._parked: Batch | None = self._load_pending()
+        self._running: Batch | None = None  # the batch in the engine right now
         self._pending_jobs: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="objlibd-worker", daemon=True)
 
@@ -284,6 +288,7 @@ class Worker:
         batch_id = next(_batch_ids)
         waited = time.time() - batch.first_event_at if batch.first_event_at else None
         self.current = {"batch_id": batch_id, "trigger": trigger, "paths": batch_size(batch)}
+        self._running = batch
         with structlog.contextvars.bound_contextvars(
             batch_id=batch_id, reason=batch.reason, paths=len(batch.paths),
             subtrees=sorted(batch.rescan)[:10],
@@ -292,7 +297,7 @@ class Worker:
             summary = self._call(lambda: self.engine.run_paths(
                 batch.paths, subtrees=batch.rescan, trigger=trigger
             ), batch)  # fmt: skip
-        self.current = None
+        self.current, self._running = None, None
         if summary is not None:
             if summary.stopped:
                 self._park(batch, summary.stopped)
@@ -305,6 +310,10 @@ class Worker:
         except VolumeUnavailableError as err:
             self.generation += 1  # the engine may have written before it found the volume gone
             self._park(batch, f"volume unavailable: {err.message}")
+            # The engine saw the drive go (a yank mid-batch) perhaps between two of the
+            # monitor's polls: tell it, so a drive that is back by then gets its catch-up.
+            self.volume = VolumeState(Availability.UNAVAILABLE, err.message, err.hint)
+            self.on_volume_lost(err.message)
         except StoreMismatchError as err:
             self.problem = err.message
             log.error("store.mismatch", error=err.message, hint=err.hint)
@@ -393,8 +402,19 @@ class Worker:
         )
         return None if batch.empty else batch
 
-    def _persist(self) -> None:
-        parked = self._parked
+    def persist_now(self) -> None:
+        """Persist parked work and the batch in flight (the thread is stuck in a call).
+
+        For a shutdown whose budget ran out: whatever the thread was doing is redone from
+        the persisted work at the next start.
+        """
+        parked, running = self._parked, self._running
+        if running is not None:
+            parked = running if parked is None else self._merge(parked, running)
+        self._persist(parked)
+
+    def _persist(self, parked: Batch | None = None) -> None:
+        parked = self._parked if parked is None else parked
         if parked is None or parked.empty:
             self.state.delete_config(status.PENDING_KEY)
             return

@@ -14,8 +14,10 @@ The real `google-genai` SDK runs against it unchanged (point `HttpOptions.base_u
   camelCase and snake_case keys; `force=True|true`; > 20 metadata entries is a 400.
 
 Faults are reproducible (a seeded `random.Random`): storms of 429 (with RetryInfo), 500,
-503 and hung connections at configurable rates, added latency on every call, operations
-that finish with an error, a storage quota, and N-shot injections for one route.
+503, hung connections closed without doing the request, and requests done whose answer is
+lost (the connection reset after the work), at rates per route; added latency on every
+call, operations that finish with an error, a storage quota, and N-shot injections for one
+route (`inject`, `inject_hang` with mode "drop" / "reply" / "process_drop").
 
 State is inspectable: `fake.lock` guards `fake.stores`, `fake.files`, `fake.operations`,
 `fake.counts` (requests per route) and `fake.journal` (documents created and deleted, in
@@ -116,17 +118,26 @@ _VERSIONED = re.compile(r"^.*?/(?P<upload>upload/)?(?P<ver>v1beta|v1)/(?P<rest>.
 
 @dataclass
 class Faults:
-    """Random fault storm: each call draws once against these rates (in this order)."""
+    """Random fault storm: each call draws once against these rates (in this order).
+
+    The kinds are the real service's: 429 (with RetryInfo) and 500/503 answered *without*
+    doing the request; a hang that ends with the connection closed, the request *not* done
+    (`rate_hang`, as `hang_mode` "drop"); and a request that *was done* but whose answer
+    was lost, the connection reset after the work (`rate_lost`). `per_route` gives a route
+    its own rates (the others keep these); operations can end in error (`op_error_rate`).
+    """
 
     rate_429: float = 0.0
     rate_500: float = 0.0
     rate_503: float = 0.0
     rate_hang: float = 0.0
+    rate_lost: float = 0.0
     hang_seconds: float = 2.0
     hang_mode: HangMode = "drop"
     latency_seconds: float = 0.0  # added to every call, faulty or not
     retry_delay: str | None = "1s"  # RetryInfo on 429s; None leaves it out
     routes: frozenset[str] | None = None  # None: every route
+    per_route: dict[str, Faults] = field(default_factory=dict)
     op_error_rate: float = 0.0  # imports whose operation ends with `error`
     op_error_message: str = "Failed to count tokens."
 
@@ -383,6 +394,7 @@ class FakeGemini:
         self.operations: dict[str, FakeOperation] = {}
         self.sessions: dict[str, UploadSession] = {}
         self.counts: Counter[str] = Counter()
+        self.listings = 0  # documents.list calls without a page token: full listings begun
         self.in_flight = 0  # requests being served right now (a dead client's included)
         self.faults_applied: Counter[str] = Counter()
         self.injections: list[Injection] = []
@@ -536,6 +548,8 @@ class FakeGemini:
             return
         with self.lock:
             self.counts[call.route] += 1
+            if call.route == "documents.list" and not pick(call.query, "pageToken"):
+                self.listings += 1
             self.in_flight += 1
         upload_headers = {"X-Goog-Upload-Status": "final"} if "upload" in call.route else {}
         try:
@@ -630,7 +644,7 @@ class FakeGemini:
             return self._storm_fault(route)
 
     def _storm_fault(self, route: str) -> Fault | None:
-        faults = self.faults
+        faults = self.faults.per_route.get(route, self.faults)
         if faults.routes is not None and route not in faults.routes:
             return None
         draw = self.rng.random()
@@ -646,6 +660,10 @@ class FakeGemini:
         if draw < faults.rate_hang:
             self.faults_applied[f"{route}:hang"] += 1
             return Fault("hang", hang_seconds=faults.hang_seconds, hang_mode=faults.hang_mode)
+        draw -= faults.rate_hang
+        if draw < faults.rate_lost:
+            self.faults_applied[f"{route}:lost"] += 1
+            return Fault("hang", hang_seconds=0.0, hang_mode="process_drop")
         return None
 
     def _pause(self, seconds: float) -> None:

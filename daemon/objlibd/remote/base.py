@@ -67,6 +67,19 @@ class UploadRequest:
         return self.rel_path[-512:]
 
 
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """What became of a checkpointed import, as far as the store can tell.
+
+    `doc`: it finished as this document. `error`: it ended in error (the service's message;
+    nothing landed). Neither: the store no longer knows the operation, so whatever it made
+    is found by identity (path, sha256) like any other document.
+    """
+
+    doc: RemoteDoc | None = None
+    error: str | None = None
+
+
 # Called by a backend once an upload has reached a point a restart can resume from
 # (for Gemini: the import operation's name and the temporary file's name), before it waits.
 Checkpoint = Callable[[str, str], None]
@@ -90,13 +103,15 @@ class RemoteStore(Protocol):
         """Upload one file and return the document it became.
 
         Raises RemoteRejectedError (permanent for this file), RemoteUnavailableError
-        (transient), RemoteQuotaError (store full), SourceUnreadableError (the library file
-        could not be read: vanished, or the drive failed — not the store's fault).
+        (transient; nothing was imported), RemoteUncertainError (an import was sent and may
+        have landed: never upload again before settling it), RemoteQuotaError (store full),
+        SourceUnreadableError (the library file could not be read: vanished, or the drive
+        failed — not the store's fault).
         """
         ...
 
-    def resume(self, operation: str) -> RemoteDoc | None:
-        """Finish an upload a previous process checkpointed; None if it did not complete."""
+    def resume(self, operation: str) -> Resumed:
+        """Poll a checkpointed import to its end; RemoteUnavailableError if not now."""
         ...
 
     def list_docs(self, *, read_only: bool = False) -> Iterator[RemoteDoc]:
@@ -108,7 +123,7 @@ class RemoteStore(Protocol):
         ...
 
     def find(self, path: str) -> list[RemoteDoc]:
-        """Return the documents whose identity metadata names `path`."""
+        """Return the documents whose identity metadata names `path` (lists the store)."""
         ...
 
     def delete(self, doc_id: str) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from objlibd.errors import RemoteQuotaError, RemoteUnavailableError, SourceUnreadableError
-from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
+from objlibd.remote.base import Checkpoint, RemoteDoc, Resumed, UploadRequest
 
 _SLUG = re.compile(r"[^a-z0-9]+")
 LEFTOVER_AGE_S = 60.0  # a temp file or unreferenced blob this old belongs to no live upload
@@ -125,9 +125,9 @@ class LocalStore:
         _atomic_write(folder / "docs" / f"{doc_name}.json", json.dumps(_to_json(doc)))
         return doc
 
-    def resume(self, operation: str) -> RemoteDoc | None:
+    def resume(self, operation: str) -> Resumed:
         """Return the document an interrupted upload produced, if it got that far."""
-        return self._read(operation)
+        return Resumed(doc=self._read(operation))
 
     def list_docs(self, *, read_only: bool = False) -> Iterator[RemoteDoc]:
         """Yield every document (listing never changes anything here)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TypeVar
 
 import httpx2
@@ -19,7 +18,13 @@ from google.genai import errors as genai_errors
 
 from objlibd.config import GeminiSettings
 from objlibd.credentials import API_KEY_ENV
-from objlibd.errors import RemoteQuotaError, RemoteRejectedError, RemoteUnavailableError
+from objlibd.errors import (
+    RemoteQuotaError,
+    RemoteRejectedError,
+    RemoteStoppedError,
+    RemoteUnavailableError,
+    RemoteUncertainError,
+)
 from objlibd.remote.breaker import BreakerSettings, CircuitBreaker, State, concurrency_for
 from objlibd.remote.ratelimit import RateLimiter
 
@@ -28,22 +33,24 @@ log = structlog.get_logger("objlibd.remote.gemini")
 T = TypeVar("T")
 
 TRANSIENT_CODES = frozenset({408, 429, 500, 502, 503, 504})
-# Failures after which the server may still have acted on the request (a lost answer):
-# the request went out and the answer did not come back.
-AMBIGUOUS_CODES = frozenset({504})
-_AMBIGUOUS_TRANSPORT = (httpx2.ReadTimeout, httpx2.ReadError, httpx2.RemoteProtocolError)
+# A 429 is the service refusing at the door: the request was not done. Any other transient
+# answer (5xx, 408) may come after the work was done, as may a connection that broke once
+# the request was out; only a connection that never opened is as clean as a 429.
+_NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 BREAKER_POLL_CAP_SECONDS = 5.0
+SERVER_DELAY_CAP_SECONDS = 3600.0  # a RetryInfo longer than this is not believed
 _TRANSPORT_ERRORS = (httpx2.TransportError,)
 # Upload-protocol hiccups the SDK raises as KeyError/ValueError (reference §2.1).
 _UPLOAD_HICCUPS = ("Upload URL was not returned", "upload status is not finalized")
 
 
 class TransientError(Exception):
-    """One failed attempt that is worth retrying."""
+    """One failed attempt that is worth retrying (if the call may be sent again)."""
 
-    def __init__(self, summary: str, retry_delay: float | None) -> None:
+    def __init__(self, summary: str, retry_delay: float | None, *, ambiguous: bool) -> None:
         super().__init__(summary)
         self.retry_delay = retry_delay
+        self.ambiguous = ambiguous  # the server may have done the request
 
 
 class RefusedError(Exception):
@@ -52,13 +59,6 @@ class RefusedError(Exception):
     def __init__(self, code: int, status: str, message: str) -> None:
         super().__init__(f"{code} {status}: {message}")
         self.code = code
-
-
-@dataclass
-class Attempts:
-    """What happened across one `_call`'s attempts."""
-
-    ambiguous: bool = False  # a failure after which the server may still have acted
 
 
 class Gate:
@@ -94,7 +94,12 @@ class Gate:
 
 
 class Caller:
-    """Runs SDK calls under the breaker, the limiter and retries; shared by upload threads."""
+    """Runs SDK calls under the breaker, the limiter and retries; shared by upload threads.
+
+    Every wait (backoff, breaker, limiter, and the store's polling through `pause`) is an
+    `Event.wait` on `stop`: a shutdown cuts it short with RemoteStoppedError, and no call is
+    started once `stop` is set.
+    """
 
     def __init__(
         self,
@@ -102,18 +107,20 @@ class Caller:
         *,
         concurrency: int,
         clock: Callable[[], float],
-        sleep: Callable[[float], None],
+        sleep: Callable[[float], object] | None,
+        stop: threading.Event,
         labels: Callable[[], dict[str, object]],
     ) -> None:
         self._settings = settings
-        self._sleep = sleep
+        self._stop = stop
+        self._wait_for = sleep if sleep is not None else stop.wait
         self._labels = labels  # who is calling, for the breaker's log lines
         self.concurrency = concurrency
         self.gate = Gate(concurrency)
         if settings.rate_limit_rpm > 0:
-            self.limiter = RateLimiter(settings.rate_limit_rpm, clock, sleep)
+            self.limiter = RateLimiter(settings.rate_limit_rpm, clock, self.pause)
         else:
-            self.limiter = RateLimiter.for_tier(settings.rate_limit_tier, clock, sleep)
+            self.limiter = RateLimiter.for_tier(settings.rate_limit_tier, clock, self.pause)
         breaker_settings = BreakerSettings(cooldown=settings.breaker_cooldown_seconds)
         self.breaker = CircuitBreaker(clock, breaker_settings, self._on_breaker)
         self._backoff = tenacity.wait_exponential_jitter(
@@ -122,49 +129,71 @@ class Caller:
             jitter=settings.retry_initial_delay_seconds,
         )
 
+    def pause(self, seconds: float) -> None:
+        """Wait `seconds` unless objlibd is stopping (then raise RemoteStoppedError)."""
+        self.check_stop()
+        self._wait_for(seconds)
+        self.check_stop()
+
+    def check_stop(self) -> None:
+        """Raise RemoteStoppedError once a shutdown was asked for."""
+        if self._stop.is_set():
+            raise RemoteStoppedError(
+                "objlibd is stopping: the Gemini call was not sent",
+                hint="the work is parked and resumed at the next start",
+            )
+
     def __call__(
-        self,
-        what: str,
-        send: Callable[[], T],
-        *,
-        gated: bool = False,
-        attempts: Attempts | None = None,
+        self, what: str, send: Callable[[], T], *, gated: bool = False, idempotent: bool = True
     ) -> T:
-        """Run one SDK call under breaker, limiter and retries; see the package docstring."""
-        record = attempts if attempts is not None else Attempts()
+        """Run one SDK call under breaker, limiter and retries; see the package docstring.
+
+        A call that is not `idempotent` (it creates something) is sent again only after an
+        answer that proves it was not done (429, or a connection that never opened); after
+        any other failure it raises RemoteUncertainError instead of risking a second one.
+        """
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self._settings.max_attempts),
             wait=self._wait,
-            retry=tenacity.retry_if_exception_type(TransientError),
-            sleep=self._sleep,
+            retry=tenacity.retry_if_exception(
+                lambda err: isinstance(err, TransientError) and (idempotent or not err.ambiguous)
+            ),
+            sleep=self.pause,
             before_sleep=lambda state: _log_retry(what, state),
             reraise=True,
         )
         try:
-            result: T = retrying(self._attempt, send, gated, record)
+            result: T = retrying(self._attempt, send, gated)
         except TransientError as err:
+            if err.ambiguous and not idempotent:
+                raise RemoteUncertainError(
+                    f"Gemini {what} failed after it was sent ({err}): it may have been done"
+                ) from None
             raise RemoteUnavailableError(
                 f"Gemini {what} did not succeed in {self._settings.max_attempts} attempts; last error: {err}",
                 hint="the service is busy or unreachable; the next sync tries again",
             ) from None
         return result
 
-    def _attempt(self, send: Callable[[], T], gated: bool, record: Attempts) -> T:
+    def _attempt(self, send: Callable[[], T], gated: bool) -> T:
         self._wait_for_breaker()
         if gated:
             self.limiter.acquire()
+        self.check_stop()
         try:
             result = send()
         except genai_errors.APIError as err:
-            raise self._api_failure(err, record) from None
+            raise self._api_failure(err) from None
         except _TRANSPORT_ERRORS as err:
             self.breaker.record_error()
-            record.ambiguous = record.ambiguous or isinstance(err, _AMBIGUOUS_TRANSPORT)
-            raise TransientError(f"{type(err).__name__}: {err}", None) from None
+            ambiguous = not isinstance(err, _NOT_SENT)
+            raise TransientError(
+                f"{type(err).__name__}: {err}", None, ambiguous=ambiguous
+            ) from None
         except (KeyError, ValueError) as err:
             self.breaker.record_error()
             if any(hint.lower() in str(err).lower() for hint in _UPLOAD_HICCUPS):
-                raise TransientError(str(err), None) from None
+                raise TransientError(str(err), None, ambiguous=True) from None
             raise
         except BaseException:
             self.breaker.record_error()  # frees a half-open probe slot
@@ -172,7 +201,7 @@ class Caller:
         self.breaker.record_success()
         return result
 
-    def _api_failure(self, err: genai_errors.APIError, record: Attempts) -> Exception:
+    def _api_failure(self, err: genai_errors.APIError) -> Exception:
         code = int(err.code or 0)
         summary = f"{code} {err.status}: {err.message}"
         if code == 429 and is_storage_quota(err):
@@ -186,21 +215,22 @@ class Caller:
                 self.breaker.record_429()
             else:
                 self.breaker.record_error()
-            record.ambiguous = record.ambiguous or code in AMBIGUOUS_CODES
-            return TransientError(summary, retry_delay(err))
+            return TransientError(summary, retry_delay(err), ambiguous=code != 429)
         self.breaker.record_success()  # a definite answer: the server is not throttling
         return RefusedError(code, str(err.status), str(err.message))
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
+        """Back off exponentially; a longer RetryInfo from the server wins (never a shorter one)."""
+        backoff = float(self._backoff(state))
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, TransientError) and error.retry_delay is not None:
-            return min(error.retry_delay, self._settings.retry_max_delay_seconds)
-        return float(self._backoff(state))
+            return max(backoff, min(error.retry_delay, SERVER_DELAY_CAP_SECONDS))
+        return backoff
 
     def _wait_for_breaker(self) -> None:
         while not self.breaker.allow():
             pause = min(self.breaker.retry_after(), BREAKER_POLL_CAP_SECONDS)
-            self._sleep(max(pause, 0.01))
+            self.pause(max(pause, 0.01))
 
     def _on_breaker(self, state: State, snapshot: dict[str, object]) -> None:
         event = {

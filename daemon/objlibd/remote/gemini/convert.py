@@ -7,43 +7,7 @@ from google.genai import types
 from objlibd.config import GeminiSettings
 from objlibd.errors import RemoteRejectedError, RemoteUnavailableError, RemoteUnsupportedError
 from objlibd.remote.base import MAX_METADATA_ENTRIES, MetadataValue, RemoteDoc, UploadRequest
-
-MAX_FILE_BYTES = 100 * 1024 * 1024
-
-# File Search "Supported file types" (reference §6): the ones a document library holds.
-SUPPORTED_MIME_TYPES = frozenset({
-    "application/pdf",
-    "application/msword",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-    "application/vnd.oasis.opendocument.text",
-    "application/vnd.ms-excel",
-    "application/json",
-    "application/xml",
-    "application/zip",
-    "application/x-latex",
-    "application/x-tex",
-    "application/typescript",
-    "text/plain",
-    "text/markdown",
-    "text/html",
-    "text/csv",
-    "text/tab-separated-values",
-    "text/rtf",
-    "text/xml",
-    "text/yaml",
-    "text/x-python",
-})  # fmt: skip
-# Spellings other tools produce for a supported type.
-MIME_ALIASES = {
-    "application/rtf": "text/rtf",
-    "text/x-markdown": "text/markdown",
-    "application/x-yaml": "text/yaml",
-    "application/yaml": "text/yaml",
-    "text/x-tex": "application/x-tex",
-    "application/xhtml+xml": "text/html",
-}
+from objlibd.remote.filetypes import GEMINI_MAX_FILE_BYTES, gemini_mime
 
 
 def http_options(settings: GeminiSettings) -> types.HttpOptions:
@@ -58,14 +22,14 @@ def http_options(settings: GeminiSettings) -> types.HttpOptions:
 
 def check_uploadable(request: UploadRequest) -> str:
     """Return the MIME type to declare, or raise RemoteUnsupportedError (skip the file)."""
-    if request.size > MAX_FILE_BYTES:
+    if request.size > GEMINI_MAX_FILE_BYTES:
         raise RemoteUnsupportedError(
-            f"{request.rel_path} ({request.size / 2**20:.1f} MB) exceeds the 100 MB "
+            f"{request.rel_path} ({request.size / 1e6:.1f} MB) exceeds the 100 MB "
             "File Search limit",
             hint="split or compress it, or exclude it in [library] exclude",
         )
-    mime_type = MIME_ALIASES.get(request.mime_type, request.mime_type)
-    if mime_type not in SUPPORTED_MIME_TYPES:
+    mime_type = gemini_mime(request.mime_type)
+    if mime_type is None:
         raise RemoteUnsupportedError(
             f"{request.rel_path}: Gemini File Search does not accept {request.mime_type} files",
             hint="convert it (for example to PDF) or drop the extension from [library] include",

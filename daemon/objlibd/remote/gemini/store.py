@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
@@ -19,10 +20,11 @@ from objlibd.errors import (
     RemoteError,
     RemoteRejectedError,
     RemoteUnavailableError,
+    RemoteUncertainError,
     SourceUnreadableError,
 )
-from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
-from objlibd.remote.gemini.calls import Attempts, Caller, RefusedError, refusal
+from objlibd.remote.base import Checkpoint, RemoteDoc, Resumed, UploadRequest
+from objlibd.remote.gemini.calls import Caller, RefusedError, refusal
 from objlibd.remote.gemini.convert import (
     check_uploadable,
     custom_metadata,
@@ -46,6 +48,7 @@ def open_gemini(
     *,
     environ: Mapping[str, str] = os.environ,
     keystore: Callable[[], KeyStore] = os_keychain,
+    stop: threading.Event | None = None,
 ) -> GeminiStore:
     """Return a GeminiStore using the API key from the environment or the OS keychain.
 
@@ -56,7 +59,7 @@ def open_gemini(
     from objlibd import logs
 
     logs.register_secret(key)  # whatever the source, the redactor knows this value
-    return GeminiStore(settings, key)
+    return GeminiStore(settings, key, stop=stop)
 
 
 class GeminiStore:
@@ -70,42 +73,59 @@ class GeminiStore:
         api_key: str,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
+        """`sleep` defaults to waiting on `stop`: a shutdown cuts every wait short."""
         if not api_key:
             raise CredentialsMissingError("no Gemini API key given", hint=f"set {API_KEY_ENV}")
         self.concurrency: int = settings.max_concurrent_uploads
         self._settings = settings
         self._clock = clock
-        self._sleep = sleep
         self._client = genai.Client(api_key=api_key, http_options=http_options(settings))
         self._store: str | None = None
         self._calls = Caller(
             settings, concurrency=self.concurrency, clock=clock, sleep=sleep,
+            stop=stop or threading.Event(),
             labels=lambda: {"backend": self.backend, "store": self._store},
         )  # fmt: skip
+        self._sleep = self._calls.pause
 
     # -- the store itself ---------------------------------------------------------------
 
     def ensure_store(self, name: str) -> str:
-        """Find the store with display name `name` (the oldest if several), else create it."""
-        found = self.find_store(name)
-        if found is not None:
-            return found
+        """Find the store with display name `name` (the oldest if several), else create it.
+
+        A creation whose answer was lost is settled by listing again, never by creating a
+        second store of the same name.
+        """
+        for _ in range(self._settings.max_attempts):
+            found = self.find_store(name)
+            if found is not None:
+                return found
+            try:
+                self._store = self._create_store(name)
+            except RemoteUncertainError as err:
+                log.info("remote.store.create_uncertain", display_name=name, error=err.message)
+                continue
+            return self._store
+        raise RemoteUnavailableError(f"Gemini did not settle the creation of store {name!r}")
+
+    def _create_store(self, name: str) -> str:
         config = types.CreateFileSearchStoreConfig(display_name=name)
         try:
             created = self._calls(
                 "store creation",
                 lambda: self._client.file_search_stores.create(config=config),
                 gated=True,
+                idempotent=False,
             )
         except RefusedError as err:
             raise refusal(f"Gemini refused to create store {name!r}", err) from None
         if not created.name:
             raise RemoteUnavailableError("Gemini created a store but returned no name")
         log.info("remote.store.created", display_name=name, store=created.name)
-        self._store = created.name
-        return self._store
+        return created.name
 
     def find_store(self, name: str) -> str | None:
         """Use the store with display name `name` (the oldest if several); create nothing."""
@@ -139,23 +159,27 @@ class GeminiStore:
     # -- upload -------------------------------------------------------------------------
 
     def upload(self, request: UploadRequest, checkpoint: Checkpoint | None = None) -> RemoteDoc:
-        """Upload, import with metadata, wait for the operation; return the document."""
+        """Upload, import with metadata, wait for the operation; return the document.
+
+        The import is sent once: when its outcome is unknown (the answer was lost, the
+        operation could not be polled to the end, objlibd is stopping) this raises
+        RemoteUncertainError naming the operation, if any, and the temporary file.
+        """
         store = self._require_store()
         mime_type = check_uploadable(request)
         metadata = custom_metadata(request)
         with self._calls.gate.slot():
             file_name = self._upload_file(request, mime_type)
-            attempts = Attempts()
             try:
-                operation = self._import(store, file_name, request, metadata, attempts)
+                operation = self._import(store, file_name, request, metadata)
+            except RemoteUncertainError as err:
+                raise RemoteUncertainError(err.message, file_id=file_name) from None
             except RemoteError:
                 self._forget_quietly(file_name)
                 raise
             if checkpoint is not None:
                 checkpoint(operation.name or "", file_name)
             doc_id = self._finish_import(operation, request, file_name)
-            if attempts.ambiguous:
-                self._drop_duplicates(request, keep=doc_id)
             self._forget_quietly(file_name)
         return RemoteDoc(
             doc_id=doc_id,
@@ -215,7 +239,6 @@ class GeminiStore:
         file_name: str,
         request: UploadRequest,
         metadata: list[types.CustomMetadata],
-        attempts: Attempts,
     ) -> types.ImportFileOperation:
         config = types.ImportFileConfig(custom_metadata=metadata)
         try:
@@ -225,32 +248,47 @@ class GeminiStore:
                     file_search_store_name=store, file_name=file_name, config=config
                 ),
                 gated=True,
-                attempts=attempts,
+                idempotent=False,
             )
         except RefusedError as err:
             raise refusal(f"Gemini refused to import {request.rel_path}", err) from None
         if not operation.name:
-            raise RemoteUnavailableError(f"Gemini started no operation for {request.rel_path}")
+            raise RemoteUncertainError(
+                f"Gemini answered the import of {request.rel_path} without an operation",
+                file_id=file_name,
+            )
         return operation
 
     def _finish_import(
         self, operation: types.ImportFileOperation, request: UploadRequest, file_name: str
     ) -> str:
+        name = operation.name or ""
         try:
             finished = self._poll(operation)
         except _StillRunningError:
-            raise RemoteUnavailableError(
+            raise RemoteUncertainError(
                 f"the import of {request.rel_path} is still running after "
                 f"{self._settings.operation_deadline_seconds:g} s",
-                hint="its operation is recorded; the next sync resumes it",
-            ) from None
+                operation=name, file_id=file_name,
+            ) from None  # fmt: skip
+        except RemoteUnavailableError as err:
+            raise RemoteUncertainError(
+                f"the import of {request.rel_path} was started but not seen to the end: "
+                f"{err.message}",
+                operation=name, file_id=file_name,
+            ) from None  # fmt: skip
         except RefusedError as err:
-            raise refusal(f"Gemini lost the import of {request.rel_path}", err) from None
+            raise RemoteUncertainError(
+                f"Gemini lost the import of {request.rel_path}: {err}", file_id=file_name
+            ) from None
         if finished.error:
             self._forget_quietly(file_name)
             message = str(finished.error.get("message") or finished.error)
             raise RemoteRejectedError(f"Gemini could not import {request.rel_path}: {message}")
-        return document_name(finished)
+        try:
+            return document_name(finished)
+        except RemoteUnavailableError as err:
+            raise RemoteUncertainError(err.message, file_id=file_name) from None
 
     def _poll(self, operation: types.ImportFileOperation) -> types.ImportFileOperation:
         """Poll until done, failed or (via the response) finished; raise _StillRunningError."""
@@ -264,30 +302,27 @@ class GeminiStore:
             )
         return operation
 
-    def _drop_duplicates(self, request: UploadRequest, keep: str) -> None:
-        """After an import whose first attempt may have landed, delete its twin documents."""
-        for doc in self.find(request.rel_path):
-            if doc.doc_id != keep and doc.sha256 == request.sha256:
-                log.info("remote.duplicate.deleted", path=request.rel_path, doc=doc.doc_id)
-                self.delete(doc.doc_id)
-
     # -- resume -------------------------------------------------------------------------
 
-    def resume(self, operation: str) -> RemoteDoc | None:
-        """Finish polling a checkpointed import; None if it failed, vanished or still runs."""
+    def resume(self, operation: str) -> Resumed:
+        """Poll a checkpointed import to its end (RemoteUnavailableError if that is not now)."""
         pending = types.ImportFileOperation.model_validate({"name": operation})
         try:
             finished = self._poll(pending)
         except _StillRunningError:
-            log.warning("remote.resume.still_running", operation=operation)
-            return None
+            raise RemoteUnavailableError(
+                f"the import operation {operation} is still running",
+                hint="the next run polls it again",
+            ) from None
         except RefusedError as err:
             log.info("remote.resume.unknown", operation=operation, error=str(err))
-            return None
+            return Resumed()
         if finished.error:
-            log.info("remote.resume.failed", operation=operation, error=str(finished.error))
-            return None
-        return self._get_document(document_name(finished))
+            message = str(finished.error.get("message") or finished.error)
+            log.info("remote.resume.failed", operation=operation, error=message)
+            return Resumed(error=message)
+        doc = self._get_document(document_name(finished))
+        return Resumed(doc=doc) if doc is not None else Resumed()
 
     def _get_document(self, name: str) -> RemoteDoc | None:
         try:
@@ -339,7 +374,7 @@ class GeminiStore:
         return list(pager.page), pager.config.get("page_token") or None
 
     def find(self, path: str) -> list[RemoteDoc]:
-        """Return the documents whose identity metadata names `path`."""
+        """Return the documents whose identity metadata names `path` (lists the store)."""
         return [doc for doc in self.list_docs() if doc.path == path]
 
     def delete(self, doc_id: str) -> None:
