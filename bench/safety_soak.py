@@ -51,7 +51,11 @@ def main() -> int:
     verdict = "all invariants held" if done.returncode == 0 else "AN INVARIANT FAILED"
     print(f"  {verdict} (pytest exit {done.returncode})")
     if done.returncode != 0:
-        print(done.stdout[-6000:])
+        report = Path("/tmp/objlibd-safety-soak.log")
+        report.write_text(done.stdout + done.stderr, encoding="utf-8")
+        steps = done.stdout.find("Falsifying example")
+        print(done.stdout[steps : steps + 6000] if steps >= 0 else done.stdout[-6000:])
+        print(f"  full output: {report}")
     return done.returncode
 
 

@@ -155,6 +155,21 @@ class GeminiSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """[health]: when a failing store counts as unreachable (a problem for a person)."""
+
+    store_unreachable_minutes: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """[notify]: desktop notifications when a problem appears and when it clears."""
+
+    enabled: bool = True
+    min_severity: str = "warning"  # "info", "warning" or "error"
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     """[logs]: where the daemon writes JSON lines and how much."""
 
@@ -175,6 +190,8 @@ class Config:
     jobs: JobSettings = field(default_factory=JobSettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
     gemini: GeminiSettings = field(default_factory=GeminiSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
     logs: LogSettings = field(default_factory=LogSettings)
     source: Path | None = None
 
@@ -187,6 +204,7 @@ class Config:
 BACKENDS = ("local", "gemini")
 TIERS = ("free", "tier1", "tier2", "tier3")
 LEVELS = ("debug", "info", "warning", "error")
+SEVERITIES = ("info", "warning", "error")  # objlibd.health's
 
 
 def resolve_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -323,6 +341,8 @@ def _check(config: Config, source: Path) -> None:
         raise fail("[gemini] rate_limit_tier", f"must be one of {TIERS}")
     if config.logs.level not in LEVELS:
         raise fail("[logs] level", f"must be one of {LEVELS}")
+    if config.notify.min_severity not in SEVERITIES:
+        raise fail("[notify] min_severity", f"must be one of {SEVERITIES}")
     _check_timezone(config.jobs.timezone, fail)
     _check_rules(config.enrichment.rules, fail)
 
@@ -399,6 +419,7 @@ RANGES: dict[str, Range] = {
     "[gemini] retry_initial_delay_seconds": Range(0, _DAY),
     "[gemini] retry_max_delay_seconds": Range(0, _DAY),
     "[gemini] breaker_cooldown_seconds": Range(0, _DAY),
+    "[health] store_unreachable_minutes": Range(0, 7 * 24 * 60.0),
     "[logs] max_bytes": Range(1, 2**40, low_allowed=True),
     "[logs] backups": Range(0, 1000, low_allowed=True),
 }

@@ -113,7 +113,7 @@ def run(config_path: Path, probes: Probes, *, offline: bool = False) -> Report:
         check_marker(library, db, readable.level is Level.OK),
         check_state_db(config, db),
         key,
-        check_store(config, db, probes.reach_store, offline=offline, key_ok=key.level is Level.OK),
+        check_store(config, probes.reach_store, offline=offline, key_ok=key.level is Level.OK),
         service,
         check_daemon(config, probes.daemon(config), status, readable.level is Level.OK),
         check_log_dir(config.logs.dir),

@@ -12,7 +12,6 @@ import contextlib
 import errno
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +67,15 @@ class Heartbeat:
         self.disk_problem: str | None = None  # "state disk full: ..." while writes fail so
         self._error: str | None = None
 
-    def write(self, beat: dict[str, Any], *, also: Callable[[], str | None]) -> bool:
-        """Write `beat`; on a full disk say so in it (`also` re-reads the daemon's problem).
+    def write(self, beat: dict[str, Any]) -> bool:
+        """Write `beat`; on a full disk say so in it (`state_disk_full`), in place.
 
         Returns True when this write is the first to succeed after the disk was full.
         """
         try:
             write(self.path, beat)
         except OSError as err:
-            self._failed(beat, err, also)
+            self._failed(beat, err)
             return False
         space_back = self.disk_problem is not None
         if space_back or self._error is not None:
@@ -84,7 +83,7 @@ class Heartbeat:
         self.disk_problem = self._error = None
         return space_back
 
-    def _failed(self, beat: dict[str, Any], err: OSError, also: Callable[[], str | None]) -> None:
+    def _failed(self, beat: dict[str, Any], err: OSError) -> None:
         if not no_space(err):
             if str(err) != self._error:
                 log.warning("heartbeat.write_failed", error=str(err))
@@ -94,6 +93,6 @@ class Heartbeat:
         if self.disk_problem is None:
             log.error("state.disk_full", error=str(err), hint=full.hint)
         self.disk_problem = full.message
-        beat["problem"] = also()
+        beat["state_disk_full"] = full.message
         with contextlib.suppress(OSError):
             overwrite(self.path, beat)

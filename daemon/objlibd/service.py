@@ -4,7 +4,8 @@ Threads, and who talks to whom:
 - main thread: signals, and a 0.5 s monitor loop that probes the volume every
   `volume_poll_seconds` (sooner when the mount-point parent changes), checks the watch's
   liveness every second (rebuilding a dead one with backoff, then reconciling), notices
-  `objlibd pause`/`resume`, and rewrites the heartbeat file `status` reads;
+  `objlibd pause`/`resume`, and rewrites the heartbeat file `status` reads (its live facts
+  for the health model and the notifications: `objlibd.vitals`);
 - watchdog observer + emitter: RawEvents into the debouncer;
 - debouncer: due batches into the worker's queue;
 - APScheduler: job names into the worker's queue;
@@ -32,7 +33,7 @@ from typing import Any
 
 import structlog
 
-from objlibd import __version__, heartbeat, status
+from objlibd import __version__, heartbeat, notify, status, statuscache
 from objlibd.config import Config
 from objlibd.debounce import Debouncer, DebounceWindow
 from objlibd.errors import ObjlibdError
@@ -41,6 +42,7 @@ from objlibd.models import Availability, VolumeState
 from objlibd.pidfile import PIDFILE_NAME, PidFile
 from objlibd.scanner import Filters
 from objlibd.state import StateStore
+from objlibd.vitals import Vitals
 from objlibd.volume import LIBRARY_ID_KEY, probe
 from objlibd.watcher import LibraryWatcher, MountWatch, WatchBackoff
 from objlibd.worker import Work, Worker
@@ -51,6 +53,7 @@ STOP_BUDGET = 8.0  # seconds from SIGTERM to exit; launchd waits longer, people 
 TICK = 0.5
 WATCH_CHECK = 1.0
 DB_FACTS_MAX_AGE = 60.0  # one-shot CLI commands can change the DB too
+STORE_RETRY = 60.0  # seconds between two tries of work parked on a store that did not answer
 
 
 def volume_transition(before: VolumeState | None, after: VolumeState) -> str | None:
@@ -72,6 +75,7 @@ class Daemon:
         *,
         stop: threading.Event | None = None,
         on_claimed: Callable[[], None] = lambda: None,
+        notify_runner: notify.Runner = notify.run_command,
     ) -> None:
         self.config = config
         self.stop = stop or threading.Event()
@@ -92,6 +96,7 @@ class Daemon:
         self._next_fallback = 0.0
         self._heartbeat = heartbeat.Heartbeat(config.state.dir / status.HEARTBEAT_NAME)
         self._lost: str | None = None  # set by the worker thread: the drive went mid-batch
+        self.vitals = Vitals(config, runner=notify_runner)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -132,7 +137,10 @@ class Daemon:
             log.warning("state.damaged", action="moved aside, started fresh", **self.state.rebuilt)
         self.reader = StateStore.open(config.db_path, readonly=True)
         self.store = open_store(config, stop=self.stop)
-        engine = SyncEngine(config, self.state, self.store, stop=self.stop)
+        engine = SyncEngine(
+            config, self.state, self.store, stop=self.stop,
+            progress=lambda *step: self.vitals.on_progress(self.worker.current, *step),
+        )  # fmt: skip
         self.scheduler = JobScheduler(
             config.jobs, lambda name: self.worker.submit(Work.scheduled(name))
         )
@@ -162,7 +170,7 @@ class Daemon:
         self.scheduler.start()
         self.mount_watch.start()
         try:
-            status.write_pointer(self.config)  # lets `objlibd status` skip loading the config
+            statuscache.write_pointer(self.config)  # `objlibd status` skips loading the config
         except OSError as err:
             log.warning("status.pointer_failed", error=str(err))
         log.info(
@@ -250,6 +258,19 @@ class Daemon:
         if now >= self._next_beat:
             self._next_beat = now + self.config.sync.heartbeat_seconds
             self._beat()
+        if now >= self._next_store_retry:
+            self._next_store_retry = now + STORE_RETRY
+            self._retry_store()
+
+    _next_store_retry = 0.0
+
+    def _retry_store(self) -> None:
+        """Work parked on a store that stopped answering is tried again, so that it runs (and
+        'store unreachable' clears) soon after the store answers, not at the next change."""
+        failing = self._health().get("failing_for_s") is not None
+        if failing and self.worker.parked_paths and self.volume.available and not self._paused:
+            log.info("store.retry_parked", parked=self.worker.parked_paths)
+            self.worker.submit(Work.resume())
 
     def _check_volume(self) -> None:
         self._take_lost()
@@ -258,6 +279,8 @@ class Daemon:
         before, self.volume = self.volume, found
         self.worker.volume = found
         self._probed = True
+        if change is not None:
+            self.vitals.volume_since = time.time()
         if change == "first":
             change = "mounted" if found.available else "unavailable"
         if change == "mounted":
@@ -282,6 +305,7 @@ class Daemon:
         lost = VolumeState(Availability.UNAVAILABLE, reason)
         self._on_unavailable(lost, was_available=True)
         self.volume = lost
+        self.vitals.volume_since = time.time()
 
     def _on_mounted(self) -> None:
         log.info("volume.mounted", reason=self.volume.reason)
@@ -366,7 +390,7 @@ class Daemon:
     def _beat(self, *, stopped: bool = False) -> None:
         now = time.time()
         pending = self.debouncer.pending_paths + self.worker.pending_paths
-        beat = {
+        beat: dict[str, Any] = {
             "pid": os.getpid(),
             "version": __version__,
             "started_epoch": self._started,
@@ -374,7 +398,8 @@ class Daemon:
             "updated_at": status.iso(now),
             "stopped": stopped,
             "rss_mb": round(self._process.memory_info().rss / 2**20, 1),
-            "volume": {"state": self.volume.availability.value, "reason": self.volume.reason},
+            "volume": {"state": self.volume.availability.value, "reason": self.volume.reason,
+                       "hint": self.volume.hint, "cause": self.volume.cause},
             "watcher": {"alive": self.watcher.alive(), "rebuilds": self._rebuilds,
                         "events_seen": self.watcher.events_seen},
             "paused": self._paused,
@@ -383,16 +408,18 @@ class Daemon:
             "last_batch": self.worker.last_batch,
             "next_runs": self.scheduler.next_runs(),
             "remote": self._health(),
-            "problem": self._problem(),
+            "problem": self.worker.problem,
+            "problem_fix": self.worker.problem_fix,
+            "watch_failed": self._watch_problem,
+            "state_disk_full": self._heartbeat.disk_problem or self.worker.state_disk_full,
             "db": self._cached_db_facts(now),
         }  # fmt: skip
-        if self._heartbeat.write(beat, also=self._problem):  # space is back: catch up now
+        self.vitals.add(beat, busy=bool(self.worker.current), notes=self.worker.store_notes,
+                        now=now)  # fmt: skip
+        if not stopped:
+            self.vitals.judge(beat, now)
+        if self._heartbeat.write(beat):  # space is back after a full disk: catch up now
             self.worker.submit(Work.reconcile("state_disk_back"))
-
-    def _problem(self) -> str | None:
-        """Return what needs a person, from every part of the daemon, or None."""
-        found = (self.worker.problem, self._heartbeat.disk_problem, self._watch_problem)
-        return "; ".join(dict.fromkeys(p for p in found if p)) or None
 
     def _cached_db_facts(self, now: float) -> dict[str, Any]:
         generation, at = self._db_key

@@ -42,6 +42,7 @@ class SyncSummary:
     hold_reason: str | None = None
     hold_cleared: str | None = None  # why a standing hold was lifted by this run's full view
     stopped: str | None = None
+    store_full: str | None = None  # the store's quota message when it stopped the uploads
     problems: list[Problem] = field(default_factory=list)
     failures: list[Problem] = field(default_factory=list)
     planned: dict[str, list[str]] = field(default_factory=dict)

@@ -9,9 +9,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from objlibd.cli.common import add_config_option, load_config, setup_console_logging
+from objlibd.cli.progressbar import ProgressBar
 from objlibd.errors import ObjlibdError
 
 if TYPE_CHECKING:  # the engine (and structlog) load only when a command here runs
@@ -133,6 +134,7 @@ def engine_for(
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """Run one sync and print its summary."""
+    from objlibd import volume
     from objlibd.summary import render
     from objlibd.sync import SyncOptions
 
@@ -142,10 +144,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
         dry_run=args.dry_run, force=args.force, prune_missing=args.prune_missing,
         cleanup_orphans=args.cleanup_orphans, skip_enrichment=args.skip_enrichment,
     )  # fmt: skip
-    bar = ProgressBar(sys.stderr) if not args.json and sys.stderr.isatty() else None
+    bar = None if args.json else ProgressBar(sys.stderr, draw=sys.stderr.isatty())
     # A dry run changes nothing, so it needs no claim on the state dir (the daemon may run).
     claim = contextlib.nullcontext() if options.dry_run else _instance(config)
     with claim, engine_for(config, progress=bar, read_only=options.dry_run) as engine:
+        if bar is not None:
+            bar.use_quota(engine.store.health())
+            first = engine.state.get_config(volume.LIBRARY_ID_KEY) is None
+            bar.first_sync = first and not options.dry_run
         summary = engine.run(options)
     if bar is not None:
         bar.end()
@@ -404,25 +410,3 @@ def _instance(config: Config) -> Iterator[None]:
         yield
     finally:
         claim.release()
-
-
-class ProgressBar:
-    """One self-rewriting progress line (`objlibd sync` on a terminal): phase, bar, done/total."""
-
-    WIDTH = 30
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._shown = False
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        filled = self.WIDTH * done // max(total, 1)
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        self._stream.write(f"\r{phase:>6} [{bar}] {done}/{total}")
-        self._stream.flush()
-        self._shown = True
-
-    def end(self) -> None:
-        """Finish the line, if one was drawn."""
-        if self._shown:
-            self._stream.write("\n")

@@ -238,8 +238,11 @@ def cmd_restart(context: ContextFactory, args: argparse.Namespace) -> int:
 
 def cmd_doctor(context: ContextFactory, args: argparse.Namespace) -> int:
     """Run the checks; exit 0 when nothing FAILs."""
-    from objlibd import doctor
+    from objlibd import doctor, logs
+    from objlibd.config import LogSettings
 
+    # The store's retry lines (warnings and up) go to stderr, never into the report or --json.
+    logs.setup(LogSettings(level="warning"), console=True, to_file=False)
     ctx = context()
     probes = doctor.Probes(
         manager=partial(manager_for, ctx), keystore=ctx.keystore, environ=ctx.environ

@@ -138,6 +138,10 @@ class RemoteStore(Protocol):
         """Delete what killed uploads left in the store itself, not documents; return count."""
         ...
 
+    def stats(self) -> dict[str, int] | None:
+        """Return the store's own counts (documents, size_bytes), None before ensure_store."""
+        ...
+
     def health(self) -> dict[str, object]:
         """Return the backend's own state for status (breaker, limiter); no secrets."""
         ...

@@ -186,6 +186,18 @@ class LocalStore:
         name = doc_id.rsplit("/", 1)[-1]
         return (self._folder() / "blobs" / f"{name}.bin").read_bytes()
 
+    def stats(self) -> dict[str, int] | None:
+        """Return the document count and stored bytes, as a remote store reports them."""
+        if self._store is None:
+            return None
+        documents = size = 0
+        with os.scandir(self._store / "blobs") as entries:
+            for entry in entries:
+                if entry.name.endswith(".bin"):
+                    documents += 1
+                    size += entry.stat().st_size
+        return {"documents": documents, "size_bytes": size}
+
     def health(self) -> dict[str, object]:
         """Return the backend's state for status."""
         return {"backend": self.backend, "store": self._store_id, "breaker": None}

@@ -39,6 +39,7 @@ class RateLimiter:
         self._tat: float | None = None  # theoretical arrival time of the next call
         self._waited = 0.0
         self._calls = 0
+        self._waiting = 0  # callers sleeping for their slot right now
 
     @classmethod
     def for_tier(
@@ -72,7 +73,13 @@ class RateLimiter:
         """Wait for the next slot; return the seconds waited."""
         wait = self.reserve()
         if wait > 0:
-            self._sleep(wait)
+            with self._lock:
+                self._waiting += 1
+            try:
+                self._sleep(wait)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
         return wait
 
     def snapshot(self) -> dict[str, object]:
@@ -82,4 +89,5 @@ class RateLimiter:
                 "rpm": self.rpm,
                 "calls": self._calls,
                 "waited_seconds": round(self._waited, 3),
+                "waiting": self._waiting,
             }

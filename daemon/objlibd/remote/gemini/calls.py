@@ -74,6 +74,12 @@ class Gate:
         with self._cond:
             return self._limit
 
+    @property
+    def active(self) -> int:
+        """Return how many calls hold a slot now (uploads in flight)."""
+        with self._cond:
+            return self._active
+
     def set_limit(self, limit: int) -> None:
         with self._cond:
             self._limit = max(1, limit)
@@ -115,6 +121,9 @@ class Caller:
         self._stop = stop
         self._wait_for = sleep if sleep is not None else stop.wait
         self._labels = labels  # who is calling, for the breaker's log lines
+        self._clock = clock
+        # Since when every call failed without an answer (status: "store unreachable").
+        self._failing: tuple[float, str] | None = None
         self.concurrency = concurrency
         self.gate = Gate(concurrency)
         if settings.rate_limit_rpm > 0:
@@ -134,6 +143,19 @@ class Caller:
         self.check_stop()
         self._wait_for(seconds)
         self.check_stop()
+
+    def failing(self) -> tuple[float, str] | None:
+        """Return (seconds since the first unanswered failure, its last error) or None.
+
+        Any answer from the service (a success, a refusal, a 429) ends the run of failures;
+        only calls that got no answer (connection errors, timeouts, 5xx) extend it.
+        """
+        found = self._failing
+        return None if found is None else (self._clock() - found[0], found[1])
+
+    def _unanswered(self, error: str) -> None:
+        since = self._failing[0] if self._failing is not None else self._clock()
+        self._failing = (since, error[:300])
 
     def check_stop(self) -> None:
         """Raise RemoteStoppedError once a shutdown was asked for."""
@@ -186,6 +208,7 @@ class Caller:
             raise self._api_failure(err) from None
         except _TRANSPORT_ERRORS as err:
             self.breaker.record_error()
+            self._unanswered(f"{type(err).__name__}: {err}")
             ambiguous = not isinstance(err, _NOT_SENT)
             raise TransientError(
                 f"{type(err).__name__}: {err}", None, ambiguous=ambiguous
@@ -199,11 +222,16 @@ class Caller:
             self.breaker.record_error()  # frees a half-open probe slot
             raise
         self.breaker.record_success()
+        self._failing = None
         return result
 
     def _api_failure(self, err: genai_errors.APIError) -> Exception:
         code = int(err.code or 0)
         summary = f"{code} {err.status}: {err.message}"
+        if code in TRANSIENT_CODES and code != 429:
+            self._unanswered(summary)
+        else:
+            self._failing = None  # an answer: the service is there
         if code == 429 and is_storage_quota(err):
             self.breaker.record_error()
             return RemoteQuotaError(

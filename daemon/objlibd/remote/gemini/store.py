@@ -37,6 +37,9 @@ from objlibd.remote.gemini.convert import (
 log = structlog.get_logger("objlibd.remote.gemini")
 
 PAGE_SIZE = 20
+# Rate-limited requests per uploaded file (the upload and the import): what an ETA at the
+# quota counts.
+CALLS_PER_FILE = 2
 
 
 class _StillRunningError(Exception):
@@ -111,6 +114,15 @@ class GeminiStore:
             return self._store
         raise RemoteUnavailableError(f"Gemini did not settle the creation of store {name!r}")
 
+    def find_store(self, name: str) -> str | None:
+        """Use the store with display name `name` (the oldest if several); create nothing."""
+        matches = [s.name for s in self._stores() if s.display_name == name and s.name]
+        if len(matches) > 1:
+            log.warning("remote.store.duplicates", display_name=name, stores=matches)
+        if matches:
+            self._store = matches[0]
+        return self._store if matches else None
+
     def _create_store(self, name: str) -> str:
         config = types.CreateFileSearchStoreConfig(display_name=name)
         try:
@@ -126,15 +138,6 @@ class GeminiStore:
             raise RemoteUnavailableError("Gemini created a store but returned no name")
         log.info("remote.store.created", display_name=name, store=created.name)
         return created.name
-
-    def find_store(self, name: str) -> str | None:
-        """Use the store with display name `name` (the oldest if several); create nothing."""
-        matches = [s.name for s in self._stores() if s.display_name == name and s.name]
-        if len(matches) > 1:
-            log.warning("remote.store.duplicates", display_name=name, stores=matches)
-        if matches:
-            self._store = matches[0]
-        return self._store if matches else None
 
     def _stores(self) -> Iterator[types.FileSearchStore]:
         token: str | None = None
@@ -416,16 +419,39 @@ class GeminiStore:
 
     # -- status -------------------------------------------------------------------------
 
+    def stats(self) -> dict[str, int] | None:
+        """Return the store's own document count and size (one call), None before ensure_store."""
+        if self._store is None:
+            return None
+        name = self._store
+        try:
+            found = self._calls(
+                "store lookup", lambda: self._client.file_search_stores.get(name=name)
+            )
+        except RefusedError as err:
+            raise refusal(f"Gemini refused to show store {name}", err) from None
+        return {
+            "documents": int(found.active_documents_count or 0),
+            "pending": int(found.pending_documents_count or 0),
+            "failed": int(found.failed_documents_count or 0),
+            "size_bytes": int(found.size_bytes or 0),
+        }
+
     def health(self) -> dict[str, object]:
-        """Return store, breaker, limiter and concurrency; never the key."""
+        """Return store, breaker, limiter, concurrency and reachability; never the key."""
+        failing = self._calls.failing()
         return {
             "backend": self.backend,
             "store": self._store,
             "breaker": self._calls.breaker.snapshot(),
             "rate_limit_tier": self._settings.rate_limit_tier,
             "rate_limit": self._calls.limiter.snapshot(),
+            "calls_per_file": CALLS_PER_FILE,
             "concurrency": self._calls.gate.limit,
             "max_concurrency": self.concurrency,
+            "in_flight": self._calls.gate.active,
+            "failing_for_s": None if failing is None else round(failing[0], 3),
+            "last_error": None if failing is None else failing[1],
         }
 
     def close(self) -> None:
