@@ -176,7 +176,7 @@ def test_a_corrupt_state_db_fails_with_the_way_out(setup: Setup) -> None:
 
     check = find(report, "state DB integrity")
     assert check.level is Level.FAIL
-    assert "cannot be used" in check.detail and "move the file aside" in check.fix
+    assert "is damaged" in check.detail and "moved aside" in check.fix
     assert find(report, "marker matches the DB").level is Level.WARN
     assert not report.ok
 

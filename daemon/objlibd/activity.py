@@ -28,10 +28,16 @@ DECISIONS = {
 
 def timeline(state: StateStore, *, limit: int, since: str | None = None) -> list[dict[str, Any]]:
     """Return the newest `limit` jobs and decisions (at or after `since`), newest first."""
-    items = [job_entry(row) for row in state.jobs(limit, since=since)]
-    items += [decision_entry(*row) for row in state.decisions(limit, since=since)]
-    items.sort(key=lambda item: item["at"] or "", reverse=True)
-    return items[:limit]
+    # DB times have millisecond resolution: a job can end in the millisecond the next one
+    # begins, so ties on `at` go by when each began (a decision is made inside the job that
+    # records it, after the jobs before that one began).
+    keyed = [((row.finished_at or row.started_at or row.created_at or "",
+               row.started_at or row.created_at or ""), job_entry(row))
+             for row in state.jobs(limit, since=since)]  # fmt: skip
+    keyed += [((at, at), decision_entry(kind, detail, at))
+              for kind, detail, at in state.decisions(limit, since=since)]  # fmt: skip
+    keyed.sort(key=lambda pair: pair[0], reverse=True)
+    return [item for _, item in keyed[:limit]]
 
 
 def job_entry(row: JobRow) -> dict[str, Any]:

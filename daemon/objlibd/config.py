@@ -10,11 +10,12 @@ from `GEMINI_API_KEY` or the OS keychain.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, NamedTuple, get_args, get_origin, get_type_hints
 
 from objlibd.errors import ConfigError
 
@@ -352,7 +353,7 @@ def _check(config: Config, source: Path) -> None:
         raise fail("[store] backend", f"{config.store.backend!r} is not one of {BACKENDS}")
     if not config.store.name.strip():
         raise fail("[store] name", "must not be empty")
-    _check_positive(config, fail)
+    _check_numbers(config, fail)
     if config.gemini.rate_limit_tier not in TIERS:
         raise fail("[gemini] rate_limit_tier", f"must be one of {TIERS}")
     if config.logs.level not in LEVELS:
@@ -386,30 +387,82 @@ def _check_paths(config: Config, fail: Any) -> None:
             )
 
 
-def _check_positive(config: Config, fail: Any) -> None:
-    numbers = {
-        "[sync] prune_after_days": config.sync.prune_after_days,
-        "[sync] quiet_seconds": config.sync.quiet_seconds,
-        "[sync] max_wait_seconds": config.sync.max_wait_seconds,
-        "[sync] batch_max_paths": config.sync.batch_max_paths,
-        "[sync] volume_poll_seconds": config.sync.volume_poll_seconds,
-        "[sync] heartbeat_seconds": config.sync.heartbeat_seconds,
-        "[sync] quarantine_after_failures": config.sync.quarantine_after_failures,
-        "[sync] retry_backoff_seconds": config.sync.retry_backoff_seconds,
-        "[sync] retry_backoff_max_seconds": config.sync.retry_backoff_max_seconds,
-        "[sync] mass_missing_percent": config.sync.mass_missing_percent,
-        "[jobs] orphan_cleanup_minutes": config.jobs.orphan_cleanup_minutes,
-        "[jobs] prune_minutes": config.jobs.prune_minutes,
-        "[jobs] reconcile_minutes": config.jobs.reconcile_minutes,
-        "[gemini] max_concurrent_uploads": config.gemini.max_concurrent_uploads,
-        "[gemini] timeout_seconds": config.gemini.timeout_seconds,
-        "[gemini] max_attempts": config.gemini.max_attempts,
-        "[logs] max_bytes": config.logs.max_bytes,
-        "[health] store_unreachable_minutes": config.health.store_unreachable_minutes,
-    }
-    for where, number in numbers.items():
-        if number <= 0:
-            raise fail(where, "must be greater than 0")
+class Range(NamedTuple):
+    """The finite interval a config number must fall in (`low` itself allowed or not)."""
+
+    low: float
+    high: float
+    low_allowed: bool = False
+
+    def problem(self, value: float) -> str | None:
+        """Return why `value` is out of range, or None when it is fine."""
+        if not math.isfinite(value):
+            return f"must be a finite number, got {value}"
+        if value < self.low or (value == self.low and not self.low_allowed):
+            return f"must be {'at least' if self.low_allowed else 'greater than'} {self.low:g}"
+        if value > self.high:
+            return f"must be at most {self.high:g}"
+        return None
+
+
+_DAY = 86400.0
+_YEAR_MINUTES = 525_600.0
+# Every number in the config and its range: nan, inf and absurd sizes stop objlibd at start
+# (a test keeps this table complete). The upper bounds are far above any sane setting; they
+# exist so that time arithmetic, schedulers and sleeps never see a value they cannot hold.
+RANGES: dict[str, Range] = {
+    "[library] max_file_mb": Range(0, 100_000),
+    "[sync] prune_after_days": Range(0, 3650),
+    "[sync] mass_missing_percent": Range(0, 100),
+    "[sync] mass_missing_files": Range(0, 100_000_000, low_allowed=True),
+    "[sync] mass_missing_min_files": Range(0, 100_000_000, low_allowed=True),
+    "[sync] quiet_seconds": Range(0, 3600),
+    "[sync] max_wait_seconds": Range(0, _DAY),
+    "[sync] batch_max_paths": Range(1, 1_000_000, low_allowed=True),
+    "[sync] volume_poll_seconds": Range(0, 3600),
+    "[sync] heartbeat_seconds": Range(0, 3600),
+    "[sync] quarantine_after_failures": Range(1, 1000, low_allowed=True),
+    "[sync] retry_backoff_seconds": Range(0, _DAY),
+    "[sync] retry_backoff_max_seconds": Range(0, 30 * _DAY),
+    "[jobs] orphan_cleanup_minutes": Range(0, _YEAR_MINUTES),
+    "[jobs] prune_minutes": Range(0, _YEAR_MINUTES),
+    "[jobs] reconcile_minutes": Range(0, _YEAR_MINUTES),
+    "[jobs] misfire_grace_seconds": Range(1, 365 * _DAY, low_allowed=True),
+    "[gemini] max_concurrent_uploads": Range(1, 64, low_allowed=True),
+    "[gemini] rate_limit_rpm": Range(0, 1_000_000, low_allowed=True),
+    "[gemini] timeout_seconds": Range(0, _DAY),
+    "[gemini] poll_interval_seconds": Range(0, 3600),
+    "[gemini] operation_deadline_seconds": Range(0, 7 * _DAY),
+    "[gemini] max_attempts": Range(1, 100, low_allowed=True),
+    "[gemini] retry_initial_delay_seconds": Range(0, _DAY),
+    "[gemini] retry_max_delay_seconds": Range(0, _DAY),
+    "[gemini] breaker_cooldown_seconds": Range(0, _DAY),
+    "[health] store_unreachable_minutes": Range(0, 7 * 24 * 60.0),
+    "[search] top_k": Range(1, 100, low_allowed=True),
+    "[logs] max_bytes": Range(1, 2**40, low_allowed=True),
+    "[logs] backups": Range(0, 1000, low_allowed=True),
+}
+
+
+def numbers(config: Config) -> dict[str, float]:
+    """Return every number in the config by "[table] key"."""
+    found: dict[str, float] = {}
+    for table in dataclasses.fields(config):
+        section = getattr(config, table.name)
+        if not dataclasses.is_dataclass(section):
+            continue
+        for key in dataclasses.fields(section):
+            value = getattr(section, key.name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                found[f"[{table.name}] {key.name}"] = value
+    return found
+
+
+def _check_numbers(config: Config, fail: Any) -> None:
+    for where, value in numbers(config).items():
+        reason = RANGES[where].problem(value)
+        if reason is not None:
+            raise fail(where, reason)
     if config.sync.max_wait_seconds < config.sync.quiet_seconds:
         raise fail("[sync] max_wait_seconds", "must be at least quiet_seconds")
     if config.sync.retry_backoff_max_seconds < config.sync.retry_backoff_seconds:
@@ -435,8 +488,6 @@ def _check_search(config: Config, fail: Any) -> None:
             f"{model!r} is being shut down by Google and may no longer answer",
             hint=f'use one of: {", ".join(SEARCH_MODELS)} (default "{SearchSettings().model}")',
         )
-    if not 1 <= config.search.top_k <= 100:
-        raise fail("[search] top_k", "must be between 1 and 100")
 
 
 def _check_rules(rules: tuple[EnrichmentRule, ...], fail: Any) -> None:

@@ -64,6 +64,27 @@ class StateError(ObjlibdError):
     exit_code = 2
 
 
+class FolderError(ObjlibdError):
+    """The state or log dir cannot be created or written; names the path and the fix."""
+
+    exit_code = 2
+
+
+class StateDiskFullError(StateError):
+    """The disk holding the state dir is full: nothing could be recorded (nothing was lost)."""
+
+    exit_code = 1
+
+    @classmethod
+    def of(cls, state_dir: object) -> StateDiskFullError:
+        """Return the one error objlibd gives for a full state disk (same words everywhere)."""
+        return cls(
+            f"state disk full: no space left on the disk holding {state_dir}",
+            hint="free some space on that disk (or move [state] dir elsewhere); objlibd "
+            "carries on by itself once it can write again, and nothing was lost",
+        )
+
+
 class AlreadyRunningError(ObjlibdError):
     """Another objlibd daemon owns this state directory."""
 

@@ -124,8 +124,8 @@ def _state(facts: Facts) -> list[Problem]:
     if facts.get("state_db"):
         found.append(_problem(
             "state_db_unreadable", ERROR, f"the state database cannot be used: {facts['state_db']}",
-            "`objlibd doctor` checks it; stop objlibd, move the DB aside and start again "
-            "(documents already in the store are adopted, not uploaded twice)",
+            "`objlibd sync` or `objlibd restart`: a damaged DB is moved aside (kept) and "
+            "rebuilt from the store, nothing uploaded twice; `objlibd doctor` checks it",
         ))  # fmt: skip
     if facts.get("state_disk_full"):
         where = facts.get("state_dir") or "the state dir"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -32,9 +33,10 @@ from typing import Any
 
 import structlog
 
-from objlibd import __version__, notify, status, statuscache
+from objlibd import __version__, heartbeat, notify, status, statuscache
 from objlibd.config import Config
 from objlibd.debounce import Debouncer, DebounceWindow
+from objlibd.errors import ObjlibdError
 from objlibd.jobs import JobScheduler
 from objlibd.models import Availability, VolumeState
 from objlibd.pidfile import PIDFILE_NAME, PidFile
@@ -90,6 +92,9 @@ class Daemon:
         self._process: Any = None
         self._db_facts: dict[str, Any] = {}
         self._db_key = (-1, 0.0)
+        self._watch_problem: str | None = None  # the watch cannot start: reconciling instead
+        self._next_fallback = 0.0
+        self._heartbeat = heartbeat.Heartbeat(config.state.dir / status.HEARTBEAT_NAME)
         self._lost: str | None = None  # set by the worker thread: the drive went mid-batch
         self.vitals = Vitals(config, runner=notify_runner)
 
@@ -112,7 +117,7 @@ class Daemon:
             self._install_signals()
             self._start()
             while not self.stop.is_set():
-                self._tick(time.monotonic())
+                self._guarded_tick(time.monotonic())
                 self.stop.wait(TICK)
         finally:
             self._shutdown()
@@ -127,7 +132,9 @@ class Daemon:
 
         config = self.config
         self._process = psutil.Process()
-        self.state = StateStore.open(config.db_path)
+        self.state = StateStore.open(config.db_path, repair=True)
+        if self.state.rebuilt is not None:
+            log.warning("state.damaged", action="moved aside, started fresh", **self.state.rebuilt)
         self.reader = StateStore.open(config.db_path, readonly=True)
         self.store = open_store(config, stop=self.stop)
         engine = SyncEngine(
@@ -223,6 +230,20 @@ class Daemon:
 
     # -- monitor loop ------------------------------------------------------------------------
 
+    _tick_error: str | None = None
+
+    def _guarded_tick(self, now: float) -> None:
+        """Run one monitor tick; a failure is logged once (not every tick) and survived."""
+        try:
+            self._tick(now)
+        except Exception as err:  # the monitor must outlive any one failure
+            text = f"{type(err).__name__}: {err}"
+            if text != self._tick_error:
+                log.exception("daemon.tick_failed", error=text)
+            self._tick_error = text
+        else:
+            self._tick_error = None
+
     def _tick(self, now: float) -> None:
         if now >= self._next_probe or self._wake.is_set():
             self._wake.clear()
@@ -295,6 +316,7 @@ class Daemon:
 
     def _on_unavailable(self, found: VolumeState, *, was_available: bool) -> None:
         self.watcher.stop()
+        self._watch_problem = None  # nothing to watch now; the next mount tries afresh
         log.warning(
             "volume.unmounted" if was_available else "volume.unavailable",
             state=found.availability.value, reason=found.reason, hint=found.hint,
@@ -304,10 +326,22 @@ class Daemon:
     def _start_watch(self, *, reason: str) -> bool:
         try:
             self.watcher.start()
-        except OSError as err:
-            retry = self._backoff.on_failure(time.monotonic()) - time.monotonic()
-            log.warning("watcher.start_failed", error=str(err), retry_in_s=round(retry, 1))
+        except Exception as err:  # noqa: BLE001 - any failure: reconcile on a timer instead
+            now = time.monotonic()
+            retry = self._backoff.on_failure(now) - now
+            every = self.config.sync.max_wait_seconds
+            why = str(err) if isinstance(err, OSError) else f"{type(err).__name__}: {err}"
+            self._watch_problem = (
+                f"the file watch cannot start ({why[:200]}); the library is reconciled "
+                f"every {every:g} s instead"
+            )
+            self._next_fallback = now + every  # the mount's own reconcile runs first
+            log.warning(
+                "watcher.start_failed", error=why, retry_in_s=round(retry, 1),
+                fallback=f"reconcile every {every:g} s",
+            )  # fmt: skip
             return False
+        self._watch_problem = None
         log.info("watcher.started", root=str(self.config.library.root), reason=reason)
         return True
 
@@ -324,6 +358,9 @@ class Daemon:
             self._rebuilds += 1
             log.warning("watcher.rebuilt", rebuilds=self._rebuilds, action="reconcile the library")
             self.worker.submit(Work.reconcile("watch_rebuilt"))
+        elif self._watch_problem is not None and now >= self._next_fallback:
+            self._next_fallback = now + self.config.sync.max_wait_seconds
+            self.worker.submit(Work.reconcile("watch_fallback"))
 
     def _check_pause(self) -> None:
         paused = (self.config.state.dir / status.PAUSE_NAME).exists()
@@ -373,22 +410,25 @@ class Daemon:
             "remote": self._health(),
             "problem": self.worker.problem,
             "problem_fix": self.worker.problem_fix,
+            "watch_failed": self._watch_problem,
+            "state_disk_full": self._heartbeat.disk_problem or self.worker.state_disk_full,
             "db": self._cached_db_facts(now),
         }  # fmt: skip
         self.vitals.add(beat, busy=bool(self.worker.current), notes=self.worker.store_notes,
                         now=now)  # fmt: skip
         if not stopped:
             self.vitals.judge(beat, now)
-        try:
-            status.write_json_atomic(self.config.state.dir / status.HEARTBEAT_NAME, beat)
-        except OSError as err:
-            log.warning("heartbeat.write_failed", error=str(err))
+        if self._heartbeat.write(beat):  # space is back after a full disk: catch up now
+            self.worker.submit(Work.reconcile("state_disk_back"))
 
     def _cached_db_facts(self, now: float) -> dict[str, Any]:
         generation, at = self._db_key
         if generation != self.worker.generation or now - at > DB_FACTS_MAX_AGE:
-            self._db_facts = status.db_facts(self.reader)
             self._db_key = (self.worker.generation, now)
+            try:
+                self._db_facts = status.db_facts(self.reader)
+            except (sqlite3.DatabaseError, ObjlibdError) as err:  # damaged under us: say so
+                self._db_facts = {**self._db_facts, "problem": f"state database: {err}"}
         return self._db_facts
 
     def _health(self) -> dict[str, object]:

@@ -53,18 +53,30 @@ JOB_KINDS = {"orphan_cleanup": "orphan_cleanup", "prune": "prune", "reconcile": 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write `data` to `path` via a temp file and rename (readers never see half a file)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True, default=str), encoding="utf-8")
-    tmp.replace(path)
-
-
-def read_json(path: str | Path) -> dict[str, Any] | None:
-    """Return a JSON object file, or None when absent or unreadable."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        with open(
+            os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8"
+        ) as out:
+            out.write(json.dumps(data, sort_keys=True, default=str))
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # a full disk leaves no half-written temp files behind
+        raise
+
+
+def read_json(path: str | Path, *, tries: int = 1) -> dict[str, Any] | None:
+    """Return a JSON object file, or None when absent; `tries` > 1 re-reads a torn one."""
+    for _ in range(tries):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            continue
+        return data if isinstance(data, dict) else None
+    return None
 
 
 def read_pause(state_dir: str | Path) -> dict[str, Any] | None:
@@ -127,7 +139,7 @@ def live_heartbeat(config: Config, now: float) -> dict[str, Any] | None:
 def live_beat(state_dir: str | Path, now: float, stale: float) -> dict[str, Any] | None:
     """Return the heartbeat in `state_dir` if its pid owns the pidfile, lives, and is fresh."""
     owner = read_json(os.path.join(state_dir, PIDFILE_NAME))
-    beat = read_json(os.path.join(state_dir, HEARTBEAT_NAME))
+    beat = read_json(os.path.join(state_dir, HEARTBEAT_NAME), tries=3)
     if owner is None or beat is None or beat.get("pid") != owner.get("pid"):
         return None
     if not _pid_alive(int(beat["pid"])) or beat.get("stopped"):
@@ -189,6 +201,7 @@ def assemble(
         "progress": progress.of_heartbeat(beat, now),
         "errors": db["errors"],
         "quarantined": db.get("quarantined", []),
+        "state_rebuilt": db.get("rebuilt"),
     }  # fmt: skip
     verdict = health.assess(facts(beat, db, now, settings=settings, volume=volume, pause=pause))
     snap["state"] = verdict["state"]
@@ -294,6 +307,7 @@ def _empty_db() -> dict[str, Any]:
         "files": {}, "duplicates": 0, "orphans": 0, "errors": [], "jobs": {}, "hold": None,
         "last_batch": None, "pending": None, "library_id": None, "problem": None,
         "confirm_pending": None, "quarantined": [], "quarantined_count": 0, "last_success": None,
+        "rebuilt": None,
     }  # fmt: skip
 
 
@@ -318,16 +332,18 @@ def _db_facts(config: Config) -> dict[str, Any]:
     facts = _empty_db()
     if not config.db_path.exists():
         return facts
+    from objlibd import migrations
     from objlibd.errors import StateError
     from objlibd.state import StateStore
 
     try:
         state = StateStore.open(config.db_path, readonly=True)
-        try:
-            facts.update(db_facts(state))
+        try:  # a DB still being created or migrated by its writer has no facts yet
+            if state.schema_version >= migrations.LATEST:
+                facts.update(db_facts(state))
         finally:
             state.close()
-    except StateError as err:
+    except StateError as err:  # damaged, locked...: say so (the next writer rebuilds it)
         facts["problem"] = err.message
     except Exception as err:  # noqa: BLE001 - created or damaged under us (sqlite3): say so
         facts["problem"] = f"state database {config.db_path}: {err}"
@@ -358,6 +374,7 @@ def db_facts(state: StateStore) -> dict[str, Any]:
     facts["confirm_pending"] = state.get_json(CONFIRM_PENDING_KEY)
     facts["library_id"] = state.get_config("library_id")  # volume.LIBRARY_ID_KEY
     facts["last_success"] = state.last_success()
+    facts["rebuilt"] = state.get_json("state.rebuilt")  # database.REBUILT_KEY
     for name, kind in JOB_KINDS.items():
         row = state.last_job(kind)
         if row is not None:

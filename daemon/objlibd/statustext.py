@@ -8,6 +8,7 @@ when, and the fix. Standard builtins only (`status` is the hot command).
 from __future__ import annotations
 
 from objlibd import progress
+from objlibd.names import printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -47,11 +48,17 @@ def render(snap: dict[str, Any]) -> str:
             + f"  next {job['next_run'] or '-'}"
         )
     lines.append(_remote_line(snap["remote"]))
+    if rebuilt := snap.get("state_rebuilt"):
+        done = "adopts the store's documents next sync" if rebuilt.get("adopted") is None else (
+            f"{rebuilt['adopted']} documents adopted")  # fmt: skip
+        lines.append(f"state:      rebuilt {rebuilt.get('at')} ({done}); old DB kept as "
+                     f"{rebuilt.get('moved_to')}")  # fmt: skip
     for err in snap["errors"]:
-        lines.append(f"  error: {err['path']}: {err['error']}")
+        lines.append(f"  error: {printable(err['path'])}: {err['error']}")
     for held in snap["quarantined"]:
         lines.append(
-            f"  quarantined: {held['path']} ({held['failures']} failures): {held['error']}"
+            f"  quarantined: {printable(held['path'])} ({held['failures']} failures): "
+            f"{held['error']}"
         )
     lines += problem_lines(snap["problems"])
     lines.append("healthy" if snap["healthy"] else "NOT HEALTHY")

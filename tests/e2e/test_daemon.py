@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.mount]
 STATUS_KEYS = {
     "daemon", "volume", "watcher", "paused", "hold", "queue", "last_batch", "files",
     "duplicates", "orphans", "jobs", "remote", "errors", "quarantined", "healthy", "problems",
-    "confirm_pending", "state", "progress",
+    "confirm_pending", "state", "progress", "state_rebuilt",
 }  # fmt: skip
 
 

@@ -7,6 +7,8 @@ store backends, and only `run` needs them. `show_status` is also the fast path t
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -67,10 +69,13 @@ def register(subparsers: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
-    from objlibd import logs
+    from objlibd import folders, logs
     from objlibd.service import Daemon
 
     config = load_config(args)
+    folders.prepare_state(config)  # both exit 2 with the path and the fix, before anything
+    folders.prepare_logs(config)
+    os.umask(0o077)  # the daemon's own process: whatever else it creates is private too
 
     def start_logging() -> None:  # only once this process owns the state dir (and the log)
         path = logs.setup(config.logs, console=sys.stderr.isatty())
@@ -84,7 +89,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         # interpreter exit wait on its thread (launchd would SIGKILL us). The DB recorded the
         # intent before the upload, so the next start resumes or adopts it exactly.
         import logging
-        import os
 
         logging.shutdown()
         os._exit(code)
@@ -108,7 +112,6 @@ def show_status(config_path: str | None, as_json: bool) -> int:
 def cmd_activity(args: argparse.Namespace) -> int:
     """Print what objlibd did (jobs and decisions), newest first."""
     import datetime as dt
-    import json
 
     from objlibd import activity, logs
     from objlibd.state import StateStore

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -96,13 +97,31 @@ def register(subparsers: Any) -> None:
 
 
 @contextmanager
-def engine_for(config: Config, *, progress: ProgressBar | None = None) -> Iterator[SyncEngine]:
-    """Open state and store for one command and close them after."""
+def engine_for(
+    config: Config, *, progress: ProgressBar | None = None, read_only: bool = False
+) -> Iterator[SyncEngine]:
+    """Open state and store for one command and close them after.
+
+    `read_only` (dry runs, `store list`) opens the state DB read-only, or an empty one in
+    memory when there is none yet: nothing is created, written or bound.
+    """
     from objlibd.remote import open_store
     from objlibd.state import StateStore
     from objlibd.sync import SyncEngine
 
-    state = StateStore.open(config.db_path)
+    if not read_only:
+        state = StateStore.open(config.db_path, repair=True)
+        if state.rebuilt is not None:
+            print(
+                f"objlibd: the state database was damaged ({state.rebuilt['reason']}); kept "
+                f"as {state.rebuilt['moved_to']}; starting fresh and adopting the store's "
+                "documents (nothing is uploaded twice)",
+                file=sys.stderr,
+            )
+    elif config.db_path.exists():
+        state = StateStore.open(config.db_path, readonly=True)
+    else:
+        state = StateStore.memory()
     try:
         store = open_store(config)
         try:
@@ -126,7 +145,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
         cleanup_orphans=args.cleanup_orphans, skip_enrichment=args.skip_enrichment,
     )  # fmt: skip
     bar = None if args.json else ProgressBar(sys.stderr, draw=sys.stderr.isatty())
-    with _instance(config), engine_for(config, progress=bar) as engine:
+    # A dry run changes nothing, so it needs no claim on the state dir (the daemon may run).
+    claim = contextlib.nullcontext() if options.dry_run else _instance(config)
+    with claim, engine_for(config, progress=bar, read_only=options.dry_run) as engine:
         if bar is not None:
             bar.use_quota(engine.store.health())
             first = engine.state.get_config(volume.LIBRARY_ID_KEY) is None
@@ -142,19 +163,35 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_store_list(args: argparse.Namespace) -> int:
-    """List the store's documents."""
+    """List the store's documents; strictly read-only (creates, binds and deletes nothing)."""
+    from objlibd.names import printable
+
     config = load_config(args)
     setup_console_logging(config)
-    with engine_for(config) as engine:
-        engine.check_identity()
-        docs = sorted(engine.store.list_docs(), key=lambda d: (d.path or "", d.doc_id))
+    with engine_for(config, read_only=True) as engine:
+        found = config.db_path.exists() and engine.check_identity(create=False)
+        docs = sorted(
+            engine.store.list_docs(read_only=True) if found else [],
+            key=lambda d: (d.path or "", d.doc_id),
+        )
+    if not found:
+        print(
+            f"objlibd: nothing synced yet: no {config.store.backend} store "
+            f'"{config.store.name}" recorded in {config.state.dir}',
+            file=sys.stderr,
+        )
+        print("  hint: run `objlibd sync` to create it and upload the library", file=sys.stderr)
+        return 0
     for doc in docs:
         if args.json:
             row = {"doc_id": doc.doc_id, "display_name": doc.display_name, "path": doc.path,
-                   "sha256": doc.sha256, "size": doc.size, "metadata": dict(doc.metadata)}  # fmt: skip
+                   "sha256": doc.sha256, "size": doc.size, "metadata": dict(doc.metadata),
+                   "failed": doc.failed}  # fmt: skip
             print(json.dumps(row, sort_keys=True))
         else:
-            print(f"{doc.doc_id}  {(doc.sha256 or '-')[:12]}  {doc.path or doc.display_name}")
+            name = printable(doc.path or doc.display_name)
+            failed = "  (import failed)" if doc.failed else ""
+            print(f"{doc.doc_id}  {(doc.sha256 or '-')[:12]}  {name}{failed}")
     if not args.json:
         print(f"{len(docs)} documents", file=sys.stderr)
     return 0
@@ -223,10 +260,12 @@ def _ask_daemon_to_confirm(config: Config, hold: Hold) -> bool:
 
 
 def _print_missing(config: Config, hold: Hold | None, missing: list[Any]) -> None:
+    from objlibd.names import printable
+
     if hold:
         print(f"HELD since {hold.since}: {hold.reason}")
         for path in hold.paths[:20]:
-            print(f"  {path}")
+            print(f"  {printable(path)}")
         if len(hold.paths) > 20:
             print(f"  ... and {len(hold.paths) - 20} more")
         print("Nothing of these is marked missing, and no document is deleted, until you decide:")
@@ -240,7 +279,7 @@ def _print_missing(config: Config, hold: Hold | None, missing: list[Any]) -> Non
     days = config.sync.prune_after_days
     print(f"{len(missing)} files missing (their documents are pruned after {days:g} days):")
     for record in missing[:50]:
-        print(f"  {record.missing_since}  {record.path}")
+        print(f"  {record.missing_since}  {printable(record.path)}")
 
 
 def cmd_marker(args: argparse.Namespace) -> int:
@@ -362,9 +401,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 @contextmanager
 def _instance(config: Config) -> Iterator[None]:
     """Own the state dir for one command; refuse while the daemon (or another sync) does."""
-    from objlibd import pidfile
+    from objlibd import folders, pidfile
     from objlibd.errors import AlreadyRunningError
 
+    folders.prepare_state(config)  # private, writable, or exit 2 with the path and the fix
     claim = pidfile.PidFile(config.state.dir / pidfile.PIDFILE_NAME)
     try:
         claim.acquire()

@@ -45,6 +45,7 @@ from objlibd.remote.search import Passage, SearchQuery
 log = structlog.get_logger("objlibd.remote.local")
 
 INDEX_NAME = "index.sqlite"
+PRIVATE_FILE = 0o600
 SCHEMA_VERSION = 1
 SNIPPET_TOKENS = 40
 RECONCILE_BATCH = 256  # documents per transaction when the index catches up
@@ -353,6 +354,7 @@ def _document_files(docs_dir: Path) -> Iterator[tuple[str, tuple[int, int]]]:
 def _connect_for_writing(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
+        path.chmod(PRIVATE_FILE)  # the library's text: its owner's only, like the blobs
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")

@@ -13,19 +13,27 @@ own WAL NORMAL durability): one a power cut left empty or torn counts as never w
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import secrets
 import sqlite3
+import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import structlog
 
-from objlibd.errors import RemoteStoreMissingError, RemoteUnavailableError, SourceUnreadableError
+from objlibd.errors import (
+    RemoteQuotaError,
+    RemoteStoreMissingError,
+    RemoteUnavailableError,
+    SourceUnreadableError,
+)
 from objlibd.remote.base import Checkpoint, RemoteDoc, Resumed, UploadRequest
 from objlibd.remote.extraction import PdfSource, pypdf_pages
 from objlibd.remote.fulltext import INDEX_NAME, Entry, FullTextIndex, Loaded
@@ -34,6 +42,11 @@ from objlibd.remote.search import SearchQuery, SearchResult, group_citations
 log = structlog.get_logger("objlibd.remote.local")
 
 _SLUG = re.compile(r"[^a-z0-9]+")
+LEFTOVER_AGE_S = 60.0  # a temp file or unreferenced blob this old belongs to no live upload
+# Full copies of the library's documents: readable by their owner only.
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
 class LocalStore:
@@ -63,9 +76,18 @@ class LocalStore:
                 _atomic_write(self.root / "stores.json", json.dumps(registry, indent=2))
             self._store_id = store_id
             self._store = self.root / store_id.split("/", 1)[1]
-            (self._store / "docs").mkdir(parents=True, exist_ok=True)
-            (self._store / "blobs").mkdir(exist_ok=True)
+            (self._store / "docs").mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+            (self._store / "blobs").mkdir(mode=PRIVATE_DIR, exist_ok=True)
             self._open_index(self._store)
+            return store_id
+
+    def find_store(self, name: str) -> str | None:
+        """Use the store named `name` if it exists; create nothing (not even a folder)."""
+        with self._lock:
+            store_id = self._registry(create=False).get(name)
+            if store_id is not None:
+                self._store_id = store_id
+                self._store = self.root / store_id.split("/", 1)[1]
             return store_id
 
     def _open_index(self, folder: Path) -> None:
@@ -86,7 +108,7 @@ class LocalStore:
         Creates nothing: no registry, no folder, no index.
         """
         if store_id is None:
-            store_id = self._registry_if_any().get(name)
+            store_id = self._registry(create=False).get(name)
         folder = self.root / store_id.split("/", 1)[-1] if store_id else None
         if folder is None or not (folder / "docs").is_dir():
             raise RemoteStoreMissingError(
@@ -101,18 +123,12 @@ class LocalStore:
             )
         return LocalSearcher(index, lambda doc: self._read_file(folder / "docs" / f"{doc}.json"))
 
-    def _registry_if_any(self) -> dict[str, str]:
-        try:
-            data = json.loads((self.root / "stores.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-    def _registry(self) -> dict[str, str]:
+    def _registry(self, *, create: bool = True) -> dict[str, str]:
         try:
             data = json.loads((self.root / "stores.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
-            self.root.mkdir(parents=True, exist_ok=True)
+            if create:
+                self.root.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
             return {}
         except (OSError, ValueError) as err:
             raise RemoteUnavailableError(f"local store registry unreadable: {err}") from err
@@ -144,6 +160,10 @@ class LocalStore:
             with source:
                 _copy_atomic(source, blob, request.rel_path)
         except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise RemoteQuotaError(
+                    f"state disk full: no space left for the local store in {self.root}"
+                ) from err
             raise RemoteUnavailableError(f"local store write failed: {err}") from err
         doc = RemoteDoc(
             doc_id=f"{self._store_id}/documents/{doc_name}",
@@ -186,9 +206,11 @@ class LocalStore:
         """Return the document an interrupted upload produced, if it got that far."""
         return Resumed(doc=self._read(operation))
 
-    def list_docs(self) -> Iterator[RemoteDoc]:
-        """Yield every document."""
+    def list_docs(self, *, read_only: bool = False) -> Iterator[RemoteDoc]:
+        """Yield every document (listing never changes anything here)."""
         docs = self._folder() / "docs"
+        if not docs.is_dir():
+            return  # found by find_store, never written to
         for entry in sorted(item.name for item in docs.iterdir()):
             if entry.endswith(".json"):
                 doc = self._read_file(docs / entry)
@@ -213,6 +235,33 @@ class LocalStore:
 
     def forget_file(self, file_id: str) -> None:
         """Nothing to forget: the local store has no temporary upload files."""
+
+    def sweep_leftovers(self, min_age_s: float = LEFTOVER_AGE_S) -> int:
+        """Delete what interrupted uploads left (kill -9): blobs no document points at, and
+        temp files; only ones older than `min_age_s`, never an upload in flight. Returns how
+        many were deleted."""
+        if self._store is None:
+            return 0
+        cutoff = time.time() - min_age_s
+        removed = 0
+        docs = self._store / "docs"
+        for folder in (docs, self._store / "blobs", self.root):
+            try:
+                entries = list(os.scandir(folder))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                name = entry.name
+                temp = name.startswith(".") and name.endswith(".tmp")
+                lost = (
+                    folder.name == "blobs"
+                    and name.endswith(".bin")
+                    and not (docs / f"{name[:-4]}.json").exists()
+                )
+                if (temp or lost) and _older(entry, cutoff):
+                    Path(entry.path).unlink(missing_ok=True)
+                    removed += 1
+        return removed
 
     def read_bytes(self, doc_id: str) -> bytes:
         """Return a document's stored bytes (tests compare them with the disk)."""
@@ -298,8 +347,8 @@ def _to_json(doc: RemoteDoc, mime_type: str) -> dict[str, Any]:
 
 
 def _stat(path: Path) -> tuple[int, int]:
-    stat = path.stat()
-    return stat.st_size, stat.st_mtime_ns
+    info = path.stat()
+    return info.st_size, info.st_mtime_ns
 
 
 def _from_json(data: dict[str, Any]) -> RemoteDoc:
@@ -311,6 +360,14 @@ def _from_json(data: dict[str, Any]) -> RemoteDoc:
     )
 
 
+def _older(entry: os.DirEntry[str], cutoff: float) -> bool:
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff
+
+
 def _slug(text: str) -> str:
     return _SLUG.sub("-", text.lower()).strip("-")[:40]
 
@@ -319,7 +376,7 @@ def _atomic_write(path: Path, text: str) -> None:
     # No fsync: a document lost to a power cut is one the store never had (the engine adopts
     # or uploads again), the same durability as the state DB's WAL in synchronous=NORMAL.
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:  # noqa: PTH123
+    with os.fdopen(os.open(tmp, _NEW_FILE, PRIVATE_FILE), "w", encoding="utf-8") as handle:
         handle.write(text)
     tmp.replace(path)
 
@@ -327,21 +384,24 @@ def _atomic_write(path: Path, text: str) -> None:
 def _copy_atomic(src: BinaryIO, target: Path, rel_path: str) -> None:
     # The bytes reach the disk before any document can point at them, power cut or not.
     tmp = target.with_name(f".{target.name}.tmp")
-    with open(tmp, "wb") as dst:  # noqa: PTH123
-        while True:
-            try:
-                chunk = src.read(1 << 20)
-            except OSError as err:  # the drive failed or was pulled mid-read: not our store
-                tmp.unlink(missing_ok=True)
-                raise SourceUnreadableError(
-                    f"cannot read {rel_path} for upload: {err.strerror or err}", gone=False
-                ) from None
-            if not chunk:
-                break
-            dst.write(chunk)
-        dst.flush()
-        _datasync(dst.fileno())
-    tmp.replace(target)
+    try:
+        with os.fdopen(os.open(tmp, _NEW_FILE, PRIVATE_FILE), "wb") as dst:
+            while True:
+                try:
+                    chunk = src.read(1 << 20)
+                except OSError as err:  # the drive failed or was pulled mid-read: not our store
+                    raise SourceUnreadableError(
+                        f"cannot read {rel_path} for upload: {err.strerror or err}", gone=False
+                    ) from None
+                if not chunk:
+                    break
+                dst.write(chunk)
+            dst.flush()
+            _datasync(dst.fileno())
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half copy left behind (a pulled drive, a full disk)
+        raise
 
 
 def _datasync(fd: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -105,12 +106,9 @@ class GeminiStore:
         second store of the same name.
         """
         for _ in range(self._settings.max_attempts):
-            matches = [s.name for s in self._stores() if s.display_name == name and s.name]
-            if len(matches) > 1:
-                log.warning("remote.store.duplicates", display_name=name, stores=matches)
-            if matches:
-                self._store = matches[0]
-                return self._store
+            found = self.find_store(name)
+            if found is not None:
+                return found
             try:
                 self._store = self._create_store(name)
             except RemoteUncertainError as err:
@@ -354,14 +352,21 @@ class GeminiStore:
 
     # -- documents ----------------------------------------------------------------------
 
-    def list_docs(self) -> Iterator[RemoteDoc]:
-        """Yield every document (20 a page); failed imports' remains are deleted instead."""
+    def list_docs(self, *, read_only: bool = False) -> Iterator[RemoteDoc]:
+        """Yield every document (20 a page); failed imports' remains are deleted instead.
+
+        `read_only` yields those too (marked `failed`) and deletes nothing.
+        """
         store = self._require_store()
         token: str | None = None
         while True:
             page, token = self._documents_page(store, token)
             for doc in page:
-                if doc.state == types.DocumentState.STATE_FAILED and doc.name:
+                failed = doc.state == types.DocumentState.STATE_FAILED
+                if failed and read_only:
+                    yield dataclasses.replace(to_remote_doc(doc), failed=True)
+                    continue
+                if failed and doc.name:
                     log.info("remote.failed_document.deleted", doc=doc.name)
                     self.delete(doc.name)
                     continue
@@ -411,6 +416,10 @@ class GeminiStore:
             if err.code == 404:
                 return
             raise refusal(f"Gemini refused to delete {file_id}", err) from None
+
+    def sweep_leftovers(self) -> int:
+        """Nothing to sweep: Files-API uploads the DB lost expire on their own after 48 h."""
+        return 0
 
     def _forget_quietly(self, file_id: str) -> None:
         try:
