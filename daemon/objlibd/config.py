@@ -170,6 +170,14 @@ class NotifySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchSettings:
+    """[search]: `objlibd search` and `objlibd doctor --deep`."""
+
+    model: str = "gemini-3.5-flash"  # gemini backend: the model that answers (with File Search)
+    top_k: int = 8  # passages retrieved per question
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     """[logs]: where the daemon writes JSON lines and how much."""
 
@@ -192,6 +200,7 @@ class Config:
     gemini: GeminiSettings = field(default_factory=GeminiSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
     logs: LogSettings = field(default_factory=LogSettings)
     source: Path | None = None
 
@@ -205,6 +214,14 @@ BACKENDS = ("local", "gemini")
 TIERS = ("free", "tier1", "tier2", "tier3")
 LEVELS = ("debug", "info", "warning", "error")
 SEVERITIES = ("info", "warning", "error")  # objlibd.health's
+# Models that serve File Search (shared/reference/gemini-file-search-query.md §1.3, newest
+# docs list). The 2.5 models are being shut down: refused, with the replacement named.
+SEARCH_MODELS = (
+    "gemini-3.8-flash", "gemini-3.7-flash", "gemini-3.6-flash", "gemini-3.5-flash",
+    "gemini-3.5-flash-lite", "gemini-3.1-pro-preview", "gemini-3.1-flash-lite",
+    "gemini-3-flash-preview",
+)  # fmt: skip
+RETIRED_MODELS = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite")
 
 
 def resolve_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -344,6 +361,7 @@ def _check(config: Config, source: Path) -> None:
     if config.notify.min_severity not in SEVERITIES:
         raise fail("[notify] min_severity", f"must be one of {SEVERITIES}")
     _check_timezone(config.jobs.timezone, fail)
+    _check_search(config, fail)
     _check_rules(config.enrichment.rules, fail)
 
 
@@ -420,6 +438,7 @@ RANGES: dict[str, Range] = {
     "[gemini] retry_max_delay_seconds": Range(0, _DAY),
     "[gemini] breaker_cooldown_seconds": Range(0, _DAY),
     "[health] store_unreachable_minutes": Range(0, 7 * 24 * 60.0),
+    "[search] top_k": Range(1, 100, low_allowed=True),
     "[logs] max_bytes": Range(1, 2**40, low_allowed=True),
     "[logs] backups": Range(0, 1000, low_allowed=True),
 }
@@ -457,6 +476,18 @@ def _check_timezone(name: str, fail: Any) -> None:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise fail("[jobs] timezone", f"{name!r} is not a known time zone") from None
+
+
+def _check_search(config: Config, fail: Any) -> None:
+    model = config.search.model
+    if not model.strip() or "/" in model.removeprefix("models/"):
+        raise fail("[search] model", f"{model!r} is not a model name like {SEARCH_MODELS[3]!r}")
+    if model.removeprefix("models/") in RETIRED_MODELS:
+        raise fail(
+            "[search] model",
+            f"{model!r} is being shut down by Google and may no longer answer",
+            hint=f'use one of: {", ".join(SEARCH_MODELS)} (default "{SearchSettings().model}")',
+        )
 
 
 def _check_rules(rules: tuple[EnrichmentRule, ...], fail: Any) -> None:

@@ -97,6 +97,12 @@ class CredentialsMissingError(ObjlibdError):
     exit_code = 2
 
 
+class QueryError(ObjlibdError):
+    """A search question or its `--where` filter cannot be used as written (exit 2)."""
+
+    exit_code = 2
+
+
 class ServiceError(ObjlibdError):
     """launchctl/systemctl could not do what was asked."""
 
@@ -135,6 +141,10 @@ class RemoteRejectedError(RemoteError):
 
 class RemoteUnsupportedError(RemoteRejectedError):
     """The store cannot take this kind of file at all (too large, unsupported type): skip it."""
+
+
+class RemoteStoreMissingError(RemoteError):
+    """The configured store does not exist (yet): reading commands never create one."""
 
 
 class RemoteQuotaError(RemoteError):

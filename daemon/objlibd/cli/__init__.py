@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the full argument parser."""
     import argparse
 
-    from objlibd.cli import daemon, engine, failures, service
+    from objlibd.cli import daemon, engine, failures, search, service
 
     parser = argparse.ArgumentParser(
         prog="objlibd",
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"objlibd {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for area in (engine, failures, daemon, service):
+    for area in (engine, search, failures, daemon, service):
         area.register(subparsers)
     return parser
 

@@ -1,4 +1,4 @@
-"""Engine subcommands: `sync`, `store list`, `missing`, `marker`, `demo`."""
+"""Engine subcommands: `sync`, `store list`, `missing`, `marker`, `demo` (ends with a search)."""
 
 from __future__ import annotations
 
@@ -386,6 +386,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print("The store now holds:")
     cmd_store_list(argparse.Namespace(config=str(config_path), json=False))
+    print()
+    print(f'A sample search: objlibd search "{demo.SAMPLE_QUESTION}"')
+    from objlibd.cli.search import cmd_search
+
+    cmd_search(argparse.Namespace(
+        config=str(config_path), question=demo.SAMPLE_QUESTION, where=None, top_k=None,
+        json=False,
+    ))  # fmt: skip
     print(demo.next_steps(config_path))
     return code
 

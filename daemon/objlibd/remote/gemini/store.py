@@ -29,10 +29,13 @@ from objlibd.remote.gemini.convert import (
     check_uploadable,
     custom_metadata,
     document_name,
+    file_id,
     http_options,
     is_finished,
     to_remote_doc,
 )
+from objlibd.remote.gemini.search import ask
+from objlibd.remote.search import SearchQuery, SearchResult
 
 log = structlog.get_logger("objlibd.remote.gemini")
 
@@ -139,6 +142,10 @@ class GeminiStore:
         log.info("remote.store.created", display_name=name, store=created.name)
         return created.name
 
+    def search(self, store: str, query: SearchQuery, model: str) -> SearchResult:
+        """Ask `model` the question with File Search on `store` (`gemini.search.ask`)."""
+        return ask(self._client, self._calls, store, query, model)
+
     def _stores(self) -> Iterator[types.FileSearchStore]:
         token: str | None = None
         while True:
@@ -193,14 +200,18 @@ class GeminiStore:
         )
 
     def _upload_file(self, request: UploadRequest, mime_type: str) -> str:
-        config = types.UploadFileConfig(mime_type=mime_type, display_name=request.display_name)
         path = str(request.local_path)
-        try:
-            file = self._calls(
-                f"upload of {request.rel_path}",
-                lambda: self._client.files.upload(file=path, config=config),
-                gated=True,
+
+        def send() -> types.File:
+            # A readable File ID per attempt: an imported document's title (what citations
+            # show) is its File ID, and a retry must not collide with a lost first attempt.
+            config = types.UploadFileConfig(
+                mime_type=mime_type, display_name=request.display_name, name=file_id(request)
             )
+            return self._client.files.upload(file=path, config=config)
+
+        try:
+            file = self._calls(f"upload of {request.rel_path}", send, gated=True)
         except RefusedError as err:
             raise refusal(f"Gemini refused the upload of {request.rel_path}", err) from None
         except OSError as err:
