@@ -97,20 +97,36 @@ def test_the_ceiling_caps_the_start_and_the_growth(clock: FakeClock) -> None:
 # -- cuts and holds ------------------------------------------------------------------------------
 
 
-def test_a_quota_429_halves_the_rate_the_service_accepted_and_holds_until_retryinfo(
+def busy_at_one_call_a_second(pace: Pace, clock: FakeClock, seconds: int) -> None:
+    for _ in range(seconds):
+        pace.succeeded(pace.reserve())
+        clock.now += 1.0
+
+
+def test_a_quota_429_halves_what_the_service_took_and_holds_until_retryinfo(
     clock: FakeClock,
 ) -> None:
     pace = Pace(2400, clock)
-    for _ in range(60):  # 120 rpm for 30 s: the service took that much, not 2400
-        pace.succeeded(pace.reserve())
-        clock.now += 0.5
+    busy_at_one_call_a_second(pace, clock, 30)  # the service took 30, not 2400 a minute
     waiting = pace.reserve()
 
-    absorbed = pace.refused(pace.reserve(), 7.0)
+    # RetryInfo 30.5 s: the call about to leave the window is this pace's first, so the
+    # window (full, since it refuses) holds only this pace's 30 calls: the quota is 30.
+    absorbed = pace.refused(pace.reserve(), 30.5)
 
-    assert (absorbed, pace.rpm, pace.snapshot()["limit"]) == (True, 60, 60)
+    assert (absorbed, pace.rpm, pace.snapshot()["limit"]) == (True, 15, 15)
     assert pace.valid(waiting) is False, "a slot handed out before the hold is asked again"
-    assert pace.reserve().wait == pytest.approx(7.0)
+    assert pace.reserve().wait == pytest.approx(30.5)
+
+
+def test_a_window_still_full_of_an_earlier_runs_calls_teaches_no_limit(clock: FakeClock) -> None:
+    pace = Pace(2400, clock)
+    busy_at_one_call_a_second(pace, clock, 30)
+
+    # RetryInfo 5 s: the call about to leave the window came 25 s before this pace began.
+    pace.refused(pace.reserve(), 5.0)
+
+    assert (pace.rpm, pace.snapshot()["limit"]) == (1200, None)
 
 
 def test_without_retryinfo_the_hold_is_one_interval_of_the_new_pace(clock: FakeClock) -> None:

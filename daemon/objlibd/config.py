@@ -140,8 +140,11 @@ class GeminiSettings:
     api_version: str = "v1beta"
     base_url: str = ""
     max_concurrent_uploads: int = 4
+    # Where the adaptive pace starts when it has learned nothing yet for this store: the
+    # tier's requests/minute, or rate_limit_rpm when > 0; rate_limit_max_rpm > 0 caps it.
     rate_limit_tier: str = "tier1"
-    rate_limit_rpm: float = 0.0  # > 0 overrides the tier's requests/minute (custom quotas)
+    rate_limit_rpm: float = 0.0
+    rate_limit_max_rpm: float = 0.0
     timeout_seconds: float = 120.0
     poll_interval_seconds: float = 3.0
     operation_deadline_seconds: float = 600.0
@@ -320,6 +323,9 @@ def _check(config: Config, source: Path) -> None:
     _check_positive(config, fail)
     if config.gemini.rate_limit_tier not in TIERS:
         raise fail("[gemini] rate_limit_tier", f"must be one of {TIERS}")
+    for key in ("rate_limit_rpm", "rate_limit_max_rpm"):
+        if getattr(config.gemini, key) < 0:
+            raise fail(f"[gemini] {key}", "must be 0 (not set) or more")
     if config.logs.level not in LEVELS:
         raise fail("[logs] level", f"must be one of {LEVELS}")
     _check_timezone(config.jobs.timezone, fail)

@@ -10,10 +10,13 @@ real one instead of trusting the guess:
   (callers waited for their slots, and the calls that succeeded used at least half of what
   it allowed) and no quota 429 came, the pace doubles. A pace that is not the limit does not
   grow: it stays a measured number.
-* **Cut**: a quota 429 halves the pace (`limit` keeps the halved value, TCP's ssthresh) and
-  holds every caller until the server's RetryInfo delay has passed; the slots already handed
-  out are dropped and their holders ask again. A call sent before the cut that comes back
-  refused too is absorbed without cutting again: one cut per generation of calls.
+* **Cut**: a quota 429 halves what the service took in the last minute (TCP halves the
+  flight, not a window that ran ahead of it), and `limit` keeps the halved value (TCP's
+  ssthresh); with nothing to go by (the window still held an earlier run's calls) it halves
+  the pace and learns no limit. Either way every caller is held until the server's
+  RetryInfo delay has passed; the slots already handed out are dropped and their holders
+  ask again. A call sent before the cut that comes back refused is absorbed without a second
+  cut, and so is any refusal within a minute of a cut while calls still get through.
 * **Additive increase**: once a limit is known, the pace grows back to it by doubling, and
   past it by `limit * INCREASE_FRACTION` per step used.
 * Never below `MIN_RPM`, never above the ceiling a person set. At the floor a fresh quota 429
@@ -40,6 +43,7 @@ USED_FRACTION = 0.5
 INCREASE_FRACTION = 0.125
 MINUTE = 60.0
 CUT_EVERY_SECONDS = 60.0
+OLDEST_SLACK = 1.0  # RetryInfo's rounding
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,17 +149,19 @@ class Pace:
             if absorbed:
                 self._quota_429s += 1
                 if fresh:
-                    self._cut(now)
+                    self._cut(now, retry_delay)
             self._hold(now, retry_delay)
             return absorbed
 
     # -- decisions (lock held) --------------------------------------------------------------
 
-    def _cut(self, now: float) -> None:
-        measured = self._measured(now)
-        base = self._rpm if measured is None else min(self._rpm, measured)
-        self._limit = max(self.floor, base / 2)
-        self._set(self._limit)
+    def _cut(self, now: float, retry_delay: float | None) -> None:
+        measured = self._measured(now, retry_delay)
+        if measured is None:  # nothing to go by: halve the pace, keep the limit known so far
+            self._set(max(self.floor, self._rpm / 2))
+        else:
+            self._limit = max(self.floor, min(self._rpm, measured) / 2)
+            self._set(self._limit)
         self._generation += 1
         self._cuts += 1
         self._last_cut, self._accepted_since_cut = now, 0
@@ -172,14 +178,24 @@ class Pace:
             return True
         return now - self._last_cut >= CUT_EVERY_SECONDS
 
-    def _measured(self, now: float) -> float | None:
-        """Return the rate the service accepted over the last minute (None: too soon to say)."""
+    def _measured(self, now: float, retry_delay: float | None) -> float | None:
+        """Return how many calls the service took in the last minute, if that is its quota.
+
+        The window is full when it refuses: its count is the quota, provided every call in
+        it is this pace's. That holds once the pace has run a minute, or sooner when the
+        call about to free a slot (RetryInfo says when) came after the pace's first: a
+        window still holding an earlier run's calls says nothing about the quota (None).
+        """
         while self._accepted and self._accepted[0] <= now - MINUTE:
             self._accepted.popleft()
-        elapsed = min(MINUTE, now - (self._first if self._first is not None else now))
-        if elapsed < STEP_SECONDS or not self._accepted:
+        if self._first is None or not self._accepted:
             return None
-        return len(self._accepted) * MINUTE / elapsed
+        if now - self._first >= MINUTE:
+            return float(len(self._accepted))
+        if retry_delay is None:
+            return None
+        oldest = now + retry_delay - MINUTE  # when the call that frees the next slot came in
+        return float(len(self._accepted)) if oldest >= self._first - OLDEST_SLACK else None
 
     def _hold(self, now: float, retry_delay: float | None) -> None:
         delay = retry_delay if retry_delay is not None else self._limiter.interval

@@ -23,7 +23,14 @@ from objlibd.errors import (
     SourceUnreadableError,
 )
 from objlibd.remote.base import Checkpoint, RemoteDoc, Resumed, UploadRequest
-from objlibd.remote.gemini.calls import Caller, RefusedError, refusal
+from objlibd.remote.gemini.calls import (
+    Caller,
+    LearnedPace,
+    RefusedError,
+    SavePace,
+    poll_delays,
+    refusal,
+)
 from objlibd.remote.gemini.convert import (
     check_uploadable,
     custom_metadata,
@@ -36,6 +43,7 @@ from objlibd.remote.gemini.convert import (
 log = structlog.get_logger("objlibd.remote.gemini")
 
 PAGE_SIZE = 20
+QUOTA_CALLS_PER_UPLOAD = 2  # the Files API upload and the importFile: the paced ones
 
 
 class _StillRunningError(Exception):
@@ -48,8 +56,13 @@ def open_gemini(
     environ: Mapping[str, str] = os.environ,
     keystore: Callable[[], KeyStore] = os_keychain,
     stop: threading.Event | None = None,
+    learned_pace: LearnedPace | None = None,
+    save_pace: SavePace | None = None,
 ) -> GeminiStore:
     """Return a GeminiStore using the API key from the environment or the OS keychain.
+
+    `learned_pace` / `save_pace`: the pace learned for this store by an earlier run, and
+    where to persist it as it changes (see `Caller`).
 
     Raises:
         CredentialsMissingError: neither GEMINI_API_KEY nor the keychain holds a key.
@@ -58,7 +71,7 @@ def open_gemini(
     from objlibd import logs
 
     logs.register_secret(key)  # whatever the source, the redactor knows this value
-    return GeminiStore(settings, key, stop=stop)
+    return GeminiStore(settings, key, stop=stop, learned_pace=learned_pace, save_pace=save_pace)
 
 
 class GeminiStore:
@@ -74,6 +87,8 @@ class GeminiStore:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
         stop: threading.Event | None = None,
+        learned_pace: LearnedPace | None = None,
+        save_pace: SavePace | None = None,
     ) -> None:
         """`sleep` defaults to waiting on `stop`: a shutdown cuts every wait short."""
         if not api_key:
@@ -87,6 +102,7 @@ class GeminiStore:
             settings, concurrency=self.concurrency, clock=clock, sleep=sleep,
             stop=stop or threading.Event(),
             labels=lambda: {"backend": self.backend, "store": self._store},
+            learned=learned_pace, save_pace=save_pace,
         )  # fmt: skip
         self._sleep = self._calls.pause
 
@@ -205,6 +221,7 @@ class GeminiStore:
     def _wait_active(self, file: types.File, request: UploadRequest) -> str:
         name = file.name or ""
         deadline = self._clock() + self._settings.operation_deadline_seconds
+        delays = poll_delays(self._settings.poll_interval_seconds)
         while file.state not in (None, types.FileState.ACTIVE):
             if file.state == types.FileState.FAILED:
                 self._forget_quietly(name)
@@ -216,7 +233,7 @@ class GeminiStore:
                     f"{self._settings.operation_deadline_seconds:g} s",
                     hint="the next sync uploads it again",
                 )
-            self._sleep(self._settings.poll_interval_seconds)
+            self._sleep(next(delays))
             file = self._get_file(name, request)
         return name
 
@@ -286,10 +303,11 @@ class GeminiStore:
     def _poll(self, operation: types.ImportFileOperation) -> types.ImportFileOperation:
         """Poll until done, failed or (via the response) finished; raise _StillRunningError."""
         deadline = self._clock() + self._settings.operation_deadline_seconds
+        delays = poll_delays(self._settings.poll_interval_seconds)
         while not is_finished(operation):
             if self._clock() >= deadline:
                 raise _StillRunningError(operation.name)
-            self._sleep(self._settings.poll_interval_seconds)
+            self._sleep(next(delays))
             operation = self._calls(
                 "operation status", partial(self._client.operations.get, operation)
             )
@@ -399,13 +417,15 @@ class GeminiStore:
     # -- status -------------------------------------------------------------------------
 
     def health(self) -> dict[str, object]:
-        """Return store, breaker, limiter and concurrency; never the key."""
+        """Return store, breaker, pace and concurrency; never the key."""
+        pace = self._calls.pace.snapshot()
+        pace["calls_per_upload"] = QUOTA_CALLS_PER_UPLOAD
         return {
             "backend": self.backend,
             "store": self._store,
             "breaker": self._calls.breaker.snapshot(),
             "rate_limit_tier": self._settings.rate_limit_tier,
-            "rate_limit": self._calls.limiter.snapshot(),
+            "pace": pace,
             "concurrency": self._calls.gate.limit,
             "max_concurrency": self.concurrency,
         }
