@@ -117,15 +117,14 @@ class Daemon:
     def _build(self) -> None:
         import psutil  # type: ignore[import-untyped]  # no stubs in the dev env
 
-        from objlibd.remote import open_store
-        from objlibd.sync import SyncEngine
+        from objlibd.sync import SyncEngine, open_store_for
 
         config = self.config
         self._process = psutil.Process()
         self.state = StateStore.open(config.db_path)
         self.reader = StateStore.open(config.db_path, readonly=True)
-        self.store = open_store(config, stop=self.stop)
-        engine = SyncEngine(config, self.state, self.store, stop=self.stop)
+        self.store = open_store_for(config, self.state, stop=self.stop)
+        self.engine = engine = SyncEngine(config, self.state, self.store, stop=self.stop)
         self.scheduler = JobScheduler(
             config.jobs, lambda name: self.worker.submit(Work.scheduled(name))
         )
@@ -363,6 +362,8 @@ class Daemon:
 
     def _health(self) -> dict[str, object]:
         try:
-            return self.store.health()
+            health = self.store.health()
+            pace = self.engine.pace_facts(health)  # with the ETA of the pending uploads
         except Exception as err:  # noqa: BLE001 - status must not take the daemon down
             return {"error": str(err)}
+        return health if pace is None else {**health, "pace": pace}

@@ -44,6 +44,7 @@ LAST_BATCH_KEY = "daemon.last_batch"
 SCHEDULE_KEY = "daemon.schedule"
 PENDING_KEY = "daemon.pending"
 CONFIRM_PENDING_KEY = "daemon.confirm_pending"  # a confirmation stored while objlibd could not act
+PACE_KEY = "remote.pace"  # the request pace learned for the store (remote/pace.py)
 JOB_KINDS = {"orphan_cleanup": "orphan_cleanup", "prune": "prune", "reconcile": "sync"}
 
 
@@ -165,7 +166,7 @@ def assemble(
         "duplicates": db["duplicates"],
         "orphans": db["orphans"],
         "jobs": _jobs(db["jobs"], (beat or {}).get("next_runs") or {}),
-        "remote": _remote(backend, store, beat),
+        "remote": _remote(backend, store, beat, db.get("pace")),
         "errors": db["errors"],
         "quarantined": db.get("quarantined", []),
         "problem": (beat or {}).get("problem") or db["problem"],
@@ -202,12 +203,22 @@ def _volume(config: Config, beat: dict[str, Any] | None, db: dict[str, Any]) -> 
     return {"state": found.availability.value, "reason": found.reason}
 
 
-def _remote(backend: str, store: str, beat: dict[str, Any] | None) -> dict[str, Any]:
+def _remote(
+    backend: str, store: str, beat: dict[str, Any] | None, learned: Any = None
+) -> dict[str, Any]:
     health = (beat or {}).get("remote") or {}
     breaker = health.get("breaker") if isinstance(health, dict) else None
     if isinstance(breaker, dict):
         breaker = breaker.get("state")
-    return {"backend": backend, "store": store, "breaker": breaker}
+    remote = {"backend": backend, "store": store, "breaker": breaker}
+    # The live pace (with the ETA of pending uploads) while the daemon runs; else the learned one.
+    pace = health.get("pace") if isinstance(health, dict) else None
+    if not isinstance(pace, dict) and isinstance(learned, dict) and backend == "gemini":
+        pace = {"rpm": learned.get("rpm"), "source": "learned",
+                "quota_429s": learned.get("quota_429s", 0)}  # fmt: skip
+    if isinstance(pace, dict):
+        remote["pace"] = pace
+    return remote
 
 
 def _jobs(rows: dict[str, Any], next_runs: dict[str, Any]) -> dict[str, Any]:
@@ -268,6 +279,7 @@ def db_facts(state: StateStore) -> dict[str, Any]:
     facts["last_batch"] = state.get_json(LAST_BATCH_KEY)
     facts["pending"] = state.get_json(PENDING_KEY)
     facts["confirm_pending"] = state.get_json(CONFIRM_PENDING_KEY)
+    facts["pace"] = state.get_json(PACE_KEY)
     facts["library_id"] = state.get_config("library_id")  # volume.LIBRARY_ID_KEY
     for name, kind in JOB_KINDS.items():
         row = state.last_job(kind)
@@ -301,6 +313,18 @@ def _duration(seconds: float | None) -> str:
     if days:
         return f"{days}d {hours}h"
     return f"{hours}h {minutes}m" if hours else f"{minutes}m {secs}s"
+
+
+def pace_text(pace: dict[str, Any]) -> str:
+    """Return e.g. '300 rpm (learned), 4 quota 429s absorbed; 120 uploads left, about 1m 12s'."""
+    rpm = pace.get("rpm")
+    text = f"{rpm:g} rpm" if isinstance(rpm, int | float) else "? rpm"
+    text += f" ({pace.get('source') or 'configured'}), "
+    text += f"{pace.get('quota_429s') or 0} quota 429s absorbed"
+    pending, eta = pace.get("pending_uploads") or 0, pace.get("eta_s")
+    if pending and isinstance(eta, int | float):
+        text += f"; {pending} uploads left, about {_duration(eta)} at this pace"
+    return text
 
 
 def _hold_line(snap: dict[str, Any]) -> str:
@@ -342,6 +366,8 @@ def render_text(snap: dict[str, Any]) -> str:
         )
     r = snap["remote"]
     lines.append(f'remote:     {r["backend"]} store "{r["store"]}" (breaker {r["breaker"] or "-"})')
+    if r.get("pace"):
+        lines.append(f"pace:       {pace_text(r['pace'])}")
     if snap["problem"]:
         lines.append(f"PROBLEM:    {snap['problem']}")
     for err in snap["errors"]:

@@ -97,13 +97,12 @@ def register(subparsers: Any) -> None:
 @contextmanager
 def engine_for(config: Config, *, progress: ProgressBar | None = None) -> Iterator[SyncEngine]:
     """Open state and store for one command and close them after."""
-    from objlibd.remote import open_store
     from objlibd.state import StateStore
-    from objlibd.sync import SyncEngine
+    from objlibd.sync import SyncEngine, open_store_for
 
     state = StateStore.open(config.db_path)
     try:
-        store = open_store(config)
+        store = open_store_for(config, state)
         try:
             yield SyncEngine(config, state, store, progress=progress)
         finally:
