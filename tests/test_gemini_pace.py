@@ -20,7 +20,8 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from objlibd import config as config_module
 from objlibd import status
 from objlibd.config import Config, GeminiSettings, StateSettings, StoreSettings
 from objlibd.demo import mount_point_of
+from objlibd.errors import RemoteStoppedError
 from objlibd.remote.base import UploadRequest
 from objlibd.remote.gemini import GeminiStore
 from objlibd.remote.gemini.calls import poll_delays
@@ -192,6 +194,36 @@ def test_a_pace_that_cannot_be_saved_does_not_fail_the_upload(
         store.upload(request_for(tmp_path, "a.txt"))
 
     assert [e["error"] for e in logs if e["event"] == "remote.pace.save_failed"] == ["disk full"]
+
+
+def test_a_shutdown_cuts_a_quota_hold_short(fake: FakeGemini, tmp_path: Path) -> None:
+    stop = threading.Event()
+    store = GeminiStore(settings_for(fake), KEY, stop=stop)
+    store.ensure_store("library")
+    fake.inject("stores.importFile", 429, retry_delay="600s")
+    failures: list[BaseException] = []
+
+    def upload() -> None:
+        try:
+            store.upload(request_for(tmp_path, "a.txt"))
+        except BaseException as err:  # noqa: BLE001 - the test reads what came out
+            failures.append(err)
+
+    worker = threading.Thread(target=upload)
+    worker.start()
+    wait_until(lambda: store.health()["pace"]["quota_429s"] == 1)  # type: ignore[index]
+    stop.set()
+    worker.join(timeout=5)
+
+    assert not worker.is_alive(), "the 600 s hold ended with the stop"
+    assert [type(err) for err in failures] == [RemoteStoppedError]
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)  # poll interval of this deadline wait
 
 
 def test_the_store_starts_from_a_learned_pace(fake: FakeGemini) -> None:
@@ -364,3 +396,20 @@ def test_status_without_a_daemon_shows_the_learned_pace(tmp_path: Path) -> None:
     assert snap["remote"]["pace"] == {"rpm": 210.5, "source": "learned", "quota_429s": 7}
     assert "pace:       210.5 rpm (learned), 7 quota 429s absorbed" in status.render_text(snap)
     assert json.dumps(snap)  # still plain JSON
+
+
+def test_the_engine_reports_the_eta_of_its_pending_uploads_at_the_pace(tmp_path: Path) -> None:
+    from objlibd.remote.local import LocalStore
+
+    config = Config(state=StateSettings(dir=tmp_path / "state"))
+    state = StateStore.open(config.db_path)
+    engine = SyncEngine(config, state, LocalStore(tmp_path / "store"))
+    engine._report("upload", 10, 110)
+    health = {"pace": {"rpm": 300.0, "source": "learned", "quota_429s": 2, "calls_per_upload": 2}}
+
+    facts = engine.pace_facts(health)
+    state.close()
+
+    assert facts == {"rpm": 300.0, "source": "learned", "limit": None, "quota_429s": 2,
+                     "pending_uploads": 100, "eta_s": 40.0}  # fmt: skip
+    assert engine.pace_facts({"backend": "local"}) is None

@@ -392,7 +392,8 @@ class SyncEngine:
         # The jobs row shows upload progress (done/total) to `status` readers; one write per
         # PROGRESS_EVERY files keeps a 50k-file first sync from paying a transaction per file,
         # and the final count goes in with the job's close (a one-file batch pays nothing).
-        if phase == "upload" and self._job is not None:
-            self._progress = (done, total)
-            if done % PROGRESS_EVERY == 0 and done < total:
-                self.state.job_progress(self._job, done, total)
+        if phase != "upload":
+            return
+        self._progress = (done, total)  # also what `pending_uploads` counts
+        if self._job is not None and done % PROGRESS_EVERY == 0 and done < total:
+            self.state.job_progress(self._job, done, total)

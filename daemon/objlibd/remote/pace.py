@@ -134,6 +134,7 @@ class Pace:
             self._used += 1
             self._accepted_since_cut += 1
             self._accepted.append(now)
+            self._forget_before(now - MINUTE)
 
     def refused(self, ticket: Ticket, retry_delay: float | None) -> bool:
         """Record a quota 429; return True if the pace absorbed it (slowed or already had).
@@ -186,8 +187,7 @@ class Pace:
         call about to free a slot (RetryInfo says when) came after the pace's first: a
         window still holding an earlier run's calls says nothing about the quota (None).
         """
-        while self._accepted and self._accepted[0] <= now - MINUTE:
-            self._accepted.popleft()
+        self._forget_before(now - MINUTE)
         if self._first is None or not self._accepted:
             return None
         if now - self._first >= MINUTE:
@@ -196,6 +196,10 @@ class Pace:
             return None
         oldest = now + retry_delay - MINUTE  # when the call that frees the next slot came in
         return float(len(self._accepted)) if oldest >= self._first - OLDEST_SLACK else None
+
+    def _forget_before(self, moment: float) -> None:
+        while self._accepted and self._accepted[0] <= moment:
+            self._accepted.popleft()
 
     def _hold(self, now: float, retry_delay: float | None) -> None:
         delay = retry_delay if retry_delay is not None else self._limiter.interval
