@@ -325,7 +325,7 @@ def test_100_files_at_a_true_300_rpm_from_the_tier1_guess(tmp_path: Path) -> Non
 def test_a_true_quota_below_the_start_pulls_the_pace_down_to_it(tmp_path: Path) -> None:
     clock = ScaledClock(20.0)
     quota = Quota(rpm=10, clock=clock.clock)
-    with FakeGemini(quota=quota) as fake:
+    with FakeGemini(quota=quota) as fake, capture_logs() as logs:
         config = paced_config(tmp_path, fake)
         make_library(config.library.root, 8)
 
@@ -333,9 +333,11 @@ def test_a_true_quota_below_the_start_pulls_the_pace_down_to_it(tmp_path: Path) 
 
         refused = fake.quota_429s
     assert (summary.exit_code, summary.uploaded) == (0, 8), summary.to_dict()
-    assert refused >= 1, "the sync met the quota"
-    assert health["pace"]["limit"] <= 10.0, health["pace"]
+    slowed = [entry["rpm"] for entry in logs if entry["event"] == "remote.pace.slowed"]
+    assert refused >= 1 and slowed, "the sync met the quota"
+    assert min(slowed) <= 10.0, slowed
     assert health["breaker"]["trips"] == 0
+    assert not [entry for entry in logs if entry["event"].startswith("remote.breaker")]
     assert wall <= 2 * (17 * 60.0 / 10) + 15
 
 

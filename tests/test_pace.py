@@ -87,6 +87,23 @@ def test_after_a_cut_it_doubles_back_to_the_limit_then_adds_an_eighth_of_it_per_
     assert rpm_after(pace, clock, [5.5, 5, 5, 5]) == [100, 112.5, 125, 137.5]
 
 
+def test_a_pace_of_a_few_calls_a_minute_grows_too_when_it_is_the_limit(clock: FakeClock) -> None:
+    pace = Pace(2, clock)  # 30 s between calls: most 5 s steps hold none
+
+    assert rpm_after(pace, clock, [30, 30, 30, 30]) == [4, 4, 8, 64]
+
+
+def test_a_minute_past_the_limit_without_a_refusal_probes_again_by_doubling(
+    clock: FakeClock,
+) -> None:
+    pace = Pace(200, clock, learned={"rpm": 100, "limit": 100, "start_rpm": 200})
+
+    seen = rpm_after(pace, clock, [5.0] * 14)
+
+    assert seen[:11] == [100 + 12.5 * step for step in range(1, 12)]  # an eighth per step
+    assert seen[11:] == [475, 950, 1900]  # the limit went stale: slow start
+
+
 def test_the_ceiling_caps_the_start_and_the_growth(clock: FakeClock) -> None:
     pace = Pace(20, clock, max_rpm=50)
 

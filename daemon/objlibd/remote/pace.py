@@ -7,8 +7,8 @@ real one instead of trusting the guess:
   back), or without one at the configured tier / rpm. A pace learned from another starting
   point (the person changed the tier since) is not used: the config wins.
 * **Slow start**: at the end of every step (`STEP_SECONDS`) in which the pace was the limit
-  (callers waited for their slots, and the calls that succeeded used at least half of what
-  it allowed) and no quota 429 came, the pace doubles. A pace that is not the limit does not
+  (callers queued for slots, and the service took at least half of what the pace allowed
+  lately) and no quota 429 came, the pace doubles. A pace that is not the limit does not
   grow: it stays a measured number.
 * **Cut**: a quota 429 halves what the service took in the last minute (TCP halves the
   flight, not a window that ran ahead of it), and `limit` keeps the halved value (TCP's
@@ -18,7 +18,8 @@ real one instead of trusting the guess:
   ask again. A call sent before the cut that comes back refused is absorbed without a second
   cut, and so is any refusal within a minute of a cut while calls still get through.
 * **Additive increase**: once a limit is known, the pace grows back to it by doubling, and
-  past it by `limit * INCREASE_FRACTION` per step used.
+  past it by `limit * INCREASE_FRACTION` per step used. A minute past the limit without a
+  refusal, the limit is stale (a bad hour, a raised quota): slow start probes again.
 * Never below `MIN_RPM`, never above the ceiling a person set. At the floor a fresh quota 429
   is not absorbed (`refused` returns False): the circuit breaker, the backstop for a service
   that keeps refusing, gets it.
@@ -44,6 +45,7 @@ INCREASE_FRACTION = 0.125
 MINUTE = 60.0
 CUT_EVERY_SECONDS = 60.0
 OLDEST_SLACK = 1.0  # RetryInfo's rounding
+PROBE_AFTER_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,6 @@ class Pace:
         self._generation = 0
         self._epoch = 0
         self._step_end: float | None = None
-        self._used = 0
         self._queued = False  # a caller waited for its slot in this step
         self._quota_429s = 0
         self._cuts = 0
@@ -87,6 +88,7 @@ class Pace:
         self._waited = 0.0
         self._first: float | None = None  # when the first slot was handed out
         self._last_cut: float | None = None
+        self._last_refusal: float | None = None
         self._accepted_since_cut = 0
         self._accepted: deque[float] = deque()  # successes in the last minute
         self.version = 0  # bumped whenever the pace changes: time to persist `learned()`
@@ -131,7 +133,6 @@ class Pace:
             now = self._clock()
             self._roll(now)
             self._calls += 1
-            self._used += 1
             self._accepted_since_cut += 1
             self._accepted.append(now)
             self._forget_before(now - MINUTE)
@@ -206,7 +207,8 @@ class Pace:
         until = now + max(delay, 0.0)
         self._epoch += 1
         self._limiter.restart_at(until)
-        self._step_end, self._used, self._queued = until + STEP_SECONDS, 0, False
+        self._step_end, self._queued = until + STEP_SECONDS, False
+        self._last_refusal = now
 
     def _roll(self, now: float) -> None:
         """Close the step that ended (growing the pace if it was the limit)."""
@@ -215,14 +217,31 @@ class Pace:
             return
         if now < self._step_end:
             return
-        allowance = max(1.0, self._rpm * STEP_SECONDS / MINUTE)
-        if self._queued and self._used >= USED_FRACTION * allowance:
-            self._grow()
-        self._used, self._queued = 0, False
+        if (self._queued or self._limiter.backlog() > 0) and self._busy(now):
+            self._grow(now)
+        self._queued = False
         following = self._step_end + STEP_SECONDS
         self._step_end = following if now < following else now + STEP_SECONDS
 
-    def _grow(self) -> None:
+    def _busy(self, now: float) -> bool:
+        """Return True if the service took at least half what the pace allowed lately.
+
+        Lately: the last step, or two intervals of the pace when those are longer (at a
+        few requests a minute a step may hold no call at all).
+        """
+        span = max(STEP_SECONDS, 2 * MINUTE / self._rpm)
+        since, taken = now - span, 0
+        for moment in reversed(self._accepted):
+            if moment <= since:
+                break
+            taken += 1
+        return taken >= USED_FRACTION * self._rpm * span / MINUTE
+
+    def _grow(self, now: float) -> None:
+        if self._limit is not None and self._rpm >= self._limit:
+            quiet_since = self._last_refusal if self._last_refusal is not None else self._first
+            if quiet_since is not None and now - quiet_since >= PROBE_AFTER_SECONDS:
+                self._limit = None  # a minute over the limit without a refusal: probe again
         if self._limit is None:
             self._set(self._rpm * 2)
         elif self._rpm < self._limit:

@@ -88,6 +88,13 @@ class RateLimiter:
             # No burst credit across a restart: the next slot starts at `moment` exactly.
             self._tat = max(moment, self._clock()) + self._tolerance
 
+    def backlog(self) -> float:
+        """Return how far ahead the slots handed out reach (0: the next one is free now)."""
+        with self._lock:
+            if self._tat is None:
+                return 0.0
+            return max(0.0, self._tat - self._tolerance - self._clock())
+
     def acquire(self) -> float:
         """Wait for the next slot; return the seconds waited."""
         wait = self.reserve()
