@@ -502,3 +502,36 @@ def test_the_pace_a_sync_learns_is_kept_and_the_next_sync_starts_from_it(tmp_pat
     assert "remote.breaker" not in first["stderr"]
     assert "pace: 30000 rpm (learned), 0 quota 429s absorbed" in second.stdout, second.stdout
     assert shown["remote"]["pace"] == {"rpm": 30000.0, "source": "learned", "quota_429s": 1}
+
+
+def test_the_daemons_heartbeat_carries_the_pace_and_the_eta_of_pending_uploads(
+    tmp_path: Path,
+) -> None:
+    with FakeGemini(Behaviour(api_key=FAKE_KEY), Faults(retry_delay="0.02s")) as fake:
+        site = make_site(tmp_path, fake, 5)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "objlibd", "run", "--config", str(site.config)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env(),
+        )  # fmt: skip
+        beat_file = site.state_dir / "daemon.heartbeat.json"
+        try:
+            wait_for(lambda: len(fake.documents()) >= 5, 60, "the daemon's first sync")
+            wait_for(lambda: "pace" in heartbeat_remote(beat_file), 30, "a heartbeat")
+            pace = heartbeat_remote(beat_file)["pace"]
+            shown = objlibd(site, "status")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+    assert set(pace) == {"rpm", "source", "limit", "quota_429s", "pending_uploads", "eta_s"}
+    assert (pace["source"], pace["pending_uploads"], pace["eta_s"]) == ("configured", 0, 0.0)
+    assert "pace:       60000 rpm (configured), 0 quota 429s absorbed" in shown.stdout
+
+
+def heartbeat_remote(path: Path) -> dict[str, Any]:
+    try:
+        beat = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    remote: dict[str, Any] = beat.get("remote") or {}
+    return remote
