@@ -38,7 +38,7 @@ def main() -> int:
     argv = [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
         "--basetemp", "/tmp/objlibd-safety-soak", "tests/test_safety_machine.py",
-        "--hypothesis-show-statistics",
+        "--hypothesis-show-statistics", "--timeout", "0",  # the suite's per-test cap is 300 s
     ]  # fmt: skip
     started = time.monotonic()
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
@@ -51,7 +51,11 @@ def main() -> int:
     verdict = "all invariants held" if done.returncode == 0 else "AN INVARIANT FAILED"
     print(f"  {verdict} (pytest exit {done.returncode})")
     if done.returncode != 0:
-        print(done.stdout[-6000:])
+        report = Path("/tmp/objlibd-safety-soak.log")
+        report.write_text(done.stdout + done.stderr, encoding="utf-8")
+        steps = done.stdout.find("Falsifying example")
+        print(done.stdout[steps : steps + 6000] if steps >= 0 else done.stdout[-6000:])
+        print(f"  full output: {report}")
     return done.returncode
 
 

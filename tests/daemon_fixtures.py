@@ -209,18 +209,28 @@ def read_heartbeat(state_dir: Path) -> dict[str, Any]:
 class DaemonProcess:
     """`objlibd run` in a subprocess with its output in a file."""
 
-    def __init__(self, config: Path, output: Path) -> None:
+    def __init__(
+        self,
+        config: Path,
+        output: Path,
+        *,
+        env: dict[str, str] | None = None,
+        prefix: tuple[str, ...] = (),
+    ) -> None:
         self.config = config
         self.output = output
+        self.env = env  # None: this process's environment
+        self.prefix = prefix  # e.g. setpriv ... to run it as another user
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DaemonProcess:
         handle = self.output.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "objlibd", "run", "--config", str(self.config)],
+            [*self.prefix, sys.executable, "-m", "objlibd", "run", "--config", str(self.config)],
             stdout=handle,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=self.env,
         )
         handle.close()
         return self

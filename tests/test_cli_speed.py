@@ -21,7 +21,7 @@ import pytest
 
 from daemon_fixtures import write_config
 from objlibd import config as config_module
-from objlibd import status
+from objlibd import status, statuscache
 from objlibd.cli import build_parser, guarded, main, plain_status
 from objlibd.state import StateStore
 
@@ -94,7 +94,7 @@ def test_status_with_the_daemons_own_config_does_not_even_load_the_config(
 ) -> None:
     path, config = make_setup(tmp_path)
     beat(config)
-    status.write_pointer(config)
+    statuscache.write_pointer(config)
 
     done, modules = imported_by_status(path)
 
@@ -105,28 +105,28 @@ def test_status_with_the_daemons_own_config_does_not_even_load_the_config(
 def test_the_quick_snapshot_equals_the_full_one(tmp_path: Path) -> None:
     path, config = make_setup(tmp_path)
     beat(config)
-    status.write_pointer(config)
+    statuscache.write_pointer(config)
     now = time.time()
 
-    assert status.quick(str(path), now=now) == status.snapshot(config, now=now)
+    assert statuscache.quick(str(path), now=now) == status.snapshot(config, now=now)
 
 
 def test_an_edited_config_takes_the_full_path(tmp_path: Path) -> None:
     path, config = make_setup(tmp_path)
     beat(config)
-    status.write_pointer(config)
+    statuscache.write_pointer(config)
     path.write_text(path.read_text() + "\n# edited after the daemon started\n")
 
-    assert status.quick(str(path)) is None
+    assert statuscache.quick(str(path)) is None
 
 
 def test_no_daemon_or_no_pointer_takes_the_full_path(tmp_path: Path) -> None:
     path, config = make_setup(tmp_path)
-    status.write_pointer(config)
+    statuscache.write_pointer(config)
 
-    assert status.quick(str(path)) is None  # a pointer, but no live heartbeat
+    assert statuscache.quick(str(path)) is None  # a pointer, but no live heartbeat
     beat(config)
-    assert status.quick(str(tmp_path / "other.toml")) is None  # no pointer for this file
+    assert statuscache.quick(str(tmp_path / "other.toml")) is None  # no pointer for this file
 
 
 def test_the_quick_path_resolves_the_config_as_the_config_module_does(
@@ -134,10 +134,10 @@ def test_the_quick_path_resolves_the_config_as_the_config_module_does(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(config_module.CONFIG_ENV, raising=False)
-    explicit = status._config_file("sub/x.toml")
-    default = status._config_file(None)
+    explicit = statuscache._config_file("sub/x.toml")
+    default = statuscache._config_file(None)
     monkeypatch.setenv(config_module.CONFIG_ENV, "~/env.toml")
-    from_env = status._config_file(None)
+    from_env = statuscache._config_file(None)
 
     assert explicit == str(config_module.resolve_path("sub/x.toml").resolve())
     assert from_env == str(config_module.resolve_path(None).resolve())
@@ -157,6 +157,76 @@ def test_status_without_a_daemon_opens_the_db_but_loads_no_daemon_library(
     assert done.returncode == 1
     assert "objlibd.state" in modules  # it did read the DB
     assert modules & NEVER == set()
+
+
+# -- without a daemon: the cache with exact keys ----------------------------------------------------
+
+HEAVY = {"objlibd.config", "objlibd.state", "sqlite3", "tomllib", "dataclasses", "objlibd.volume"}
+
+
+def strip_uptime(out: str) -> dict[str, Any]:
+    snap: dict[str, Any] = json.loads(out)
+    snap["daemon"].pop("uptime_s")
+    return snap
+
+
+@pytest.mark.e2e
+def test_a_second_status_without_a_daemon_loads_neither_config_nor_sqlite(tmp_path: Path) -> None:
+    path, _config = make_setup(tmp_path)
+    first, loaded = imported_by_status(path)
+
+    again, modules = imported_by_status(path)
+
+    assert loaded >= HEAVY  # the first one took the full path, and noted what it read
+    assert modules & (HEAVY | NEVER) == set()
+    assert (again.returncode, strip_uptime(again.stdout)) == (
+        first.returncode, strip_uptime(first.stdout)
+    )  # fmt: skip
+
+
+def recalled(path: Path) -> dict[str, Any] | None:
+    return statuscache.quick(str(path))
+
+
+def test_the_cache_answers_only_while_config_db_drive_and_environment_are_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, config = make_setup(tmp_path)
+    full = status.snapshot(config)
+    assert recalled(path) == {**full, "daemon": recalled(path)["daemon"]}  # type: ignore[index]
+
+    state = StateStore.open(config.db_path)
+    state.begin_upload("new.pdf", "h1", 1, 1)  # a one-shot command wrote the DB
+    assert recalled(path) is None
+    assert status.snapshot(config)["files"]["uploading"] == 1
+    assert recalled(path)["files"]["uploading"] == 1  # type: ignore[index]
+    state.close()  # its checkpoint writes the DB file itself
+    assert recalled(path) is None
+    status.snapshot(config)
+
+    with monkeypatch.context() as env:
+        env.setenv("HOME", str(tmp_path / "elsewhere"))  # "~" in a config: another dir
+        assert recalled(path) is None
+    assert recalled(path) is not None
+
+    config.library.mount_point.mkdir()  # what the probe looks at changed
+    assert recalled(path) is None
+    status.snapshot(config)
+    assert recalled(path) is not None
+
+    path.write_text(path.read_text() + "\n# edited\n")
+    assert recalled(path) is None
+
+
+def test_an_unreadable_or_wrong_drive_is_always_probed_afresh(tmp_path: Path) -> None:
+    path, config = make_setup(tmp_path)
+    point = config.library.mount_point
+    point.parent.mkdir(exist_ok=True)
+    (tmp_path / "elsewhere").mkdir()
+    point.symlink_to(tmp_path / "elsewhere")  # degraded: a symlink is never followed
+
+    assert status.snapshot(config)["volume"]["state"] == "degraded"
+    assert recalled(path) is None
 
 
 # -- the plain-status path agrees with the full parser ---------------------------------------------
@@ -254,3 +324,12 @@ def test_the_plain_path_reports_config_errors_like_every_command(
     assert code == 2
     assert err.startswith(f"objlibd: {path}: [sync] quiet_seconds: expected a number")
     assert "Traceback" not in err
+
+
+def test_the_cache_is_private(tmp_path: Path) -> None:
+    path, config = make_setup(tmp_path)
+    status.snapshot(config)
+
+    cache = Path(statuscache.cache_file(str(path)))
+
+    assert cache.stat().st_mode & 0o777 == 0o600

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from objlibd import config as config_module
 from objlibd.cli import main
@@ -49,11 +52,25 @@ def write(tmp_path: Path, text: str) -> Path:
         ("[sync]\nmax_wait_seconds = 1.0\n", "[sync] max_wait_seconds: must be at least quiet"),
         ('[jobs]\ntimezone = "Mars/Base"\n', "[jobs] timezone: 'Mars/Base' is not a known"),
         ("[library]\nmax_file_mb = 0\n", "[library] max_file_mb: must be greater than 0"),
-        ("[gemini]\nrate_limit_max_rpm = -5\n", "[gemini] rate_limit_max_rpm: must be 0 (not set)"),
+        ("[gemini]\nrate_limit_max_rpm = -5\n", "[gemini] rate_limit_max_rpm: must be at least 0"),
         ('[library]\ninclude = ["pdf"]\n', "[library] include[0]: 'pdf' must look like"),
         ("[enrichment]\nrules = [{ key = 'path', pattern = 'x' }]\n", "rules[0] key: path and"),
         ("[enrichment]\nrules = [{ pattern = 'x' }]\n", "rules[0] key: required key is missing"),
         ("not toml at all = = =\n", "not valid TOML"),
+        (
+            "[library]\nmax_file_mb = nan\n",
+            "[library] max_file_mb: must be a finite number, got nan",
+        ),
+        ("[jobs]\nreconcile_minutes = inf\n", "[jobs] reconcile_minutes: must be a finite number"),
+        ("[sync]\nprune_after_days = 999999\n", "[sync] prune_after_days: must be at most 3650"),
+        ("[sync]\nvolume_poll_seconds = nan\n", "[sync] volume_poll_seconds: must be a finite"),
+        ("[sync]\nmass_missing_files = -1\n", "[sync] mass_missing_files: must be at least 0"),
+        (
+            "[jobs]\nmisfire_grace_seconds = 1e300\n",
+            "[jobs] misfire_grace_seconds: must be at most",
+        ),
+        ("[gemini]\nmax_attempts = 9223372036854775807\n", "[gemini] max_attempts: must be at"),
+        ("[logs]\nbackups = -inf\n", "[logs] backups: expected a whole number, got -inf"),
     ],
 )
 def test_bad_config_names_the_file_table_and_key(tmp_path: Path, text: str, message: str) -> None:
@@ -98,3 +115,29 @@ def test_config_path_comes_from_the_environment_when_not_given(
 
     assert config_module.resolve_path(None) == tmp_path / "from-env.toml"
     assert config_module.resolve_path("/x.toml") == Path("/x.toml")
+
+
+def test_every_number_in_the_config_has_a_finite_range() -> None:
+    found = config_module.numbers(Config())
+
+    assert set(found) == set(config_module.RANGES), "a new number key needs a RANGES entry"
+    for where, value in found.items():
+        assert config_module.RANGES[where].problem(value) is None, f"default {where} refused"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    where=st.sampled_from(sorted(config_module.RANGES)),
+    value=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers()),
+)
+def test_any_number_loads_in_range_or_is_refused_naming_its_key(where: str, value: float) -> None:
+    table, key = where[1:].split("] ")
+    try:
+        loaded = config_module.from_mapping({table: {key: value}}, source=Path("/c.toml"))
+    except ConfigError as err:
+        assert err.message.startswith(f"/c.toml: [{table}] "), err.message
+        assert key in err.message, err.message  # its own key, or a rule that relates it
+        return
+    number = config_module.numbers(loaded)[where]
+    assert math.isfinite(number)
+    assert config_module.RANGES[where].low <= number <= config_module.RANGES[where].high

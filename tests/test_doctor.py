@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,8 +23,9 @@ import keyring.errors
 import pytest
 
 from daemon_fixtures import LIBRARY_DIR, Drive, write_config
+from fakes.gemini_server import Behaviour, FakeGemini
 from objlibd import config as config_module
-from objlibd import doctor, pidfile, status, volume
+from objlibd import doctor, pidfile, servicechecks, status, volume
 from objlibd.cli import service as service_cli
 from objlibd.config import Config
 from objlibd.doctor import Check, DaemonHealth, DiskUsage, Level, Probes
@@ -174,7 +176,7 @@ def test_a_corrupt_state_db_fails_with_the_way_out(setup: Setup) -> None:
 
     check = find(report, "state DB integrity")
     assert check.level is Level.FAIL
-    assert "cannot be used" in check.detail and "move the file aside" in check.fix
+    assert "is damaged" in check.detail and "moved aside" in check.fix
     assert find(report, "marker matches the DB").level is Level.WARN
     assert not report.ok
 
@@ -291,15 +293,67 @@ def test_no_usable_keychain_counts_as_no_key(setup: Setup) -> None:
     assert "no usable keychain (NoKeyringError)" in check.detail
 
 
-def test_a_store_objlibd_never_created_is_not_created_by_doctor(setup: Setup) -> None:
+def test_the_store_is_reached_before_the_first_sync_too(setup: Setup) -> None:
     gemini(setup)
     StateStore.open(setup.config.db_path).close()
     setup.environ["GEMINI_API_KEY"] = SECRET
 
     check = find(setup.run(), "store reachable")
 
-    assert check.level is Level.WARN
-    assert setup.reached == []
+    assert check.level is Level.OK
+    assert setup.reached == [setup.config.store.name]
+
+
+def gemini_at(setup: Setup, base_url: str) -> Setup:
+    gemini(setup)
+    extra = (
+        f'\n[gemini]\nbase_url = "{base_url}"\nmax_attempts = 2\n'
+        "retry_initial_delay_seconds = 0.01\nretry_max_delay_seconds = 0.02\ntimeout_seconds = 5\n"
+    )
+    setup.config_path.write_text(setup.config_path.read_text() + extra)
+    return setup
+
+
+def test_doctor_asks_the_real_store_and_creates_nothing(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real SDK against the fake service: before the first sync, a lookup, no creation."""
+    monkeypatch.setenv("GEMINI_API_KEY", SECRET)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    with FakeGemini(Behaviour(api_key=SECRET)) as fake:
+        gemini_at(setup, fake.base_url).environ["GEMINI_API_KEY"] = SECRET
+        probes = setup.probes()
+        probes.reach_store = servicechecks.reach_store
+
+        check = find(doctor.run(setup.config_path, probes), "store reachable")
+        stores = fake.store_names()
+
+    assert check.level is Level.OK
+    assert "does not exist yet" in check.detail
+    assert stores == {}
+
+
+def test_a_closed_port_fails_the_store_check_before_any_sync(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", SECRET)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    gemini_at(setup, f"http://127.0.0.1:{closed_port()}").environ["GEMINI_API_KEY"] = SECRET
+    probes = setup.probes()
+    probes.reach_store = servicechecks.reach_store
+
+    check = find(doctor.run(setup.config_path, probes), "store reachable")
+
+    assert check.level is Level.FAIL
+    assert "did not succeed in 2 attempts" in check.detail
+    assert SECRET not in check.detail + check.fix
+
+
+def closed_port() -> int:
+    """Return a loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def test_a_store_error_is_a_fail_without_the_key(setup: Setup) -> None:
@@ -558,6 +612,38 @@ def test_a_daemon_waiting_for_an_unplugged_drive_is_fine(setup: Setup) -> None:
     check = find(setup.run(), "daemon running")
 
     assert check.level is Level.OK and "waiting for the drive" in check.detail
+
+
+def test_the_daemon_line_carries_the_health_models_verdict(setup: Setup) -> None:
+    setup.sync_once()
+    unreachable = {
+        "code": "store_unreachable",
+        "severity": "error",
+        "since": None,
+        "message": "store unreachable for 12 min with 3 waiting",
+        "fix": "check base_url",
+    }
+    quarantined = {
+        "code": "quarantined",
+        "severity": "warning",
+        "since": None,
+        "message": "2 files quarantined",
+        "fix": "`objlibd failures`",
+    }
+    waiting = {"code": "paused", "severity": "info", "since": None, "message": "paused",
+               "fix": "`objlibd resume`"}  # fmt: skip
+
+    def line(*problems: dict[str, object]) -> Check:
+        setup.health = DaemonHealth(True, 4242, True, "available", "ok", problems)
+        return find(setup.run(), "daemon running")
+
+    assert (line().level, line(waiting).level) == (Level.OK, Level.OK)
+    warned = line(quarantined, waiting)
+    failed = line(unreachable, quarantined)
+    assert (warned.level, warned.fix) == (Level.WARN, "`objlibd failures`")
+    assert failed.level is Level.FAIL
+    assert "store_unreachable: store unreachable for 12 min" in failed.detail
+    assert failed.fix == "store_unreachable: check base_url | quarantined: `objlibd failures`"
 
 
 def test_a_config_that_cannot_become_a_service_is_a_line_not_a_crash(setup: Setup) -> None:

@@ -354,7 +354,7 @@ def read_pace(config: Config) -> dict[str, Any] | None:
 
 
 PACE = {"rpm": 300.0, "source": "learned", "limit": 280.0, "quota_429s": 4,
-        "pending_uploads": 120, "eta_s": 48.0}  # fmt: skip
+        "pending_uploads": 1200, "eta_s": 480.0}  # fmt: skip
 
 
 def test_the_summary_reports_pace_absorbed_429s_and_the_eta_of_what_is_left() -> None:
@@ -362,25 +362,29 @@ def test_the_summary_reports_pace_absorbed_429s_and_the_eta_of_what_is_left() ->
 
     assert summary.to_dict()["pace"] == PACE
     assert (
-        "  pace: 300 rpm (learned), 4 quota 429s absorbed; 120 uploads left, about 0m 48s at this pace"
+        "  pace: 300 rpm (learned), 4 quota 429s absorbed; 1200 uploads left, about 8 min at this pace"
         in render(summary)
     )
 
 
-def test_status_shows_the_daemons_live_pace(tmp_path: Path) -> None:
-    config = Config(
-        state=StateSettings(dir=tmp_path / "state"), store=StoreSettings(backend="gemini")
-    )
-    config.state.dir.mkdir(parents=True)
-    beat = {"remote": {"breaker": {"state": "closed"}, "pace": PACE}}
+def test_status_shows_the_live_pace_and_the_eta_of_the_uploads_at_it() -> None:
+    live = {"rpm": 300.0, "source": "learned", "limit": 280.0, "ceiling": None,
+            "quota_429s": 4, "cuts": 1, "calls": 800, "waited_s": 12.0}  # fmt: skip
+    beat = {
+        "remote": {"breaker": {"state": "closed"}, "pace": live, "rate_limit_tier": "tier1",
+                   "rate_limit": {"rpm": 300.0, "calls": 800, "waited_seconds": 12.0,
+                                  "waiting": 3},
+                   "calls_per_file": 2, "in_flight": 4},
+        "progress": {"phase": "upload", "done": 0, "total": 1200, "started_epoch": 0.0},
+    }  # fmt: skip
 
-    snap = status.assemble(beat, status._empty_db(), 0.0, backend="gemini", store="s",
-                           paused=False, volume={"state": "available", "reason": ""})  # fmt: skip
+    snap = status.assemble(beat, status._empty_db(), 0.0, settings={"backend": "gemini",
+                           "store": "s"}, volume={"state": "available", "reason": ""},
+                           pause=None)  # fmt: skip
 
-    assert snap["remote"]["pace"] == PACE
-    assert "pace:       300 rpm (learned), 4 quota 429s absorbed; 120 uploads left" in (
-        status.render_text(snap)
-    )
+    assert snap["remote"]["pace"] == live
+    assert snap["progress"]["eta"] == "1200 files to upload, about 8 min at the learned 300 rpm"
+    assert "pace:       300 rpm (learned), 4 quota 429s absorbed" in status.render_text(snap)
 
 
 def test_status_without_a_daemon_shows_the_learned_pace(tmp_path: Path) -> None:
@@ -407,7 +411,7 @@ def test_the_engine_reports_the_eta_of_its_pending_uploads_at_the_pace(tmp_path:
     state = StateStore.open(config.db_path)
     engine = SyncEngine(config, state, LocalStore(tmp_path / "store"))
     engine._report("upload", 10, 110)
-    health = {"pace": {"rpm": 300.0, "source": "learned", "quota_429s": 2, "calls_per_upload": 2}}
+    health = {"pace": {"rpm": 300.0, "source": "learned", "quota_429s": 2}, "calls_per_file": 2}
 
     facts = engine.pace_facts(health)
     state.close()

@@ -736,14 +736,43 @@ def test_health_reports_store_breaker_tier_and_concurrency_without_the_key(
 
     health = store.health()
 
-    assert set(health) == {"backend", "store", "breaker", "rate_limit_tier", "pace",
-                           "concurrency", "max_concurrency"}  # fmt: skip
+    assert set(health) == {"backend", "store", "breaker", "rate_limit_tier", "rate_limit", "pace",
+                           "concurrency", "max_concurrency", "in_flight", "calls_per_file",
+                           "failing_for_s", "last_error"}  # fmt: skip
     assert (health["backend"], health["rate_limit_tier"], health["concurrency"]) == (
         "gemini",
         "tier3",
         4,
     )
+    assert (health["in_flight"], health["calls_per_file"], health["failing_for_s"]) == (0, 2, None)
     assert KEY not in repr(health)
+
+
+def test_a_store_that_does_not_answer_is_failing_until_any_answer(fake: FakeGemini) -> None:
+    """Only unanswered calls (5xx, connection errors) count; a 429 or a refusal is an answer."""
+    clock = FakeClock()
+    store = GeminiStore(settings_for(fake, max_attempts=2), KEY, clock=clock, sleep=clock.sleep)
+    fake.inject("stores.list", status=503, times=2)
+
+    with pytest.raises(RemoteUnavailableError):
+        store.ensure_store("library")
+    clock.advance(90)
+    failing = store.health()
+    fake.inject("stores.list", status=429, times=1)
+    store.ensure_store("library")
+
+    assert failing["failing_for_s"] == pytest.approx(90, abs=1)
+    assert "503" in str(failing["last_error"])
+    assert store.health()["failing_for_s"] is None
+
+
+def test_stats_are_the_stores_own_counts(fake: FakeGemini, tmp_path: Path) -> None:
+    store = open_store(fake)
+    for name in ("a.txt", "b.txt"):
+        store.upload(request_for(tmp_path, name, content=name.encode() * 10))
+
+    assert store.stats() == {"documents": 2, "pending": 0, "failed": 0, "size_bytes": 100}
+    assert GeminiStore(settings_for(fake), KEY).stats() is None  # no store chosen yet
 
 
 def test_concurrency_is_the_configured_maximum(fake: FakeGemini) -> None:
@@ -762,9 +791,15 @@ def test_using_the_store_before_ensure_store_is_a_programming_error(fake: FakeGe
 def test_a_configured_rpm_overrides_the_tiers_number(fake: FakeGemini) -> None:
     store = GeminiStore(settings_for(fake, rate_limit_tier="free", rate_limit_rpm=600.0), KEY)
 
+    assert store.health()["rate_limit"] == {
+        "rpm": 600.0,
+        "calls": 0,
+        "waited_seconds": 0.0,
+        "waiting": 0,
+    }
     assert store.health()["pace"] == {
         "rpm": 600.0, "source": "configured", "limit": None, "ceiling": None, "quota_429s": 0,
-        "cuts": 0, "calls": 0, "waited_s": 0.0, "calls_per_upload": 2,
+        "cuts": 0, "calls": 0, "waited_s": 0.0,
     }  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fake_clock import FakeClock
-from objlibd.remote.pace import Pace, Ticket, eta_seconds
+from objlibd.remote.pace import Pace, Ticket
 from quota_sim import simulate
 
 T0 = 1_000.0
@@ -244,16 +244,6 @@ def test_what_it_learned_round_trips_and_each_change_bumps_the_version(clock: Fa
         "learned",
     )
     assert pace.learned()["quota_429s"] == 1
-
-
-@pytest.mark.parametrize(
-    ("pending", "rpm", "per_upload", "expected"),
-    [(0, 20, 2, 0.0), (100, 300, 2, 40.0), (1900, 20, 2, 11400.0), (5, 0, 2, None)],
-)
-def test_the_eta_of_pending_uploads_at_a_pace(
-    pending: int, rpm: float, per_upload: int, expected: float | None
-) -> None:
-    assert eta_seconds(pending, rpm, per_upload) == expected
 
 
 def test_a_zero_start_is_refused() -> None:

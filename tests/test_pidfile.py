@@ -11,6 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from daemon_fixtures import wait_for
 from objlibd import pidfile
 from objlibd.errors import AlreadyRunningError
 
@@ -95,3 +96,67 @@ def test_release_leaves_someone_elses_file_alone(tmp_path: Path) -> None:
     lock.release()
 
     assert path.exists()
+
+
+def test_a_zombie_owner_is_dead_and_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "objlibd.pid"
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    created = psutil.Process(child.pid).create_time()
+    assert wait_for(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, 10)
+    try:
+        write(path, child.pid, created)  # exited, but not reaped: the pid still "exists"
+        lock = pidfile.PidFile(path)
+
+        lock.acquire()
+        lock.release()
+    finally:
+        child.wait()
+
+    assert lock.took_over is not None
+    assert lock.took_over.pid == child.pid
+
+
+CONTENDER = """
+import sys, time
+from pathlib import Path
+from objlibd import pidfile
+from objlibd.errors import AlreadyRunningError
+path, folder, me = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+(folder / f"ready-{me}").touch()
+while not (folder / "go").exists():
+    time.sleep(0.001)
+try:
+    pidfile.PidFile(path).acquire()
+except AlreadyRunningError:
+    print("refused", flush=True)
+else:
+    print("won", flush=True)
+    while not (folder / "done").exists():  # hold the claim until every contender has tried
+        time.sleep(0.01)
+"""
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["fresh", "over-a-stale-file"])
+def test_of_many_daemons_starting_at_once_exactly_one_wins(tmp_path: Path, stale: bool) -> None:
+    path = tmp_path / "objlibd.pid"
+    if stale:
+        write(path, 999_999_999, 1.0)  # no such pid: every contender wants to take it over
+    count = 6
+    contenders = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONTENDER, str(path), str(tmp_path), str(n)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(count)
+    ]
+    try:
+        assert wait_for(lambda: len(list(tmp_path.glob("ready-*"))) == count, 60)
+        (tmp_path / "go").touch()
+        lines = [proc.stdout.readline().strip() for proc in contenders if proc.stdout]
+        (tmp_path / "done").touch()
+    finally:
+        for proc in contenders:
+            proc.communicate(timeout=30)
+
+    assert sorted(lines) == ["refused"] * (count - 1) + ["won"], lines

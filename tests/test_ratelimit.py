@@ -69,8 +69,19 @@ def test_waits_go_through_the_injected_sleep_and_are_reported() -> None:
 
     assert (fake.slept, limiter.snapshot()) == (
         [1.0, 2.0],
-        {"rpm": 60, "calls": 3, "waited_seconds": 3.0},
+        {"rpm": 60, "calls": 3, "waited_seconds": 3.0, "waiting": 0},
     )
+
+
+def test_a_caller_sleeping_for_its_slot_counts_as_waiting() -> None:
+    fake = FakeClock(0.0, advance_on_sleep=False)
+    seen: list[object] = []
+    limiter = RateLimiter(60, fake.clock, lambda _s: seen.append(limiter.snapshot()["waiting"]))
+
+    limiter.acquire()
+    limiter.acquire()
+
+    assert (seen, limiter.snapshot()["waiting"]) == ([1], 0)
 
 
 def test_concurrent_callers_get_distinct_evenly_spaced_slots() -> None:

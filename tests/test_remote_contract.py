@@ -154,3 +154,20 @@ def test_health_names_the_backend_and_holds_no_secret(store: RemoteStore) -> Non
 
     assert health["backend"] == store.backend
     assert "key" not in str(health).lower()
+
+
+def test_find_store_uses_an_existing_store_and_creates_none(store: RemoteStore) -> None:
+    assert store.find_store("contract-store") is None
+    assert store.find_store("contract-store") is None, "looking twice still creates nothing"
+    made = store.ensure_store("contract-store")
+    store.ensure_store("another-store")
+
+    assert store.find_store("contract-store") == made
+    assert list(store.list_docs(read_only=True)) == []  # bound to the store it found
+
+
+def test_finding_no_local_store_leaves_no_trace(tmp_path: Path) -> None:
+    local = LocalStore(tmp_path / "local-store")
+
+    assert local.find_store("nothing-here") is None
+    assert not (tmp_path / "local-store").exists()

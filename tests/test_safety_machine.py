@@ -183,8 +183,8 @@ class SafetyMachine(RuleBasedStateMachine):
         self.secret = _sha(self.canary.read_bytes())
         self.canary_stat = self.canary.stat()
         self.stop = threading.Event()
-        engine = SyncEngine(self.config, self.state, self.store, clock=self.clock)
-        self.worker = Worker(self.config, self.state, engine, self.stop, dict)
+        self.engine = WatchedEngine(self.config, self.state, self.store, clock=self.clock)
+        self.worker = Worker(self.config, self.state, self.engine, self.stop, dict)
         self._monitor()
         self.worker.start()
         self.before = self._snapshot()
@@ -377,7 +377,7 @@ class SafetyMachine(RuleBasedStateMachine):
             self.state.count_present(),
             len(self.state.decisions()),
             Hold.from_json(self.state.get_json(HOLD_KEY)),
-            self.engine.full_views if hasattr(self, "engine") else 0,
+            self.engine.full_views,
         )
 
     @invariant()
@@ -481,6 +481,7 @@ SafetyMachine.TestCase.settings = settings(
     # A fixed seed: CI runs the same sequences every time (bench/safety_soak.py --random not).
     derandomize=not os.environ.get("OBJLIBD_SAFETY_RANDOM"),
     database=None,
+    print_blob=True,  # a failure prints @reproduce_failure(...) to replay it exactly
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestSafetyMachine = SafetyMachine.TestCase

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,7 +14,7 @@ import pytest
 from objlibd.changes import diff, diff_quiet
 from objlibd.config import LibrarySettings
 from objlibd.models import DiskEntry, FileStatus, StateIndex
-from objlibd.scanner import Filters, sha256_file, stat_paths, walk
+from objlibd.scanner import OPEN_FOLDERS, Filters, sha256_file, stat_paths, walk
 
 FILTERS = Filters.from_settings(LibrarySettings())
 
@@ -257,3 +262,90 @@ def test_a_library_root_that_vanished_is_unreadable_not_empty(tmp_path: Path) ->
 
     assert result.unreadable_dirs == [""]
     assert not result.covers("any/file.pdf")
+
+
+def nest(top: Path, depth: int, *, sibling: bool = False) -> str:
+    """Make `depth` folders inside each other under `top` (os.makedirs itself recurses).
+
+    Each level holds a file; with `sibling`, also a folder beside the next level (so the walk
+    must come back to every level after the deepest one). Returns the deepest relative path.
+    """
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for level in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            if sibling:
+                os.mkdir("s", dir_fd=fd)
+                side = os.open(f"s/{level}.txt", os.O_CREAT | os.O_WRONLY, dir_fd=fd)
+                os.close(side)
+            child = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        os.close(os.open("deep.txt", os.O_CREAT | os.O_WRONLY, dir_fd=fd))
+    finally:
+        os.close(fd)
+    return "/".join(["d"] * depth)
+
+
+def flatten(top: Path) -> None:
+    """Remove what `nest` made without recursing (shutil.rmtree recurses per level)."""
+    level = 0
+    while (top / "d").is_dir():
+        level += 1
+        if (top / "d" / "d").is_dir():
+            (top / "d" / "d").rename(top / f"up{level}")
+        shutil.rmtree(top / "d")
+        if (top / f"up{level}").is_dir():
+            (top / f"up{level}").rename(top / "d")
+
+
+@pytest.fixture
+def deep(tmp_path: Path) -> Iterator[Path]:
+    """A folder for `nest`, emptied again without recursion."""
+    yield tmp_path
+    flatten(tmp_path)
+
+
+def test_a_walk_has_no_depth_limit(deep: Path) -> None:
+    tmp_path = deep
+    deepest = nest(tmp_path, 1100)
+
+    found = walk(tmp_path, FILTERS)
+    subtree = walk(tmp_path, FILTERS, "d/d/d")
+
+    assert list(found.entries) == [f"{deepest}/deep.txt"]
+    assert list(subtree.entries) == [f"{deepest}/deep.txt"]
+    assert found.problems == []
+
+
+def test_a_deep_walk_comes_back_to_every_level_with_few_descriptors(deep: Path) -> None:
+    tmp_path = deep
+    depth = 3 * OPEN_FOLDERS  # past the descriptor budget: levels are re-opened from the root
+    nest(tmp_path, depth, sibling=True)
+    expected = {"/".join(["d"] * level + ["s", f"{level}.txt"]) for level in range(depth)}
+    expected.add("/".join(["d"] * depth + ["deep.txt"]))
+
+    found = walk(tmp_path, FILTERS)
+
+    assert set(found.entries) == expected
+    assert found.problems == []
+
+
+def test_a_deep_walk_fits_in_a_small_descriptor_limit(deep: Path) -> None:
+    tmp_path = deep
+    nest(tmp_path, 1100, sibling=True)
+    script = (
+        "import resource, sys; from pathlib import Path\n"
+        "from objlibd.config import LibrarySettings\n"
+        "from objlibd.scanner import Filters, walk\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))\n"
+        "found = walk(Path(sys.argv[1]), Filters.from_settings(LibrarySettings()))\n"
+        "print(found.count, len(found.problems))\n"
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=False
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1101", "0"]

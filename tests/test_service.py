@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -49,6 +50,7 @@ class RecordingEngine:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.unavailable = False
+        self.store = SimpleNamespace(stats=lambda: None)  # what the worker asks of the store
 
     def run_paths(self, paths, *, subtrees=(), trigger="batch") -> SyncSummary:
         if self.unavailable:

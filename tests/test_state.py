@@ -102,9 +102,47 @@ def test_a_corrupt_database_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StateError) as caught:
         StateStore.open(db)
 
-    assert "cannot be used" in caught.value.message
-    assert "move the file aside" in caught.value.hint
+    assert "is damaged: file is not a database" in caught.value.message
+    assert "moved aside" in caught.value.hint
     assert db.read_bytes().startswith(b"this is not"), "the evidence is kept"
+
+
+def garble_pages(db: Path) -> None:
+    """Overwrite every page after the first: the header stays intact, the tables do not."""
+    data = bytearray(db.read_bytes())
+    for index in range(4096, len(data)):
+        data[index] = (data[index] * 31 + 7 + index) % 256
+    db.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["garbled pages", "not a database"])
+def test_a_writer_moves_a_damaged_database_aside_and_starts_fresh(
+    tmp_path: Path, damage: str
+) -> None:
+    db = tmp_path / "objlibd.db"
+    state = StateStore.open(db)
+    for index in range(200):
+        state.set_config(f"filler.{index}", "x" * 300)
+    state.close()
+    if damage == "garbled pages":
+        garble_pages(db)
+    else:
+        db.write_bytes(b"this is not a database" * 100)
+    evidence = db.read_bytes()
+
+    fresh = StateStore.open(db, repair=True)
+
+    assert fresh.rebuilt is not None
+    kept = Path(fresh.rebuilt["moved_to"])
+    assert kept.name.startswith("objlibd.db.damaged-")
+    assert kept.read_bytes() == evidence, "the damaged file is kept as it was"
+    assert fresh.get_config("filler.1") is None
+    assert fresh.get_json("state.rebuilt")["moved_to"] == str(kept)
+    assert fresh.integrity_check() == "ok"
+    fresh.close()
+    again = StateStore.open(db, repair=True)
+    assert again.rebuilt is None, "a healthy database is left alone"
+    again.close()
 
 
 def test_a_database_from_a_newer_objlibd_is_refused(tmp_path: Path) -> None:

@@ -59,11 +59,10 @@ def test_a_fresh_heartbeat_from_a_live_pid_means_running(tmp_path: Path) -> None
     assert snap["queue"]["pending_paths"] == 3
     assert snap["jobs"]["prune"]["next_run"] == "2026-11-24T00:00:00+00:00"
     assert snap["remote"] == {
-        "backend": "local",
-        "store": "objectivism-library",
-        "breaker": "closed",
-    }
-    assert snap["healthy"] is True
+        "backend": "local", "store": "objectivism-library", "breaker": "closed",
+        "documents": None, "size_bytes": None, "stats_at": None,
+    }  # fmt: skip
+    assert (snap["healthy"], snap["state"], snap["problems"]) == (True, "healthy", [])
 
 
 @pytest.mark.parametrize(
@@ -139,3 +138,55 @@ def test_render_text_mentions_what_matters(tmp_path: Path) -> None:
     assert "watcher:    alive" in text
     assert "queue:      3 paths pending" in text
     assert text.endswith("healthy")
+
+
+def test_problems_come_with_their_fix_and_the_verdict_is_the_last_line(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    beat(
+        config, remote={"breaker": {"state": "open"}}, seen={"breaker_open": "2026-11-30T05:00:00Z"}
+    )
+
+    snap = status.snapshot(config)
+    text = status.render_text(snap)
+
+    assert snap["state"] == "unhealthy"
+    assert [p["code"] for p in snap["problems"]] == ["breaker_open"]
+    assert "WARNING: breaker_open (since 2026-11-30T05:00:00Z): the store is rate-limiting" in text
+    assert "         fix: nothing if it closes within minutes" in text
+    assert text.endswith("NOT HEALTHY")
+
+
+def test_a_drive_that_is_not_connected_is_a_note_and_still_healthy(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    beat(config, volume={"state": "unavailable", "cause": "not_connected",
+                         "reason": "nothing is mounted"}, watcher={"alive": False})  # fmt: skip
+
+    snap = status.snapshot(config)
+    text = status.render_text(snap)
+
+    assert (snap["healthy"], snap["state"]) == (True, "waiting")
+    assert "note:    drive_not_connected: waiting for the drive: nothing is mounted" in text
+    assert text.endswith("\nhealthy")
+
+
+def test_uploads_under_way_show_rate_in_flight_limiter_waits_and_the_eta(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    now = time.time()
+    gemini = {
+        "breaker": {"state": "closed"}, "rate_limit_tier": "tier1", "calls_per_file": 2,
+        "rate_limit": {"rpm": 20, "calls": 240, "waited_seconds": 312.0, "waiting": 2},
+        "in_flight": 4,
+    }  # fmt: skip
+    phase = {"phase": "upload", "done": 60, "total": 372, "started_epoch": now - 360}
+    stats = {"documents": 1840, "size_bytes": 2_254_857_830, "at": "2026-11-30T05:00:00Z"}
+    beat(config, remote=gemini, progress=phase, store={"stats": stats})
+
+    snap = status.snapshot(config, now=now)
+    text = status.render_text(snap)
+
+    assert snap["progress"]["eta"] == "312 files to upload, about 31 min at tier1"
+    assert snap["progress"]["current"]["rate_per_s"] == pytest.approx(60 / 360, abs=0.01)
+    assert snap["remote"]["documents"] == 1840
+    assert "now:        upload 60/372, 10 files/min; 312 files to upload, about 31 min" in text
+    assert "uploads:    4 in flight; rate limit tier1 (20/min): 2 waiting, waited 5m 12s" in text
+    assert ": 1840 documents, 2.1 GiB (as of 2026-11-30T05:00:00Z)" in text

@@ -417,7 +417,7 @@ def test_a_document_file_a_power_cut_left_empty_counts_as_never_written(env: Env
 def test_a_sync_on_a_terminal_draws_one_progress_line_per_phase(env: Env) -> None:
     from io import StringIO
 
-    from objlibd.cli.engine import ProgressBar
+    from objlibd.cli.progressbar import ProgressBar
 
     make_library(env.root, 4)
     stream = StringIO()

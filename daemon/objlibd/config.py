@@ -10,11 +10,12 @@ from `GEMINI_API_KEY` or the OS keychain.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, NamedTuple, get_args, get_origin, get_type_hints
 
 from objlibd.errors import ConfigError
 
@@ -157,6 +158,29 @@ class GeminiSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """[health]: when a failing store counts as unreachable (a problem for a person)."""
+
+    store_unreachable_minutes: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """[notify]: desktop notifications when a problem appears and when it clears."""
+
+    enabled: bool = True
+    min_severity: str = "warning"  # "info", "warning" or "error"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSettings:
+    """[search]: `objlibd search` and `objlibd doctor --deep`."""
+
+    model: str = "gemini-3.5-flash"  # gemini backend: the model that answers (with File Search)
+    top_k: int = 8  # passages retrieved per question
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     """[logs]: where the daemon writes JSON lines and how much."""
 
@@ -177,6 +201,9 @@ class Config:
     jobs: JobSettings = field(default_factory=JobSettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
     gemini: GeminiSettings = field(default_factory=GeminiSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
     logs: LogSettings = field(default_factory=LogSettings)
     source: Path | None = None
 
@@ -189,6 +216,15 @@ class Config:
 BACKENDS = ("local", "gemini")
 TIERS = ("free", "tier1", "tier2", "tier3")
 LEVELS = ("debug", "info", "warning", "error")
+SEVERITIES = ("info", "warning", "error")  # objlibd.health's
+# Models that serve File Search (shared/reference/gemini-file-search-query.md §1.3, newest
+# docs list). The 2.5 models are being shut down: refused, with the replacement named.
+SEARCH_MODELS = (
+    "gemini-3.8-flash", "gemini-3.7-flash", "gemini-3.6-flash", "gemini-3.5-flash",
+    "gemini-3.5-flash-lite", "gemini-3.1-pro-preview", "gemini-3.1-flash-lite",
+    "gemini-3-flash-preview",
+)  # fmt: skip
+RETIRED_MODELS = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite")
 
 
 def resolve_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -320,15 +356,15 @@ def _check(config: Config, source: Path) -> None:
         raise fail("[store] backend", f"{config.store.backend!r} is not one of {BACKENDS}")
     if not config.store.name.strip():
         raise fail("[store] name", "must not be empty")
-    _check_positive(config, fail)
+    _check_numbers(config, fail)
     if config.gemini.rate_limit_tier not in TIERS:
         raise fail("[gemini] rate_limit_tier", f"must be one of {TIERS}")
-    for key in ("rate_limit_rpm", "rate_limit_max_rpm"):
-        if getattr(config.gemini, key) < 0:
-            raise fail(f"[gemini] {key}", "must be 0 (not set) or more")
     if config.logs.level not in LEVELS:
         raise fail("[logs] level", f"must be one of {LEVELS}")
+    if config.notify.min_severity not in SEVERITIES:
+        raise fail("[notify] min_severity", f"must be one of {SEVERITIES}")
     _check_timezone(config.jobs.timezone, fail)
+    _check_search(config, fail)
     _check_rules(config.enrichment.rules, fail)
 
 
@@ -354,29 +390,83 @@ def _check_paths(config: Config, fail: Any) -> None:
             )
 
 
-def _check_positive(config: Config, fail: Any) -> None:
-    numbers = {
-        "[sync] prune_after_days": config.sync.prune_after_days,
-        "[sync] quiet_seconds": config.sync.quiet_seconds,
-        "[sync] max_wait_seconds": config.sync.max_wait_seconds,
-        "[sync] batch_max_paths": config.sync.batch_max_paths,
-        "[sync] volume_poll_seconds": config.sync.volume_poll_seconds,
-        "[sync] heartbeat_seconds": config.sync.heartbeat_seconds,
-        "[sync] quarantine_after_failures": config.sync.quarantine_after_failures,
-        "[sync] retry_backoff_seconds": config.sync.retry_backoff_seconds,
-        "[sync] retry_backoff_max_seconds": config.sync.retry_backoff_max_seconds,
-        "[sync] mass_missing_percent": config.sync.mass_missing_percent,
-        "[jobs] orphan_cleanup_minutes": config.jobs.orphan_cleanup_minutes,
-        "[jobs] prune_minutes": config.jobs.prune_minutes,
-        "[jobs] reconcile_minutes": config.jobs.reconcile_minutes,
-        "[gemini] max_concurrent_uploads": config.gemini.max_concurrent_uploads,
-        "[gemini] timeout_seconds": config.gemini.timeout_seconds,
-        "[gemini] max_attempts": config.gemini.max_attempts,
-        "[logs] max_bytes": config.logs.max_bytes,
-    }
-    for where, number in numbers.items():
-        if number <= 0:
-            raise fail(where, "must be greater than 0")
+class Range(NamedTuple):
+    """The finite interval a config number must fall in (`low` itself allowed or not)."""
+
+    low: float
+    high: float
+    low_allowed: bool = False
+
+    def problem(self, value: float) -> str | None:
+        """Return why `value` is out of range, or None when it is fine."""
+        if not math.isfinite(value):
+            return f"must be a finite number, got {value}"
+        if value < self.low or (value == self.low and not self.low_allowed):
+            return f"must be {'at least' if self.low_allowed else 'greater than'} {self.low:g}"
+        if value > self.high:
+            return f"must be at most {self.high:g}"
+        return None
+
+
+_DAY = 86400.0
+_YEAR_MINUTES = 525_600.0
+# Every number in the config and its range: nan, inf and absurd sizes stop objlibd at start
+# (a test keeps this table complete). The upper bounds are far above any sane setting; they
+# exist so that time arithmetic, schedulers and sleeps never see a value they cannot hold.
+RANGES: dict[str, Range] = {
+    "[library] max_file_mb": Range(0, 100_000),
+    "[sync] prune_after_days": Range(0, 3650),
+    "[sync] mass_missing_percent": Range(0, 100),
+    "[sync] mass_missing_files": Range(0, 100_000_000, low_allowed=True),
+    "[sync] mass_missing_min_files": Range(0, 100_000_000, low_allowed=True),
+    "[sync] quiet_seconds": Range(0, 3600),
+    "[sync] max_wait_seconds": Range(0, _DAY),
+    "[sync] batch_max_paths": Range(1, 1_000_000, low_allowed=True),
+    "[sync] volume_poll_seconds": Range(0, 3600),
+    "[sync] heartbeat_seconds": Range(0, 3600),
+    "[sync] quarantine_after_failures": Range(1, 1000, low_allowed=True),
+    "[sync] retry_backoff_seconds": Range(0, _DAY),
+    "[sync] retry_backoff_max_seconds": Range(0, 30 * _DAY),
+    "[jobs] orphan_cleanup_minutes": Range(0, _YEAR_MINUTES),
+    "[jobs] prune_minutes": Range(0, _YEAR_MINUTES),
+    "[jobs] reconcile_minutes": Range(0, _YEAR_MINUTES),
+    "[jobs] misfire_grace_seconds": Range(1, 365 * _DAY, low_allowed=True),
+    "[gemini] max_concurrent_uploads": Range(1, 64, low_allowed=True),
+    "[gemini] rate_limit_rpm": Range(0, 1_000_000, low_allowed=True),
+    "[gemini] rate_limit_max_rpm": Range(0, 1_000_000, low_allowed=True),
+    "[gemini] timeout_seconds": Range(0, _DAY),
+    "[gemini] poll_interval_seconds": Range(0, 3600),
+    "[gemini] operation_deadline_seconds": Range(0, 7 * _DAY),
+    "[gemini] max_attempts": Range(1, 100, low_allowed=True),
+    "[gemini] retry_initial_delay_seconds": Range(0, _DAY),
+    "[gemini] retry_max_delay_seconds": Range(0, _DAY),
+    "[gemini] breaker_cooldown_seconds": Range(0, _DAY),
+    "[health] store_unreachable_minutes": Range(0, 7 * 24 * 60.0),
+    "[search] top_k": Range(1, 100, low_allowed=True),
+    "[logs] max_bytes": Range(1, 2**40, low_allowed=True),
+    "[logs] backups": Range(0, 1000, low_allowed=True),
+}
+
+
+def numbers(config: Config) -> dict[str, float]:
+    """Return every number in the config by "[table] key"."""
+    found: dict[str, float] = {}
+    for table in dataclasses.fields(config):
+        section = getattr(config, table.name)
+        if not dataclasses.is_dataclass(section):
+            continue
+        for key in dataclasses.fields(section):
+            value = getattr(section, key.name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                found[f"[{table.name}] {key.name}"] = value
+    return found
+
+
+def _check_numbers(config: Config, fail: Any) -> None:
+    for where, value in numbers(config).items():
+        reason = RANGES[where].problem(value)
+        if reason is not None:
+            raise fail(where, reason)
     if config.sync.max_wait_seconds < config.sync.quiet_seconds:
         raise fail("[sync] max_wait_seconds", "must be at least quiet_seconds")
     if config.sync.retry_backoff_max_seconds < config.sync.retry_backoff_seconds:
@@ -390,6 +480,18 @@ def _check_timezone(name: str, fail: Any) -> None:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise fail("[jobs] timezone", f"{name!r} is not a known time zone") from None
+
+
+def _check_search(config: Config, fail: Any) -> None:
+    model = config.search.model
+    if not model.strip() or "/" in model.removeprefix("models/"):
+        raise fail("[search] model", f"{model!r} is not a model name like {SEARCH_MODELS[3]!r}")
+    if model.removeprefix("models/") in RETIRED_MODELS:
+        raise fail(
+            "[search] model",
+            f"{model!r} is being shut down by Google and may no longer answer",
+            hint=f'use one of: {", ".join(SEARCH_MODELS)} (default "{SearchSettings().model}")',
+        )
 
 
 def _check_rules(rules: tuple[EnrichmentRule, ...], fail: Any) -> None:

@@ -8,7 +8,9 @@ are read and written by the classes built on this one: `JobLog` (jobs, decisions
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from objlibd import migrations
-from objlibd.errors import StateError
+from objlibd.errors import StateDiskFullError, StateError
 
 
 class Database:
@@ -27,16 +29,42 @@ class Database:
         self._conn = conn
         self.path = path
         self._lock = threading.RLock()
+        self.rebuilt: dict[str, Any] | None = None  # set when `open(repair=True)` started over
 
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, readonly: bool = False) -> Self:
+    def open(cls, path: Path, *, readonly: bool = False, repair: bool = False) -> Self:
         """Open (and for writers create and migrate) the database at `path`.
 
+        `repair` (the one writer that owns the state dir) first runs `PRAGMA quick_check`:
+        a damaged database is moved aside, kept and named with the time, and a fresh one
+        is started, recording why in library_config under REBUILT_KEY (`rebuilt`); the
+        engine then adopts the store's documents into it (`rebuild.adopt`).
+
         Raises:
-            StateError: corrupt, locked, unreadable, or written by a newer objlibd.
+            StateError: locked, unreadable, written by a newer objlibd, or (without `repair`)
+                damaged.
         """
+        damage = _damage(path) if repair and not readonly else None
+        if damage is not None:
+            identity = _salvage(path)
+            try:
+                moved = _set_aside(path)
+            except OSError as err:
+                raise StateError(
+                    f"state database {path} is damaged ({damage}) and cannot be moved aside: "
+                    f"{err.strerror or err}",
+                    hint=f"move it (and its -wal, -shm files) out of {path.parent} yourself, "
+                    "then run `objlibd sync`: the store's documents are adopted",
+                ) from None
+            db = cls.open(path)
+            for key, value in identity.items():
+                db.set_config(key, value)
+            db.rebuilt = {"at": _now(), "reason": damage[:300], "moved_to": str(moved),
+                          "salvaged": sorted(identity)}  # fmt: skip
+            db.set_json(REBUILT_KEY, db.rebuilt)
+            return db
         if readonly and not path.exists():
             raise StateError(
                 f"state database {path} does not exist yet",
@@ -84,20 +112,36 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Run a block as one IMMEDIATE transaction."""
-        with self._lock:
+        """Run a block as one IMMEDIATE transaction.
+
+        Raises:
+            StateError: the disk is full (StateDiskFullError; rolled back), the database is
+                damaged or locked.
+        """
+        with self._lock, self._explained():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite may have rolled back already
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _explained(self) -> Iterator[None]:
+        """Turn what people cause or fix (full disk, damage, a lock) into a StateError."""
+        try:
+            yield
+        except sqlite3.DatabaseError as err:
+            if getattr(err, "sqlite_errorcode", None) not in _EXPLAINED and not is_disk_full(err):
+                raise  # a bug, not input: keep the traceback
+            raise _state_error(self.path or Path(":memory:"), err) from None
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """Run a block of reads against one consistent snapshot of the database."""
-        with self._lock:
+        with self._lock, self._explained():
             self._conn.execute("BEGIN")
             try:
                 yield self._conn
@@ -105,7 +149,7 @@ class Database:
                 self._conn.execute("COMMIT")
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._explained():
             return list(self._conn.execute(sql, tuple(params)).fetchall())
 
     # -- library_config ----------------------------------------------------------------------
@@ -140,6 +184,83 @@ class Database:
         self.set_config(key, json.dumps(value, sort_keys=True))
 
 
+REBUILT_KEY = "state.rebuilt"
+# SQLite result codes a person causes or fixes: busy, locked, readonly, I/O error, corrupt,
+# full, cannot open, not a database.
+_EXPLAINED = frozenset({5, 6, 8, 10, 11, 13, 14, 26})
+_DAMAGED = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def _damage(path: Path) -> str | None:
+    """Return what `PRAGMA quick_check` finds wrong with the database at `path`, or None.
+
+    Only damage counts: a locked or unreadable file raises StateError as usual.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    try:
+        conn = _connect(path, readonly=True)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as err:
+        if getattr(err, "sqlite_errorcode", None) in _DAMAGED:
+            return str(err)
+        raise _state_error(path, err) from None
+    found = "; ".join(str(row[0]) for row in rows)
+    return None if found == "ok" else found
+
+
+# What a rebuilt DB keeps from the damaged one when it can still be read: which library
+# (so the drive's marker still proves it) and which store this state dir synced into.
+IDENTITY_KEYS = ("library_id", "store_backend", "store_name", "store_id")
+
+
+def _salvage(path: Path) -> dict[str, str]:
+    """Return the identity keys a damaged database still yields (nothing if it cannot)."""
+    marks = ",".join("?" * len(IDENTITY_KEYS))
+    try:
+        conn = _connect(path, readonly=True)
+        try:
+            rows = conn.execute(
+                f"SELECT key, value FROM library_config WHERE key IN ({marks})", IDENTITY_KEYS
+            ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return {}
+    return {str(key): value for key, value in rows if isinstance(value, str) and value}
+
+
+def _set_aside(path: Path) -> Path:
+    """Move a damaged database (and its -wal, -shm) aside, named with the time; return it."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    counter = 1
+    while target.exists():
+        counter += 1
+        target = path.with_name(f"{path.name}.damaged-{stamp}-{counter}")
+    for suffix in ("-wal", "-shm"):  # the journal belongs to the old file, never the new one
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            companion.rename(target.with_name(target.name + suffix))
+    path.rename(target)
+    return target
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_SQLITE_FULL = 13
+
+
+def is_disk_full(err: sqlite3.Error) -> bool:
+    """Return True when SQLite failed for lack of disk space."""
+    return getattr(err, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(err)
+
+
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(
@@ -147,7 +268,9 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             check_same_thread=False, timeout=5.0,
         )  # fmt: skip
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created 0600 before SQLite sees it: its -wal and -shm files copy the DB's mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -158,10 +281,18 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
 
 def _state_error(path: Path, err: sqlite3.DatabaseError) -> StateError:
     text = str(err)
+    if is_disk_full(err):
+        return StateDiskFullError.of(path.parent)
     if "locked" in text or "busy" in text:
         return StateError(
             f"state database {path} is locked by another process",
             hint="is another `objlibd sync` or the daemon running? (`objlibd status`)",
+        )
+    if getattr(err, "sqlite_errorcode", None) in _DAMAGED:
+        return StateError(
+            f"state database {path} is damaged: {text}",
+            hint="run `objlibd sync` (or restart the daemon): it is moved aside, kept, and "
+            "rebuilt from the store and the library; nothing is uploaded twice",
         )
     return StateError(
         f"state database {path} cannot be used: {text}",

@@ -28,6 +28,10 @@ SAMPLES = {
 }
 
 
+# The demo's closing search: it finds "Transcripts/Q and A 1962.txt".
+SAMPLE_QUESTION = "What is the role of reason?"
+
+
 def create(folder: Path) -> Path:
     """Write the sample library, state/log dirs and config under `folder`; return the config."""
     library = folder / "library"
@@ -80,6 +84,7 @@ Try next:
   objlibd sync --config {cfg}          # one-shot sync: only the change is uploaded
   objlibd run --config {cfg}           # the daemon: watches and syncs by itself (Ctrl-C stops)
   objlibd status --config {cfg}        # what it knows
+  objlibd search "axiom" --config {cfg}  # ask the library (try --where 'collection = "Essays"')
 """
 
 

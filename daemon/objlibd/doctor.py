@@ -38,6 +38,7 @@ from objlibd.checks import (
 )
 from objlibd.config import Config
 from objlibd.credentials import API_KEY_ENV, KEYRING_SERVICE, KEYRING_USER, KeyStore
+from objlibd.searchcheck import check_search
 from objlibd.servicechecks import (
     DaemonHealth,
     ServiceManager,
@@ -95,8 +96,8 @@ class Report:
 # -- the run ------------------------------------------------------------------------------------
 
 
-def run(config_path: Path, probes: Probes, *, offline: bool = False) -> Report:
-    """Run every check for the config at `config_path`."""
+def run(config_path: Path, probes: Probes, *, offline: bool = False, deep: bool = False) -> Report:
+    """Run every check for the config at `config_path` (`deep`: also search the store)."""
     first, config = check_config(config_path)
     if config is None:
         return Report(config_path, (first,))
@@ -106,19 +107,21 @@ def run(config_path: Path, probes: Probes, *, offline: bool = False) -> Report:
     db = read_db(config)
     key = check_api_key(config, probes.environ, probes.keystore)
     service, status = service_for(probes.manager, config)
-    checks = (
+    checks: tuple[Check, ...] = (
         first,
         mounted,
         readable,
         check_marker(library, db, readable.level is Level.OK),
         check_state_db(config, db),
         key,
-        check_store(config, db, probes.reach_store, offline=offline, key_ok=key.level is Level.OK),
+        check_store(config, probes.reach_store, offline=offline, key_ok=key.level is Level.OK),
         service,
         check_daemon(config, probes.daemon(config), status, readable.level is Level.OK),
         check_log_dir(config.logs.dir),
         check_disk(config.state.dir, probes.disk_usage),
     )
+    if deep:
+        checks += (check_search(config, probes.environ, probes.keystore, offline=offline),)
     return Report(config_path, checks)
 
 

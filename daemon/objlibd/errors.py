@@ -64,6 +64,27 @@ class StateError(ObjlibdError):
     exit_code = 2
 
 
+class FolderError(ObjlibdError):
+    """The state or log dir cannot be created or written; names the path and the fix."""
+
+    exit_code = 2
+
+
+class StateDiskFullError(StateError):
+    """The disk holding the state dir is full: nothing could be recorded (nothing was lost)."""
+
+    exit_code = 1
+
+    @classmethod
+    def of(cls, state_dir: object) -> StateDiskFullError:
+        """Return the one error objlibd gives for a full state disk (same words everywhere)."""
+        return cls(
+            f"state disk full: no space left on the disk holding {state_dir}",
+            hint="free some space on that disk (or move [state] dir elsewhere); objlibd "
+            "carries on by itself once it can write again, and nothing was lost",
+        )
+
+
 class AlreadyRunningError(ObjlibdError):
     """Another objlibd daemon owns this state directory."""
 
@@ -72,6 +93,12 @@ class AlreadyRunningError(ObjlibdError):
 
 class CredentialsMissingError(ObjlibdError):
     """The Gemini API key is not configured."""
+
+    exit_code = 2
+
+
+class QueryError(ObjlibdError):
+    """A search question or its `--where` filter cannot be used as written (exit 2)."""
 
     exit_code = 2
 
@@ -114,6 +141,10 @@ class RemoteRejectedError(RemoteError):
 
 class RemoteUnsupportedError(RemoteRejectedError):
     """The store cannot take this kind of file at all (too large, unsupported type): skip it."""
+
+
+class RemoteStoreMissingError(RemoteError):
+    """The configured store does not exist (yet): reading commands never create one."""
 
 
 class RemoteQuotaError(RemoteError):

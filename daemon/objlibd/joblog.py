@@ -73,14 +73,22 @@ class JobLog(Database):
         )
         return _job(rows[0]) if rows else None
 
-    def jobs(self, limit: int = 50) -> list[JobRow]:
-        """Return recent jobs, newest first."""
+    def jobs(self, limit: int = 50, *, since: str | None = None) -> list[JobRow]:
+        """Return recent jobs, newest first (only those created at or after `since`)."""
         rows = self._query(
             "SELECT id, kind, status, trigger, done, total, counts, error, created_at, "
-            "started_at, finished_at FROM jobs ORDER BY id DESC LIMIT ?",
-            (limit,),
+            "started_at, finished_at FROM jobs WHERE created_at >= ? ORDER BY id DESC LIMIT ?",
+            (since or "", limit),
         )
         return [_job(row) for row in rows]
+
+    def last_success(self) -> str | None:
+        """Return when the last sync or batch completed (None if none ever did)."""
+        rows = self._query(
+            "SELECT finished_at FROM jobs WHERE status = 'completed' AND kind IN ('sync', 'batch')"
+            " ORDER BY id DESC LIMIT 1"
+        )
+        return str(rows[0][0]) if rows and rows[0][0] else None
 
     def record_decision(self, kind: str, detail: dict[str, Any]) -> None:
         """Record an operator decision (e.g. confirming a held mass-missing)."""
@@ -90,9 +98,19 @@ class JobLog(Database):
                 (kind, json.dumps(detail, sort_keys=True)),
             )
 
-    def decisions(self) -> list[tuple[str, dict[str, Any], str]]:
-        """Return (kind, detail, decided_at) of every recorded decision, oldest first."""
-        rows = self._query("SELECT kind, detail, decided_at FROM decisions ORDER BY id")
+    def decisions(
+        self, limit: int | None = None, *, since: str | None = None
+    ) -> list[tuple[str, dict[str, Any], str]]:
+        """Return (kind, detail, decided_at) of recorded decisions, oldest first.
+
+        With `limit`, the newest `limit` of them (still oldest first); with `since`, only
+        those decided at or after it.
+        """
+        rows = self._query(
+            "SELECT kind, detail, decided_at FROM (SELECT id, kind, detail, decided_at FROM "
+            "decisions WHERE decided_at >= ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+            (since or "", -1 if limit is None else limit),
+        )
         return [(str(k), json.loads(d or "{}"), str(at)) for k, d, at in rows]
 
 

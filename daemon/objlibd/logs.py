@@ -110,9 +110,12 @@ def setup(settings: LogSettings, *, console: bool, to_file: bool = True) -> Path
     root.setLevel(level)
     path: Path | None = None
     if to_file:
-        settings.dir.mkdir(parents=True, exist_ok=True)
+        settings.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # A log line that cannot be written (a full disk) is dropped, not printed as a
+        # "--- Logging error ---" traceback on stderr for every line.
+        logging.raiseExceptions = False
         path = settings.dir / LOG_FILE
-        handler = logging.handlers.RotatingFileHandler(
+        handler = _PrivateRotatingHandler(
             path, maxBytes=settings.max_bytes, backupCount=settings.backups, encoding="utf-8"
         )
         handler.setFormatter(_formatter(structlog.processors.JSONRenderer(sort_keys=False)))
@@ -135,6 +138,17 @@ def setup(settings: LogSettings, *, console: bool, to_file: bool = True) -> Path
         cache_logger_on_first_use=True,
     )
     return path
+
+
+class _PrivateRotatingHandler(logging.handlers.RotatingFileHandler):
+    """Rotating log files created 0600: the log names every document of the library."""
+
+    def _open(self) -> Any:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        return open(  # noqa: PTH123 - the handler owns and closes the stream
+            os.open(self.baseFilename, flags, 0o600), self.mode, encoding=self.encoding,
+            errors=self.errors,
+        )  # fmt: skip
 
 
 def reset() -> None:

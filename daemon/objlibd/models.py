@@ -35,6 +35,9 @@ class VolumeState:
     availability: Availability
     reason: str = ""
     hint: str = ""
+    # Why it is unavailable, for the health model: "not_connected" (the daemon waits),
+    # "unreadable" (permission, TCC: a person must act), "io_error" (a failing or pulled drive).
+    cause: str = ""
 
     @property
     def available(self) -> bool:

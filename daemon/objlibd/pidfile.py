@@ -2,24 +2,32 @@
 
 A pidfile is only believed when a process with that pid exists *and* started when the file
 says (psutil create_time, within a second): a pid reused by another program after a crash,
-or a dead pid, makes the file stale, and the new daemon takes it over. The file is created
-with O_EXCL, so two daemons starting at once cannot both win. psutil is imported only where
-a process is checked, so `objlibd status` can read the file without paying for it.
+or a dead pid (a zombie too), makes the file stale, and the new daemon takes it over.
+
+Two daemons starting at once cannot both win: the file is written in full to a temp file
+and then linked into place (`link` fails when the name exists), so nobody ever reads a
+half-written pidfile, and the check-then-take-over runs under an `flock` on a lock file
+beside it, so two starters cannot both remove a stale file and each put their own. psutil
+is imported only where a process is checked, so `objlibd status` can read the file without
+paying for it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from objlibd.errors import AlreadyRunningError
+from objlibd.errors import AlreadyRunningError, StateDiskFullError
 from objlibd.status import PIDFILE_NAME
 
 __all__ = ["PIDFILE_NAME", "Owner", "PidFile", "is_alive", "live_owner", "read"]
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 CREATE_TIME_SLACK = 1.0  # seconds; create_time follows the system clock (NTP may nudge it)
 
 
@@ -46,7 +54,10 @@ def is_alive(owner: Owner) -> bool:
     import psutil  # type: ignore[import-untyped]  # no stubs in the dev env
 
     try:
-        created = float(psutil.Process(owner.pid).create_time())
+        process = psutil.Process(owner.pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False  # exited, only not reaped yet
+        created = float(process.create_time())
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
     except psutil.AccessDenied:
@@ -79,36 +90,68 @@ class PidFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = psutil.Process(os.getpid())
         mine = Owner(os.getpid(), me.create_time(), time.time())
-        for _ in range(3):
-            if self._create(mine):
-                self._mine = mine
-                return mine
-            owner = read(self.path)
-            if owner is not None and owner.pid != mine.pid and is_alive(owner):
-                raise AlreadyRunningError(
-                    f"objlibd is already running for this state dir (pid {owner.pid}, "
-                    f"pidfile {self.path})",
-                    hint="see `objlibd status`; stop the other daemon first (launchd: "
-                    "`launchctl bootout`), or give this one its own [state] dir",
-                )
-            self.took_over = owner
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+        with self._serialized():
+            for _ in range(3):
+                if self._create(mine):
+                    self._mine = mine
+                    return mine
+                owner = read(self.path)
+                if owner is not None and owner.pid != mine.pid and is_alive(owner):
+                    raise AlreadyRunningError(
+                        f"objlibd is already running for this state dir (pid {owner.pid}, "
+                        f"pidfile {self.path})",
+                        hint="see `objlibd status`; stop the other daemon first (launchd: "
+                        "`launchctl bootout`), or give this one its own [state] dir",
+                    )
+                self.took_over = owner
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
         raise AlreadyRunningError(
             f"could not claim {self.path}: another process keeps creating it",
             hint="is a second objlibd starting in a loop? check launchd and `objlibd status`",
         )
 
-    def _create(self, owner: Owner) -> bool:
+    @contextlib.contextmanager
+    def _serialized(self) -> Iterator[None]:
+        """Hold an exclusive lock on `<pidfile>.lock` (kept, never removed) for the check."""
+        import fcntl
+
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _create(self, owner: Owner) -> bool:
+        """Put a complete pidfile in place unless one exists (temp file, then `link`)."""
         payload = {
             "pid": owner.pid,
             "create_time": owner.create_time,
             "started_at": owner.started_at,
         }
+        tmp = self.path.with_name(f".{self.path.name}.{owner.pid}.tmp")
+        try:
+            with os.fdopen(os.open(tmp, _NEW, 0o600), "w", encoding="utf-8") as handle:
+                json.dump(payload, handle)
+            os.link(tmp, self.path)
+        except FileExistsError:
+            return False
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StateDiskFullError.of(self.path.parent) from None
+            if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            return self._create_in_place(payload)  # no hard links here: O_EXCL, under the lock
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
+
+    def _create_in_place(self, payload: dict[str, float]) -> bool:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(payload, handle)
         return True

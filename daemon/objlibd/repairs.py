@@ -232,6 +232,8 @@ class Repairs:
             self.store.delete(doc.doc_id)
             summary.orphans_deleted += 1
         self._relink_lost(listed, summary)
+        if not summary.dry_run and (left := self.store.sweep_leftovers()):
+            log.info("store.leftovers_deleted", count=left)  # kill -9 remains, not documents
 
     def _relink_lost(self, listed: set[str], summary: SyncSummary) -> None:
         """Files whose document the store no longer has go back to pending (uploaded again).

@@ -141,46 +141,129 @@ _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXE
 _CHILD_FLAGS = _DIR_FLAGS | getattr(os, "O_NOFOLLOW", 0)
 
 
+# A walk keeps at most this many folders open (their descriptors) at once; a folder deeper
+# than that below the one being read is closed and re-opened from the root when its next
+# subfolder comes up. Depth is no limit, descriptors are (macOS allows 256 by default).
+OPEN_FOLDERS = 64
+
+
 def walk(root: Path, filters: Filters, prefix: str = "") -> WalkResult:
     """Walk the library (or the subtree `prefix`) and return its eligible files.
 
     This is the reconcile's hot loop. Each folder is opened once and its entries are
     stat-ed relative to that descriptor (`fstatat`), which spares the kernel a full path
     lookup per file: the walk costs about what a bare scandir+stat walk does, or less.
-    Open descriptors never exceed the folder depth.
+    It is iterative: any depth works, with at most OPEN_FOLDERS descriptors open.
     """
     result = WalkResult(real_root=os.path.realpath(root))
-    fd = _open_start(os.fspath(root), prefix, result)
+    root_text = os.fspath(root)
+    fd = _open_start(root_text, prefix, result)
     if fd is not None:
-        start = os.fspath(root / prefix) if prefix else os.fspath(root)
-        _walk_folder(fd, start, prefix, filters, result)
+        start = os.fspath(root / prefix) if prefix else root_text
+        _walk_tree(root_text, fd, start, prefix, filters=filters, result=result)
     return result
 
 
-def _walk_folder(
-    fd: int, directory: str, rel_dir: str, filters: Filters, result: WalkResult
+class _Folder:
+    """A folder on the walk's stack: its descriptor (None once closed) and subfolders left."""
+
+    __slots__ = ("directory", "fd", "left", "rel_dir")
+
+    def __init__(self, fd: int, directory: str, rel_dir: str, left: list[str]) -> None:
+        self.fd: int | None = fd
+        self.directory = directory
+        self.rel_dir = rel_dir
+        self.left = left  # reversed: the next subfolder is last
+
+
+def _walk_tree(
+    root: str, fd: int, directory: str, rel_dir: str, *, filters: Filters, result: WalkResult
 ) -> None:
-    """Read the open folder `fd` (closing it), then each of its subfolders, depth first."""
-    subfolders: list[str] = []
+    """Read the open folder `fd` and everything below it, depth first, without recursion.
+
+    Every subfolder is opened relative to its parent's descriptor with O_NOFOLLOW (never
+    through a symlink), so a folder keeps its descriptor while subfolders are left to visit.
+    """
+    stack: list[_Folder] = []
+    current: int | None = fd
     try:
-        names, sizes, mtimes = _read_folder(
-            fd, directory, rel_dir, filters=filters, subfolders=subfolders, result=result
-        )
-        if names:
-            listing = result.folders.get(rel_dir)
-            if listing is None:
-                result.folders[rel_dir] = (names, sizes, mtimes)
-            else:  # links followed by _visit came first
-                listing[0].extend(names)
-                listing[1].extend(sizes)
-                listing[2].extend(mtimes)
-        base = f"{rel_dir}/" if rel_dir else ""
-        for name in subfolders:
-            child = _open_child(fd, name, base + name, result)
-            if child is not None:
-                _walk_folder(child, _join(directory, name), base + name, filters, result)
+        while current is not None:
+            subfolders: list[str] = []
+            _read_into(
+                current, directory, rel_dir, filters=filters, subfolders=subfolders, result=result
+            )
+            if subfolders:
+                subfolders.reverse()
+                stack.append(_Folder(current, directory, rel_dir, subfolders))
+                if len(stack) > OPEN_FOLDERS:
+                    _close(stack[-OPEN_FOLDERS - 1])
+            else:
+                os.close(current)
+            current = None
+            while stack and current is None:
+                folder = stack[-1]
+                if not folder.left:
+                    _close(folder)
+                    stack.pop()
+                    continue
+                name = folder.left.pop()
+                rel_dir = f"{folder.rel_dir}/{name}" if folder.rel_dir else name
+                parent = folder.fd if folder.fd is not None else _reopen(root, folder, result)
+                if parent is None:
+                    _unreadable(rel_dir, "cannot list folder: it vanished", result)
+                    continue
+                current = _open_child(parent, name, rel_dir, result)
+                directory = _join(folder.directory, name)
     finally:
-        os.close(fd)
+        if current is not None:
+            os.close(current)
+        for folder in stack:
+            _close(folder)
+
+
+def _read_into(
+    fd: int,
+    directory: str,
+    rel_dir: str,
+    *,
+    filters: Filters,
+    subfolders: list[str],
+    result: WalkResult,
+) -> None:
+    """List the open folder `fd` into `result`; collect its subfolders' names."""
+    names, sizes, mtimes = _read_folder(
+        fd, directory, rel_dir, filters=filters, subfolders=subfolders, result=result
+    )
+    if names:
+        listing = result.folders.get(rel_dir)
+        if listing is None:
+            result.folders[rel_dir] = (names, sizes, mtimes)
+        else:  # links followed by _visit came first
+            listing[0].extend(names)
+            listing[1].extend(sizes)
+            listing[2].extend(mtimes)
+
+
+def _close(folder: _Folder) -> None:
+    if folder.fd is not None:
+        os.close(folder.fd)
+        folder.fd = None
+
+
+def _reopen(root: str, folder: _Folder, result: WalkResult) -> int | None:
+    """Open a folder closed to spare descriptors again, from the root, never via a symlink."""
+    folder.fd = _open_start(root, folder.rel_dir, WalkResult())
+    if folder.fd is None:  # gone or swapped since it was read: nothing below it is believed
+        base = f"{folder.rel_dir}/" if folder.rel_dir else ""
+        for name in folder.left:
+            _unreadable(base + name, "cannot list folder: it vanished", result)
+        folder.left.clear()
+    return folder.fd
+
+
+def _unreadable(rel: str, reason: str, result: WalkResult) -> None:
+    result.unreadable_dirs.append(rel)
+    result.problems.append(Problem(_printable(rel), reason))
 
 
 def _read_folder(

@@ -4,7 +4,8 @@ Threads, and who talks to whom:
 - main thread: signals, and a 0.5 s monitor loop that probes the volume every
   `volume_poll_seconds` (sooner when the mount-point parent changes), checks the watch's
   liveness every second (rebuilding a dead one with backoff, then reconciling), notices
-  `objlibd pause`/`resume`, and rewrites the heartbeat file `status` reads;
+  `objlibd pause`/`resume`, and rewrites the heartbeat file `status` reads (its live facts
+  for the health model and the notifications: `objlibd.vitals`);
 - watchdog observer + emitter: RawEvents into the debouncer;
 - debouncer: due batches into the worker's queue;
 - APScheduler: job names into the worker's queue;
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -31,14 +33,16 @@ from typing import Any
 
 import structlog
 
-from objlibd import __version__, status
+from objlibd import __version__, heartbeat, notify, status, statuscache
 from objlibd.config import Config
 from objlibd.debounce import Debouncer, DebounceWindow
+from objlibd.errors import ObjlibdError
 from objlibd.jobs import JobScheduler
 from objlibd.models import Availability, VolumeState
 from objlibd.pidfile import PIDFILE_NAME, PidFile
 from objlibd.scanner import Filters
 from objlibd.state import StateStore
+from objlibd.vitals import Vitals
 from objlibd.volume import LIBRARY_ID_KEY, probe
 from objlibd.watcher import LibraryWatcher, MountWatch, WatchBackoff
 from objlibd.worker import Work, Worker
@@ -49,6 +53,7 @@ STOP_BUDGET = 8.0  # seconds from SIGTERM to exit; launchd waits longer, people 
 TICK = 0.5
 WATCH_CHECK = 1.0
 DB_FACTS_MAX_AGE = 60.0  # one-shot CLI commands can change the DB too
+STORE_RETRY = 60.0  # seconds between two tries of work parked on a store that did not answer
 
 
 def volume_transition(before: VolumeState | None, after: VolumeState) -> str | None:
@@ -70,6 +75,7 @@ class Daemon:
         *,
         stop: threading.Event | None = None,
         on_claimed: Callable[[], None] = lambda: None,
+        notify_runner: notify.Runner = notify.run_command,
     ) -> None:
         self.config = config
         self.stop = stop or threading.Event()
@@ -86,7 +92,11 @@ class Daemon:
         self._process: Any = None
         self._db_facts: dict[str, Any] = {}
         self._db_key = (-1, 0.0)
+        self._watch_problem: str | None = None  # the watch cannot start: reconciling instead
+        self._next_fallback = 0.0
+        self._heartbeat = heartbeat.Heartbeat(config.state.dir / status.HEARTBEAT_NAME)
         self._lost: str | None = None  # set by the worker thread: the drive went mid-batch
+        self.vitals = Vitals(config, runner=notify_runner)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -107,7 +117,7 @@ class Daemon:
             self._install_signals()
             self._start()
             while not self.stop.is_set():
-                self._tick(time.monotonic())
+                self._guarded_tick(time.monotonic())
                 self.stop.wait(TICK)
         finally:
             self._shutdown()
@@ -121,10 +131,15 @@ class Daemon:
 
         config = self.config
         self._process = psutil.Process()
-        self.state = StateStore.open(config.db_path)
+        self.state = StateStore.open(config.db_path, repair=True)
+        if self.state.rebuilt is not None:
+            log.warning("state.damaged", action="moved aside, started fresh", **self.state.rebuilt)
         self.reader = StateStore.open(config.db_path, readonly=True)
         self.store = open_store_for(config, self.state, stop=self.stop)
-        self.engine = engine = SyncEngine(config, self.state, self.store, stop=self.stop)
+        engine = SyncEngine(
+            config, self.state, self.store, stop=self.stop,
+            progress=lambda *step: self.vitals.on_progress(self.worker.current, *step),
+        )  # fmt: skip
         self.scheduler = JobScheduler(
             config.jobs, lambda name: self.worker.submit(Work.scheduled(name))
         )
@@ -154,7 +169,7 @@ class Daemon:
         self.scheduler.start()
         self.mount_watch.start()
         try:
-            status.write_pointer(self.config)  # lets `objlibd status` skip loading the config
+            statuscache.write_pointer(self.config)  # `objlibd status` skips loading the config
         except OSError as err:
             log.warning("status.pointer_failed", error=str(err))
         log.info(
@@ -214,6 +229,20 @@ class Daemon:
 
     # -- monitor loop ------------------------------------------------------------------------
 
+    _tick_error: str | None = None
+
+    def _guarded_tick(self, now: float) -> None:
+        """Run one monitor tick; a failure is logged once (not every tick) and survived."""
+        try:
+            self._tick(now)
+        except Exception as err:  # the monitor must outlive any one failure
+            text = f"{type(err).__name__}: {err}"
+            if text != self._tick_error:
+                log.exception("daemon.tick_failed", error=text)
+            self._tick_error = text
+        else:
+            self._tick_error = None
+
     def _tick(self, now: float) -> None:
         if now >= self._next_probe or self._wake.is_set():
             self._wake.clear()
@@ -228,6 +257,19 @@ class Daemon:
         if now >= self._next_beat:
             self._next_beat = now + self.config.sync.heartbeat_seconds
             self._beat()
+        if now >= self._next_store_retry:
+            self._next_store_retry = now + STORE_RETRY
+            self._retry_store()
+
+    _next_store_retry = 0.0
+
+    def _retry_store(self) -> None:
+        """Work parked on a store that stopped answering is tried again, so that it runs (and
+        'store unreachable' clears) soon after the store answers, not at the next change."""
+        failing = self._health().get("failing_for_s") is not None
+        if failing and self.worker.parked_paths and self.volume.available and not self._paused:
+            log.info("store.retry_parked", parked=self.worker.parked_paths)
+            self.worker.submit(Work.resume())
 
     def _check_volume(self) -> None:
         self._take_lost()
@@ -236,6 +278,8 @@ class Daemon:
         before, self.volume = self.volume, found
         self.worker.volume = found
         self._probed = True
+        if change is not None:
+            self.vitals.volume_since = time.time()
         if change == "first":
             change = "mounted" if found.available else "unavailable"
         if change == "mounted":
@@ -260,6 +304,7 @@ class Daemon:
         lost = VolumeState(Availability.UNAVAILABLE, reason)
         self._on_unavailable(lost, was_available=True)
         self.volume = lost
+        self.vitals.volume_since = time.time()
 
     def _on_mounted(self) -> None:
         log.info("volume.mounted", reason=self.volume.reason)
@@ -270,6 +315,7 @@ class Daemon:
 
     def _on_unavailable(self, found: VolumeState, *, was_available: bool) -> None:
         self.watcher.stop()
+        self._watch_problem = None  # nothing to watch now; the next mount tries afresh
         log.warning(
             "volume.unmounted" if was_available else "volume.unavailable",
             state=found.availability.value, reason=found.reason, hint=found.hint,
@@ -279,10 +325,22 @@ class Daemon:
     def _start_watch(self, *, reason: str) -> bool:
         try:
             self.watcher.start()
-        except OSError as err:
-            retry = self._backoff.on_failure(time.monotonic()) - time.monotonic()
-            log.warning("watcher.start_failed", error=str(err), retry_in_s=round(retry, 1))
+        except Exception as err:  # noqa: BLE001 - any failure: reconcile on a timer instead
+            now = time.monotonic()
+            retry = self._backoff.on_failure(now) - now
+            every = self.config.sync.max_wait_seconds
+            why = str(err) if isinstance(err, OSError) else f"{type(err).__name__}: {err}"
+            self._watch_problem = (
+                f"the file watch cannot start ({why[:200]}); the library is reconciled "
+                f"every {every:g} s instead"
+            )
+            self._next_fallback = now + every  # the mount's own reconcile runs first
+            log.warning(
+                "watcher.start_failed", error=why, retry_in_s=round(retry, 1),
+                fallback=f"reconcile every {every:g} s",
+            )  # fmt: skip
             return False
+        self._watch_problem = None
         log.info("watcher.started", root=str(self.config.library.root), reason=reason)
         return True
 
@@ -299,6 +357,9 @@ class Daemon:
             self._rebuilds += 1
             log.warning("watcher.rebuilt", rebuilds=self._rebuilds, action="reconcile the library")
             self.worker.submit(Work.reconcile("watch_rebuilt"))
+        elif self._watch_problem is not None and now >= self._next_fallback:
+            self._next_fallback = now + self.config.sync.max_wait_seconds
+            self.worker.submit(Work.reconcile("watch_fallback"))
 
     def _check_pause(self) -> None:
         paused = (self.config.state.dir / status.PAUSE_NAME).exists()
@@ -328,7 +389,7 @@ class Daemon:
     def _beat(self, *, stopped: bool = False) -> None:
         now = time.time()
         pending = self.debouncer.pending_paths + self.worker.pending_paths
-        beat = {
+        beat: dict[str, Any] = {
             "pid": os.getpid(),
             "version": __version__,
             "started_epoch": self._started,
@@ -336,7 +397,8 @@ class Daemon:
             "updated_at": status.iso(now),
             "stopped": stopped,
             "rss_mb": round(self._process.memory_info().rss / 2**20, 1),
-            "volume": {"state": self.volume.availability.value, "reason": self.volume.reason},
+            "volume": {"state": self.volume.availability.value, "reason": self.volume.reason,
+                       "hint": self.volume.hint, "cause": self.volume.cause},
             "watcher": {"alive": self.watcher.alive(), "rebuilds": self._rebuilds,
                         "events_seen": self.watcher.events_seen},
             "paused": self._paused,
@@ -346,24 +408,30 @@ class Daemon:
             "next_runs": self.scheduler.next_runs(),
             "remote": self._health(),
             "problem": self.worker.problem,
+            "problem_fix": self.worker.problem_fix,
+            "watch_failed": self._watch_problem,
+            "state_disk_full": self._heartbeat.disk_problem or self.worker.state_disk_full,
             "db": self._cached_db_facts(now),
         }  # fmt: skip
-        try:
-            status.write_json_atomic(self.config.state.dir / status.HEARTBEAT_NAME, beat)
-        except OSError as err:
-            log.warning("heartbeat.write_failed", error=str(err))
+        self.vitals.add(beat, busy=bool(self.worker.current), notes=self.worker.store_notes,
+                        now=now)  # fmt: skip
+        if not stopped:
+            self.vitals.judge(beat, now)
+        if self._heartbeat.write(beat):  # space is back after a full disk: catch up now
+            self.worker.submit(Work.reconcile("state_disk_back"))
 
     def _cached_db_facts(self, now: float) -> dict[str, Any]:
         generation, at = self._db_key
         if generation != self.worker.generation or now - at > DB_FACTS_MAX_AGE:
-            self._db_facts = status.db_facts(self.reader)
             self._db_key = (self.worker.generation, now)
+            try:
+                self._db_facts = status.db_facts(self.reader)
+            except (sqlite3.DatabaseError, ObjlibdError) as err:  # damaged under us: say so
+                self._db_facts = {**self._db_facts, "problem": f"state database: {err}"}
         return self._db_facts
 
     def _health(self) -> dict[str, object]:
         try:
-            health = self.store.health()
-            pace = self.engine.pace_facts(health)  # with the ETA of the pending uploads
+            return self.store.health()
         except Exception as err:  # noqa: BLE001 - status must not take the daemon down
             return {"error": str(err)}
-        return health if pace is None else {**health, "pace": pace}

@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from objlibd import pidfile
-from objlibd.checks import Check, DbFacts, Level, binary_hint
+from objlibd.checks import Check, Level, binary_hint
 from objlibd.config import Config
 from objlibd.credentials import API_KEY_ENV, KeyStore, find_api_key
 from objlibd.errors import CredentialsMissingError, ObjlibdError
@@ -43,6 +43,7 @@ class DaemonHealth:
     watcher_alive: bool | None = None  # None: the daemon does not report it (yet)
     volume: str = ""
     volume_reason: str = ""
+    problems: tuple[dict[str, Any], ...] = ()  # the health model's, from its heartbeat
 
 
 def check_api_key(
@@ -66,7 +67,6 @@ def check_api_key(
 
 def check_store(
     config: Config,
-    db: DbFacts,
     reach: Callable[[Config], str],
     *,
     offline: bool,
@@ -74,7 +74,7 @@ def check_store(
 ) -> Check:
     """Does the store answer? (network; skipped with --offline)"""
     name = "store reachable"
-    skipped = _store_not_checked(config, db, offline=offline, key_ok=key_ok)
+    skipped = _store_not_checked(config, offline=offline, key_ok=key_ok)
     if skipped is not None:
         return Check(name, skipped[0], skipped[1], skipped[2])
     try:
@@ -88,7 +88,7 @@ def check_store(
 
 
 def _store_not_checked(
-    config: Config, db: DbFacts, *, offline: bool, key_ok: bool
+    config: Config, *, offline: bool, key_ok: bool
 ) -> tuple[Level, str, str] | None:
     if config.store.backend != "gemini":
         return Level.OK, f"{config.store.backend} store, no network needed", ""
@@ -96,22 +96,31 @@ def _store_not_checked(
         return Level.OK, "not checked (--offline)", ""
     if not key_ok:
         return Level.WARN, "not checked: no API key", ""
-    if db.store_name != config.store.name:
-        # ensure_store would create it: doctor looks, it never creates remote things
-        why = f'not checked: store "{config.store.name}" was not created by objlibd yet'
-        return Level.WARN, why, "the first `objlibd sync` (or the daemon) creates it"
     return None
 
 
 def reach_store(config: Config) -> str:
-    """Find the configured store (one listing call); return a line saying so."""
-    from objlibd.remote import open_store
+    """Look the configured store up (a listing; doctor never creates it); say what answered.
 
-    store = open_store(config)
+    Also before the first sync: a wrong base_url, a dead network or a refused key shows
+    here, not hours later as parked work. Two attempts at most: a person is waiting.
+    """
+    import dataclasses
+
+    from objlibd.remote.gemini import open_gemini
+
+    settings = config.gemini
+    quick = dataclasses.replace(settings, max_attempts=min(settings.max_attempts, 2))
+    store = open_gemini(quick)
     try:
-        store_id = store.ensure_store(config.store.name)
+        store_id = store.find_store(config.store.name)
     finally:
         store.close()
+    if store_id is None:
+        return (
+            f'Gemini answers; store "{config.store.name}" does not exist yet '
+            "(the first sync creates it)"
+        )
     return f'store "{config.store.name}" answers ({store_id})'
 
 
@@ -171,9 +180,11 @@ def daemon_health(config: Config) -> DaemonHealth:
     alive = bool(watcher.get("alive")) if isinstance(watcher, dict) else None
     vol = beat.get("volume")
     vol = vol if isinstance(vol, dict) else {}
+    problems = tuple(status.snapshot(config)["problems"])
     return DaemonHealth(
-        True, owner.pid, alive, str(vol.get("state") or ""), str(vol.get("reason") or "")
-    )
+        True, owner.pid, alive, str(vol.get("state") or ""), str(vol.get("reason") or ""),
+        problems,
+    )  # fmt: skip
 
 
 def check_daemon(
@@ -213,6 +224,17 @@ def check_daemon(
             f"{detail}; the drive is available but the watcher is not alive",
             "`objlibd restart`; if it persists, see `objlibd logs --level warning`",
         )
+    return _verdict(name, detail, health)
+
+
+def _verdict(name: str, detail: str, health: DaemonHealth) -> Check:
+    """The health model's verdict on the running daemon, as `objlibd status` shows it."""
+    found = [p for p in health.problems if p.get("severity") in ("warning", "error")]
+    if found:
+        level = Level.FAIL if any(p["severity"] == "error" for p in found) else Level.WARN
+        said = "; ".join(f"{p['code']}: {p['message']}" for p in found)
+        fix = " | ".join(f"{p['code']}: {p['fix']}" for p in found)
+        return Check(name, level, f"{detail}; {said}", found[0]["fix"] if len(found) == 1 else fix)
     watching = (
         "watcher alive" if health.watcher_alive else f"waiting for the drive ({health.volume})"
     )

@@ -13,12 +13,15 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from objlibd import migrations
 from objlibd.failurelog import FailureLog
 from objlibd.joblog import JobLog
 from objlibd.models import FileRecord, FileStatus, Listing, StateIndex
+
+if TYPE_CHECKING:  # status reads the DB without loading the store package
+    from objlibd.remote.base import RemoteDoc
 
 _RECORD_COLUMNS = (
     "path, status, content_hash, size, mtime_ns, remote_id, remote_file_id, upload_hash, "
@@ -292,6 +295,19 @@ class StateStore(JobLog, FailureLog):
                 f"finished_at = {migrations.NOW} WHERE state = 'polling' AND file_id = "
                 "(SELECT id FROM files WHERE path = ?)",
                 (path,),
+            )
+
+    def adopt_documents(self, docs: Iterable[RemoteDoc]) -> None:
+        """Record store documents as uploaded files of unknown size (a rebuilt DB's start).
+
+        The first diff then hashes each file on disk: same content is kept, other content
+        replaced, and an absent file is missing (hold rules apply).
+        """
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO files(path, status, content_hash, upload_hash, "
+                "remote_id, remote_file_id) VALUES (?, 'uploaded', ?, ?, ?, ?)",
+                [(d.path, d.sha256, d.sha256, d.doc_id, d.file_id) for d in docs],
             )
 
     def record_failure(self, path: str, status: FileStatus, error: str) -> None:

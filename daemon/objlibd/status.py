@@ -1,20 +1,20 @@
 """`objlibd status`: a read-only snapshot, fast, whether or not the daemon runs.
 
 Facts come from three places: the state DB opened read-only (file counts, duplicates,
-orphans, jobs, hold, last batch), the daemon's heartbeat file (live facts: watcher, queue,
-breaker, next runs, RSS), rewritten atomically every few seconds, and the pidfile. While the
-daemon runs, its heartbeat also carries the DB facts (refreshed after each batch or job), so
-`status` does not even open SQLite; the queries grow with the library, the heartbeat does not. The daemon
-counts as running only when the pidfile's pid is alive *and* the heartbeat is fresh and
-written by that pid. Nothing here imports google-genai, watchdog, structlog or psutil.
+orphans, jobs, hold, last batch), the daemon's heartbeat file (live facts: volume, watcher,
+queue, breaker, store reachability, progress, next runs, RSS), rewritten atomically every few
+seconds, and the pidfile. While the daemon runs, its heartbeat also carries the DB facts
+(refreshed after each batch or job), so `status` does not even open SQLite; the queries grow
+with the library, the heartbeat does not. The daemon counts as running only when the
+pidfile's pid is alive *and* the heartbeat is fresh and written by that pid. Nothing here
+imports google-genai, watchdog, structlog or psutil.
+
+Whether objlibd is healthy is the health model's call (`objlibd.health.assess`): this module
+turns the facts into its input, and the snapshot carries its verdict (`state`, `problems`,
+`healthy`). The daemon runs the same `assemble` on its own facts for the notifications.
 
 This module also owns the small files the daemon shares with the CLI: the heartbeat and the
 pause flag (`objlibd pause` writes it; the daemon notices within a second).
-
-Healthy (exit 0) means: running, the volume is not "degraded" (a wrong or unmarked drive),
-the watch is alive while the volume is available, no mass-missing hold waits for a person,
-the store's breaker is not open, and the daemon reports no problem. A drive that is simply
-not connected is healthy: the daemon is doing its job, waiting.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import time
-import zlib
+
+from objlibd import health, progress
 
 # `status` is the command people run most: even `typing`, `pathlib` and `dataclasses` cost
 # milliseconds, so they are only named for the type checker here.
@@ -54,18 +54,30 @@ JOB_KINDS = {"orphan_cleanup": "orphan_cleanup", "prune": "prune", "reconcile": 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write `data` to `path` via a temp file and rename (readers never see half a file)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True, default=str), encoding="utf-8")
-    tmp.replace(path)
-
-
-def read_json(path: str | Path) -> dict[str, Any] | None:
-    """Return a JSON object file, or None when absent or unreadable."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        with open(
+            os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8"
+        ) as out:
+            out.write(json.dumps(data, sort_keys=True, default=str))
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # a full disk leaves no half-written temp files behind
+        raise
+
+
+def read_json(path: str | Path, *, tries: int = 1) -> dict[str, Any] | None:
+    """Return a JSON object file, or None when absent; `tries` > 1 re-reads a torn one."""
+    for _ in range(tries):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            continue
+        return data if isinstance(data, dict) else None
+    return None
 
 
 def read_pause(state_dir: str | Path) -> dict[str, Any] | None:
@@ -101,6 +113,15 @@ def stale_after(config: Config) -> float:
     return max(10.0, 5 * config.sync.heartbeat_seconds)
 
 
+def settings_of(config: Config) -> dict[str, Any]:
+    """Return the few config values the snapshot needs (the daemon puts them in its heartbeat)."""
+    return {
+        "backend": config.store.backend, "store": config.store.name,
+        "drive": config.library.mount_point.name, "state_dir": str(config.state.dir),
+        "unreachable_after_s": config.health.store_unreachable_minutes * 60,
+    }  # fmt: skip
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -119,7 +140,7 @@ def live_heartbeat(config: Config, now: float) -> dict[str, Any] | None:
 def live_beat(state_dir: str | Path, now: float, stale: float) -> dict[str, Any] | None:
     """Return the heartbeat in `state_dir` if its pid owns the pidfile, lives, and is fresh."""
     owner = read_json(os.path.join(state_dir, PIDFILE_NAME))
-    beat = read_json(os.path.join(state_dir, HEARTBEAT_NAME))
+    beat = read_json(os.path.join(state_dir, HEARTBEAT_NAME), tries=3)
     if owner is None or beat is None or beat.get("pid") != owner.get("pid"):
         return None
     if not _pid_alive(int(beat["pid"])) or beat.get("stopped"):
@@ -134,11 +155,21 @@ def snapshot(config: Config, *, now: float | None = None) -> dict[str, Any]:
     moment = time.time() if now is None else now
     beat = live_heartbeat(config, moment)
     cached = (beat or {}).get("db")
-    db = cached if isinstance(cached, dict) else _db_facts(config)
-    return assemble(
-        beat, db, moment, backend=config.store.backend, store=config.store.name,
-        paused=read_pause(config.state.dir) is not None, volume=_volume(config, beat, db),
+    if isinstance(cached, dict):
+        db, db_key = cached, None
+    else:
+        db_key = db_stamp(str(config.db_path))  # taken first: a write meanwhile changes it
+        db = _db_facts(config)
+    volume = _volume(config, beat, db)
+    snap = assemble(
+        beat, db, moment, settings=settings_of(config), volume=volume,
+        pause=read_pause(config.state.dir),
     )  # fmt: skip
+    if beat is None and config.source is not None:
+        from objlibd import statuscache
+
+        statuscache.remember(config, db, db_key, volume)
+    return snap
 
 
 def assemble(
@@ -146,33 +177,73 @@ def assemble(
     db: dict[str, Any],
     now: float,
     *,
-    backend: str,
-    store: str,
-    paused: bool,
+    settings: dict[str, Any],
     volume: dict[str, Any],
+    pause: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """Build the snapshot from the heartbeat (or None), the DB facts and the config's names."""
+    """Build the snapshot from the heartbeat (or None), the DB facts and the config's values."""
+    live = beat or {}
+    settings = {**settings, **(live.get("settings") or {})}  # what the daemon runs with
     snap: dict[str, Any] = {
         "daemon": _daemon(beat, now),
-        "volume": volume,
-        "watcher": {"alive": bool(beat and beat.get("watcher", {}).get("alive"))},
-        "paused": paused,
+        "volume": {"state": volume.get("state"), "reason": volume.get("reason")},
+        "watcher": {"alive": bool(live.get("watcher", {}).get("alive"))},
+        "paused": pause is not None,
         "hold": (db["hold"] or {}).get("reason") if db["hold"] else None,
         "confirm_pending": bool(db.get("confirm_pending")),
-        "queue": {"pending_paths": int(beat.get("queue", {}).get("pending_paths", 0)) if beat
+        "queue": {"pending_paths": int(live.get("queue", {}).get("pending_paths", 0)) if beat
                   else len((db["pending"] or {}).get("paths", []))},
-        "last_batch": (beat or {}).get("last_batch") or db["last_batch"],
+        "last_batch": live.get("last_batch") or db["last_batch"],
         "files": db["files"],
         "duplicates": db["duplicates"],
         "orphans": db["orphans"],
-        "jobs": _jobs(db["jobs"], (beat or {}).get("next_runs") or {}),
-        "remote": _remote(backend, store, beat, db.get("pace")),
+        "jobs": _jobs(db["jobs"], live.get("next_runs") or {}),
+        "remote": _remote(settings, beat, db.get("pace")),
+        "progress": progress.of_heartbeat(beat, now),
         "errors": db["errors"],
         "quarantined": db.get("quarantined", []),
-        "problem": (beat or {}).get("problem") or db["problem"],
+        "state_rebuilt": db.get("rebuilt"),
     }  # fmt: skip
-    snap["healthy"] = healthy(snap)
+    verdict = health.assess(facts(beat, db, now, settings=settings, volume=volume, pause=pause))
+    snap["state"] = verdict["state"]
+    snap["problems"] = verdict["problems"]
+    snap["healthy"] = verdict["state"] != health.UNHEALTHY
     return snap
+
+
+def facts(
+    beat: dict[str, Any] | None,
+    db: dict[str, Any],
+    now: float,
+    *,
+    settings: dict[str, Any],
+    volume: dict[str, Any],
+    pause: dict[str, Any] | None,
+) -> health.Facts:
+    """Return the health model's input from the heartbeat, the DB facts and the settings."""
+    live = beat or {}
+    store = live.get("store") or {}
+    hold = db.get("hold")
+    return {
+        "now": now, "running": beat is not None, "volume": volume,
+        "watcher_alive": bool(live.get("watcher", {}).get("alive")),
+        "watch_failed": live.get("watch_failed"), "paused": pause is not None,
+        "paused_since": (pause or {}).get("since"),
+        "pending_paths": int(live.get("queue", {}).get("pending_paths", 0)),
+        "files": db.get("files") or {}, "breaker": _breaker(beat),
+        "hold": hold if isinstance(hold, dict) else None,
+        "confirm_pending": db.get("confirm_pending") or None,
+        "quarantined": int(db.get("quarantined_count") or len(db.get("quarantined") or ())),
+        "store_failing_since": store.get("failing_since"), "store_error": store.get("error"),
+        "store_full": store.get("full"),
+        "unreachable_after_s": float(settings.get("unreachable_after_s") or
+                                     health.DEFAULT_UNREACHABLE_S),
+        "state_disk_full": live.get("state_disk_full"), "state_db": db.get("problem"),
+        "daemon_problem": live.get("problem"), "daemon_problem_fix": live.get("problem_fix") or "",
+        "config_changed": bool(live.get("config_changed")),
+        "last_success": db.get("last_success"), "seen": live.get("seen") or {},
+        "state_dir": str(settings.get("state_dir") or ""), "drive": str(settings.get("drive") or ""),
+    }  # fmt: skip
 
 
 def _daemon(beat: dict[str, Any] | None, now: float) -> dict[str, Any]:
@@ -187,37 +258,47 @@ def _daemon(beat: dict[str, Any] | None, now: float) -> dict[str, Any]:
     }
 
 
-def _beat_volume(beat: dict[str, Any] | None) -> dict[str, Any] | None:
+def beat_volume(beat: dict[str, Any] | None) -> dict[str, Any] | None:
     if beat is not None and isinstance(beat.get("volume"), dict):
-        return {"state": beat["volume"].get("state"), "reason": beat["volume"].get("reason")}
+        return dict(beat["volume"])
     return None
 
 
 def _volume(config: Config, beat: dict[str, Any] | None, db: dict[str, Any]) -> dict[str, Any]:
-    seen = _beat_volume(beat)
+    seen = beat_volume(beat)
     if seen is not None:
         return seen
     from objlibd import volume  # only without a running daemon: the heartbeat has it otherwise
 
     found = volume.probe(config.library, db["library_id"])
-    return {"state": found.availability.value, "reason": found.reason}
+    return {"state": found.availability.value, "reason": found.reason, "hint": found.hint,
+            "cause": found.cause}  # fmt: skip
+
+
+def _breaker(beat: dict[str, Any] | None) -> str | None:
+    remote = (beat or {}).get("remote") or {}
+    breaker = remote.get("breaker") if isinstance(remote, dict) else None
+    if isinstance(breaker, dict):
+        breaker = breaker.get("state")
+    return breaker if isinstance(breaker, str) else None
 
 
 def _remote(
-    backend: str, store: str, beat: dict[str, Any] | None, learned: Any = None
+    settings: dict[str, Any], beat: dict[str, Any] | None, learned: Any = None
 ) -> dict[str, Any]:
-    health = (beat or {}).get("remote") or {}
-    breaker = health.get("breaker") if isinstance(health, dict) else None
-    if isinstance(breaker, dict):
-        breaker = breaker.get("state")
-    remote = {"backend": backend, "store": store, "breaker": breaker}
-    # The live pace (with the ETA of pending uploads) while the daemon runs; else the learned one.
-    pace = health.get("pace") if isinstance(health, dict) else None
-    if not isinstance(pace, dict) and isinstance(learned, dict) and backend == "gemini":
-        pace = {"rpm": learned.get("rpm"), "source": "learned",
-                "quota_429s": learned.get("quota_429s", 0)}  # fmt: skip
-    if isinstance(pace, dict):
-        remote["pace"] = pace
+    stats = ((beat or {}).get("store") or {}).get("stats") or {}
+    remote = {
+        "backend": settings.get("backend"), "store": settings.get("store"),
+        "breaker": _breaker(beat), "documents": stats.get("documents"),
+        "size_bytes": stats.get("size_bytes"), "stats_at": stats.get("at"),
+    }  # fmt: skip
+    # The request pace: the daemon's live one, else the one learned by the last run.
+    live = ((beat or {}).get("remote") or {}).get("pace")
+    if isinstance(live, dict):
+        remote["pace"] = live
+    elif isinstance(learned, dict) and settings.get("backend") == "gemini":
+        remote["pace"] = {"rpm": learned.get("rpm"), "source": "learned",
+                          "quota_429s": learned.get("quota_429s", 0)}  # fmt: skip
     return remote
 
 
@@ -236,27 +317,47 @@ def _empty_db() -> dict[str, Any]:
     return {
         "files": {}, "duplicates": 0, "orphans": 0, "errors": [], "jobs": {}, "hold": None,
         "last_batch": None, "pending": None, "library_id": None, "problem": None,
-        "confirm_pending": None,
-        "quarantined": [],
+        "confirm_pending": None, "quarantined": [], "quarantined_count": 0, "last_success": None,
+        "rebuilt": None,
     }  # fmt: skip
+
+
+def db_stamp(db_path: str) -> list[list[int]]:
+    """Return what changes whenever the DB does: (inode, size, mtime) of it and its WAL.
+
+    Not ctime: SQLite running as root re-owns the WAL on every open, even a read-only one;
+    and an empty WAL counts as none (a reader may create it, and holds no change).
+    """
+    stamp: list[list[int]] = []
+    for path in (db_path, db_path + "-wal"):
+        try:
+            info = os.stat(path)
+        except OSError:
+            stamp.append([])
+            continue
+        stamp.append([info.st_ino, info.st_size, info.st_mtime_ns] if info.st_size else [])
+    return stamp
 
 
 def _db_facts(config: Config) -> dict[str, Any]:
     facts = _empty_db()
     if not config.db_path.exists():
         return facts
+    from objlibd import migrations
     from objlibd.errors import StateError
     from objlibd.state import StateStore
 
     try:
         state = StateStore.open(config.db_path, readonly=True)
-    except StateError as err:
+        try:  # a DB still being created or migrated by its writer has no facts yet
+            if state.schema_version >= migrations.LATEST:
+                facts.update(db_facts(state))
+        finally:
+            state.close()
+    except StateError as err:  # damaged, locked...: say so (the next writer rebuilds it)
         facts["problem"] = err.message
-        return facts
-    try:
-        facts.update(db_facts(state))
-    finally:
-        state.close()
+    except Exception as err:  # noqa: BLE001 - created or damaged under us (sqlite3): say so
+        facts["problem"] = f"state database {config.db_path}: {err}"
     return facts
 
 
@@ -275,12 +376,17 @@ def db_facts(state: StateStore) -> dict[str, Any]:
          "error": (row.error or "")[:200]}
         for row in state.failure_rows(limit=5) if row.quarantined_at is not None
     ]  # fmt: skip
-    facts["hold"] = state.get_json("hold")
+    facts["quarantined_count"] = state.count_quarantined()
+    hold = state.get_json("hold")
+    if isinstance(hold, dict):  # without its paths: the heartbeat carries this every beat
+        facts["hold"] = {key: hold.get(key) for key in ("since", "reason", "count", "revision")}
     facts["last_batch"] = state.get_json(LAST_BATCH_KEY)
     facts["pending"] = state.get_json(PENDING_KEY)
     facts["confirm_pending"] = state.get_json(CONFIRM_PENDING_KEY)
     facts["pace"] = state.get_json(PACE_KEY)
     facts["library_id"] = state.get_config("library_id")  # volume.LIBRARY_ID_KEY
+    facts["last_success"] = state.last_success()
+    facts["rebuilt"] = state.get_json("state.rebuilt")  # database.REBUILT_KEY
     for name, kind in JOB_KINDS.items():
         row = state.last_job(kind)
         if row is not None:
@@ -292,160 +398,8 @@ def db_facts(state: StateStore) -> dict[str, Any]:
     return facts
 
 
-def healthy(snap: dict[str, Any]) -> bool:
-    """Return True when nothing needs a person (see module doc)."""
-    if not snap["daemon"]["running"] or snap["problem"] or snap["hold"]:
-        return False
-    if snap["volume"]["state"] == "degraded" or snap["remote"]["breaker"] == "open":
-        return False
-    return not (snap["volume"]["state"] == "available" and not snap["watcher"]["alive"])
-
-
-# -- human rendering -----------------------------------------------------------------------------
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days}d {hours}h"
-    return f"{hours}h {minutes}m" if hours else f"{minutes}m {secs}s"
-
-
-def pace_text(pace: dict[str, Any]) -> str:
-    """Return e.g. '300 rpm (learned), 4 quota 429s absorbed; 120 uploads left, about 1m 12s'."""
-    rpm = pace.get("rpm")
-    text = f"{rpm:g} rpm" if isinstance(rpm, int | float) else "? rpm"
-    text += f" ({pace.get('source') or 'configured'}), "
-    text += f"{pace.get('quota_429s') or 0} quota 429s absorbed"
-    pending, eta = pace.get("pending_uploads") or 0, pace.get("eta_s")
-    if pending and isinstance(eta, int | float):
-        text += f"; {pending} uploads left, about {_duration(eta)} at this pace"
-    return text
-
-
-def _hold_line(snap: dict[str, Any]) -> str:
-    if not snap["hold"]:
-        return "none"
-    if snap.get("confirm_pending"):
-        return f"{snap['hold']} (confirmed; applied once objlibd can act: resume / drive)"
-    return f"{snap['hold']} (`objlibd missing` shows the files)"
-
-
 def render_text(snap: dict[str, Any]) -> str:
-    """Return the status for people."""
-    d = snap["daemon"]
-    lines = [
-        f"daemon:     running (pid {d['pid']}, up {_duration(d['uptime_s'])}, {d['rss_mb']} MB)"
-        if d["running"] else "daemon:     NOT RUNNING",
-        f"volume:     {snap['volume']['state']}: {snap['volume']['reason']}",
-        f"watcher:    {'alive' if snap['watcher']['alive'] else 'not watching'}",
-        f"paused:     {'YES (objlibd resume to continue)' if snap['paused'] else 'no'}",
-        f"hold:       {_hold_line(snap)}",
-        f"queue:      {snap['queue']['pending_paths']} paths pending",
-    ]  # fmt: skip
-    batch = snap["last_batch"]
-    if batch:
-        counts = (
-            ", ".join(f"{v} {k}" for k, v in batch.get("counts", {}).items() if v) or "no changes"
-        )
-        lines.append(f"last batch: {batch.get('time')} {counts} in {batch.get('duration_s')}s")
-    files = ", ".join(f"{v} {k}" for k, v in snap["files"].items() if v) or "none tracked"
-    lines += [
-        f"files:      {files}",
-        f"duplicates: {snap['duplicates']}    orphans: {snap['orphans']}",
-        "jobs:",
-    ]
-    for name, job in snap["jobs"].items():
-        lines.append(
-            f"  {name:<15} last {job['last_run'] or '-'} {job['last_result'] or ''}".rstrip()
-            + f"  next {job['next_run'] or '-'}"
-        )
-    r = snap["remote"]
-    lines.append(f'remote:     {r["backend"]} store "{r["store"]}" (breaker {r["breaker"] or "-"})')
-    if r.get("pace"):
-        lines.append(f"pace:       {pace_text(r['pace'])}")
-    if snap["problem"]:
-        lines.append(f"PROBLEM:    {snap['problem']}")
-    for err in snap["errors"]:
-        lines.append(f"  error: {err['path']}: {err['error']}")
-    for held in snap["quarantined"]:
-        lines.append(
-            f"  quarantined: {held['path']} ({held['failures']} failures): {held['error']}"
-        )
-    if snap["quarantined"]:
-        lines.append("    (`objlibd failures` lists them all; `objlibd retry PATH` after a fix)")
-    lines.append("healthy" if snap["healthy"] else "NOT HEALTHY")
-    return "\n".join(lines)
+    """Return the status for people (`objlibd.statustext`)."""
+    from objlibd import statustext
 
-
-# -- the quick path: a running daemon's own view, without loading the config ---------------------
-
-
-def pointer_file(config_path: str) -> str:
-    """Return where the daemon notes which state dir its config file names."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser(
-        "~/Library/Caches" if sys.platform == "darwin" else "~/.cache"
-    )
-    return os.path.join(cache, "objlibd", f"status-{zlib.crc32(config_path.encode()):08x}.json")
-
-
-def write_pointer(config: Config) -> None:
-    """Note (for `quick`) the config file this daemon runs with, as it is now on disk."""
-    if config.source is None:
-        return
-    path = os.path.abspath(config.source)
-    info = os.stat(path)
-    pointer = {
-        "config": path, "mtime_ns": info.st_mtime_ns, "size": info.st_size,
-        "state_dir": str(config.state.dir), "stale_after": stale_after(config),
-        "backend": config.store.backend, "store": config.store.name,
-    }  # fmt: skip
-    from pathlib import Path
-
-    target = Path(pointer_file(path))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(target, pointer)
-
-
-def quick(config_arg: str | None, *, now: float | None = None) -> dict[str, Any] | None:
-    """Return the snapshot from a live daemon's heartbeat; None when the full path must decide.
-
-    Only when the config file is byte-for-byte the one the running daemon loaded (same path,
-    mtime and size as it noted at start) is the config not read again: the daemon validated
-    it, and the heartbeat carries every fact. Anything else (no daemon, an edited config, a
-    missing note) returns None and `status` loads and validates the config as usual.
-    """
-    path = _config_file(config_arg)
-    pointer = read_json(pointer_file(path))
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    if pointer is None or pointer.get("config") != path:
-        return None
-    if (info.st_mtime_ns, info.st_size) != (pointer.get("mtime_ns"), pointer.get("size")):
-        return None
-    moment = time.time() if now is None else now
-    beat = live_beat(pointer["state_dir"], moment, float(pointer["stale_after"]))
-    volume = _beat_volume(beat)
-    if beat is None or volume is None or not isinstance(beat.get("db"), dict):
-        return None
-    return assemble(
-        beat, beat["db"], moment, backend=pointer["backend"], store=pointer["store"],
-        paused=read_pause(pointer["state_dir"]) is not None, volume=volume,
-    )  # fmt: skip
-
-
-def _config_file(explicit: str | None) -> str:
-    """Resolve the config path as `config.resolve_path` does, without importing it."""
-    chosen = explicit or os.environ.get("OBJLIBD_CONFIG")
-    if chosen:
-        return os.path.abspath(os.path.expanduser(chosen))
-    import platformdirs
-
-    folder = platformdirs.user_config_dir("objlibd", appauthor=False)
-    return os.path.abspath(os.path.join(folder, "objlibd.toml"))
+    return statustext.render(snap)

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from objlibd.models import Problem
-from objlibd.status import pace_text
+from objlibd.names import printable
+from objlibd.progress import pace_text
 
 COUNT_NAMES = (
     "uploaded", "replaced", "adopted", "resumed", "unchanged", "missing", "restored", "held",
@@ -42,6 +43,7 @@ class SyncSummary:
     hold_reason: str | None = None
     hold_cleared: str | None = None  # why a standing hold was lifted by this run's full view
     stopped: str | None = None
+    store_full: str | None = None  # the store's quota message when it stopped the uploads
     problems: list[Problem] = field(default_factory=list)
     failures: list[Problem] = field(default_factory=list)
     planned: dict[str, list[str]] = field(default_factory=dict)
@@ -91,7 +93,7 @@ def render(summary: SyncSummary, *, limit: int = 10) -> str:
             lines.append(f"  {name.replace('_', ' '):<{width}}  {value}")
     for kind, paths in sorted(summary.planned.items()):
         lines.append(f"  would {kind}: {len(paths)}")
-        lines.extend(f"    {path}" for path in paths[:limit])
+        lines.extend(f"    {printable(path)}" for path in paths[:limit])
         if len(paths) > limit:
             lines.append(f"    ... and {len(paths) - limit} more")
     lines += _hold_lines(summary)
@@ -106,11 +108,11 @@ def render(summary: SyncSummary, *, limit: int = 10) -> str:
     if summary.duplicates:
         lines.append(f"  same content under several paths ({len(summary.duplicates)}):")
         for _, paths in summary.duplicates[:limit]:
-            lines.append("    " + "  =  ".join(paths))
+            lines.append("    " + "  =  ".join(map(printable, paths)))
     for heading, items in (("failed", summary.failures), ("problems", summary.problems)):
         if items:
             lines.append(f"  {heading}:")
-            lines.extend(f"    {p.path}: {p.reason}" for p in items[:limit])
+            lines.extend(f"    {printable(p.path)}: {p.reason}" for p in items[:limit])
             if len(items) > limit:
                 lines.append(f"    ... and {len(items) - limit} more")
     return "\n".join(lines)

@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from objlibd import scanner, status, volume
+from objlibd import progress, rebuild, scanner, status, volume
 from objlibd.changes import Diff, diff, diff_quiet
 from objlibd.classify import Classifier
 from objlibd.config import Config
@@ -34,7 +34,6 @@ from objlibd.errors import (
 from objlibd.missing import MissingFiles
 from objlibd.models import FileStatus, Problem, VolumeState
 from objlibd.remote.base import RemoteStore
-from objlibd.remote.pace import eta_seconds
 from objlibd.state import StateStore
 from objlibd.summary import SyncSummary
 from objlibd.uploads import Report, Unreadable, Uploads
@@ -45,12 +44,16 @@ PROGRESS_EVERY = 50
 
 
 def open_store_for(
-    config: Config, state: StateStore, *, stop: threading.Event | None = None
+    config: Config,
+    state: StateStore,
+    *,
+    stop: threading.Event | None = None,
+    remember: bool = True,
 ) -> RemoteStore:
     """Open the configured store, starting from the request pace learned for it (if any).
 
     The backend saves what it learns back into the state DB as it goes (`status.PACE_KEY`),
-    so a killed run keeps it too.
+    so a killed run keeps it too; `remember=False` (a read-only state) saves nothing.
     """
     from objlibd.remote import open_store
 
@@ -59,7 +62,7 @@ def open_store_for(
 
     learned = state.get_json(status.PACE_KEY)
     learned = learned if isinstance(learned, dict) else None
-    return open_store(config, stop=stop, learned_pace=learned, save_pace=save)
+    return open_store(config, stop=stop, learned_pace=learned, save_pace=save if remember else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +122,13 @@ class SyncEngine:
             raise VolumeUnavailableError(found.reason, hint=found.hint)
         return found
 
-    def check_identity(self, *, connect: bool = True) -> None:
-        """Abort when the configured store is not the one this DB synced into."""
+    def check_identity(self, *, connect: bool = True, create: bool = True) -> bool:
+        """Abort when the configured store is not the one this DB synced into.
+
+        Connects the store (creating it if absent) unless `connect` is False. With `create`
+        False (dry runs, `store list`) only an existing store is used and nothing is recorded;
+        returns whether the store is connected.
+        """
         backend, name = self.config.store.backend, self.config.store.name
         recorded_backend = self.state.get_config("store_backend")
         recorded_name = self.state.get_config("store_name")
@@ -131,9 +139,24 @@ class SyncEngine:
                 hint="fix [store] in the config, or give the other store its own [state] dir",
             )
         if not connect or self._store_ready:
-            return
-        store_id = self.store.ensure_store(name)
+            return self._store_ready
+        store_id = self.store.ensure_store(name) if create else self.store.find_store(name)
         recorded_id = self.state.get_config("store_id")
+        if store_id is None:
+            if recorded_id is not None:
+                raise StoreMismatchError(
+                    f'store "{name}" ({recorded_id}), which this DB synced into, is gone',
+                    hint="run `objlibd sync` to create it again and upload the library, or "
+                    "point [state] dir at a fresh directory",
+                )
+            return False
+        if not create:
+            if recorded_id is not None and recorded_id != store_id:
+                raise StoreMismatchError(
+                    f'store "{name}" is now {store_id}, but this DB synced into {recorded_id}',
+                    hint="point [state] dir at a fresh directory to start over",
+                )
+            return True
         if recorded_id is not None and recorded_id != store_id:
             raise StoreMismatchError(
                 f'store "{name}" is now {store_id}, but this DB synced into {recorded_id} '
@@ -145,6 +168,7 @@ class SyncEngine:
             self.state.set_config("store_name", name)
             self.state.set_config("store_id", store_id)
         self._store_ready = True
+        return True
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -167,7 +191,8 @@ class SyncEngine:
 
         def body() -> None:
             self.require_available()
-            self.check_identity()
+            if not self.check_identity(create=not dry_run):
+                return  # a dry run against a store that does not exist yet: nothing to sweep
             if not dry_run:
                 self.uploads.recover(summary)
             self.uploads.sweep(summary)
@@ -180,7 +205,7 @@ class SyncEngine:
 
         def body() -> None:
             self.require_available()
-            self.check_identity()
+            self.check_identity(create=not dry_run)
             self.missing.prune(summary)
 
         return self._as_job("prune", summary, body)
@@ -232,6 +257,8 @@ class SyncEngine:
     def _full(self, options: SyncOptions, summary: SyncSummary) -> None:
         self.require_available()
         self.check_identity(connect=not options.dry_run)
+        if not options.dry_run and rebuild.pending(self.state):
+            rebuild.adopt(self.config, self.state, self.store, summary)  # a damaged DB's new start
         if not options.dry_run:
             self.uploads.recover(summary)
         cached = None if options.force else self.state.cached_walk()
@@ -253,8 +280,8 @@ class SyncEngine:
             self._ensure_library_id(summary)
         if options.prune_missing:
             self.missing.prune(summary)
-        if options.cleanup_orphans:
-            self.uploads.sweep(summary)
+        if options.cleanup_orphans and (not options.dry_run or self.check_identity(create=False)):
+            self.uploads.sweep(summary)  # a dry run sweeps only a store that exists
         if finished and index is not None and index.generation is not None and changes.exact:
             self.state.save_walk(walked.folders, index.generation)  # no-op if rows changed
         if summary.uploaded or summary.replaced or summary.adopted or summary.restored:
@@ -267,7 +294,7 @@ class SyncEngine:
         walked, _absent = scanner.stat_paths(root, self.filters, paths)
         hold = self.missing.current_hold()
         back = hold is not None and not walked.entries.keys().isdisjoint(hold.paths)
-        if "" in subtrees or back:
+        if "" in subtrees or back or rebuild.pending(self.state):  # a rebuilt DB adopts first
             # Held files are back (or a whole reconcile was asked for): only a full view may
             # clear or shrink a hold, and a quiet one costs about one stat walk.
             self._full(SyncOptions(trigger=summary.trigger), summary)
@@ -375,11 +402,14 @@ class SyncEngine:
 
         None for a store without a pace (the local one). `health` saves asking the store again.
         """
-        pace = (health if health is not None else self.store.health()).get("pace")
+        found = health if health is not None else self.store.health()
+        pace = found.get("pace")
         if not isinstance(pace, dict):
             return None
         rpm, pending = float(pace.get("rpm") or 0.0), self.pending_uploads
-        eta = eta_seconds(pending, rpm, int(pace.get("calls_per_upload") or 1))
+        per_file = found.get("calls_per_file")
+        per_file = per_file if isinstance(per_file, int) else 1
+        eta = progress.eta_seconds(pending, rpm=rpm, calls_per_file=per_file)
         return {
             "rpm": pace.get("rpm"), "source": pace.get("source"), "limit": pace.get("limit"),
             "quota_429s": pace.get("quota_429s", 0), "pending_uploads": pending,

@@ -102,6 +102,7 @@ class Uploads(Repairs):
     def _run(self, uploads: list[Upload], summary: SyncSummary, skip: bool) -> None:
         self.index.invalidate()  # a run sees the store anew
         self._doubted, self._done, self._total = False, 0, len(uploads)
+        self.report("upload", 0, self._total)  # the phase begins: an ETA before the first file
         items = self._screen(uploads, summary)
         stalled = False
         for _ in range(MAX_ROUNDS):
@@ -311,6 +312,7 @@ class Uploads(Repairs):
             self._fail(path, err.message, summary)
             self.state.record_failure(path, FileStatus.FAILED, err.message)
             summary.stopped = f"store full, uploads stopped: {err.message}"
+            summary.store_full = err.message
         except RemoteUncertainError as err:
             self._doubted = True
             self.index.invalidate()  # it may hold a document the last listing did not

@@ -60,6 +60,7 @@ def probe_root(library: LibrarySettings) -> VolumeState | None:
             Availability.UNAVAILABLE,
             f'library disk not connected: nothing is mounted at "{mount}"',
             f'connect "{name}" and retry',
+            cause="not_connected",
         )
     denied = _unreadable(mount) or _unreadable(library.root)
     if denied is not None:
@@ -139,20 +140,35 @@ def _unreadable(path: Path) -> VolumeState | None:
     except FileNotFoundError:
         return None
     except PermissionError as err:
-        hint = "check the folder's permissions"
+        hint = (
+            f"let the user objlibd runs as ({_user()}) read {path}: check the folder's owner "
+            "and permissions"
+        )
         if err.errno == errno.EPERM or sys.platform == "darwin":
             hint = (
                 f"grant Full Disk Access (or Removable Volumes) to {sys.executable} in "
                 "System Settings > Privacy & Security, then restart objlibd"
             )
-        return VolumeState(Availability.UNAVAILABLE, f"cannot read {path}: {err.strerror}", hint)
+        return VolumeState(
+            Availability.UNAVAILABLE, f"cannot read {path}: {err.strerror}", hint, "unreadable"
+        )
     except OSError as err:
         return VolumeState(
             Availability.UNAVAILABLE,
             f"cannot read {path}: {err.strerror or err}",
             "the drive may be failing or was pulled out; reconnect it",
+            "io_error",
         )
     return None
+
+
+def _user() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
 
 
 def new_library_id() -> str:

@@ -12,6 +12,7 @@ is the whole library); jobs through the engine's job entry points.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import queue
 import threading
@@ -25,11 +26,18 @@ import structlog
 from objlibd import jobs, status
 from objlibd.config import Config
 from objlibd.debounce import merge_batches
-from objlibd.errors import ObjlibdError, StoreMismatchError, VolumeUnavailableError
+from objlibd.errors import (
+    ObjlibdError,
+    StateDiskFullError,
+    StateError,
+    StoreMismatchError,
+    VolumeUnavailableError,
+)
 from objlibd.models import Availability, Batch, VolumeState
 from objlibd.state import StateStore
 from objlibd.summary import SyncSummary
 from objlibd.sync import SyncEngine, SyncOptions
+from objlibd.vitals import StoreNotes
 
 log = structlog.get_logger("objlibd.worker")
 
@@ -107,6 +115,9 @@ class Worker:
         self.current: dict[str, Any] | None = None
         self.last_batch: dict[str, Any] | None = state.get_json(status.LAST_BATCH_KEY)
         self.problem: str | None = None
+        self.problem_fix = ""
+        self.state_disk_full: str | None = None  # a write found the state disk full
+        self.store_notes = StoreNotes(engine.store)  # a full store, its counts: for status
         self.generation = 0  # bumped after every DB write of ours: the status cache key
         self._queue: queue.Queue[Work | None] = queue.Queue()
         self._queued_paths = 0
@@ -170,12 +181,24 @@ class Worker:
             with self._lock:
                 self._queued_paths -= sum(batch_size(item.batch) for item in work)
             try:
-                self._handle(work)
+                self._survive(functools.partial(self._handle, work))
             finally:
                 with self._handled:
                     self._counts[1] += len(work)
                     self._handled.notify_all()
-        self._persist()
+        self._survive(self._persist)
+
+    def _survive(self, step: Callable[[], None]) -> None:
+        """Run a step; what it failed at (a full state disk...) is a problem, not a dead thread."""
+        try:
+            step()
+        except ObjlibdError as err:
+            self._state_trouble(err)
+            if not isinstance(err, StateError):
+                self.problem, self.problem_fix = err.message, err.hint
+            log.error("worker.failed", error=err.message, hint=err.hint)
+        except Exception:
+            log.exception("worker.crashed")
 
     def _drain(self) -> list[Work | None]:
         items: list[Work | None] = []
@@ -299,19 +322,29 @@ class Worker:
             self.volume = VolumeState(Availability.UNAVAILABLE, err.message, err.hint)
             self.on_volume_lost(err.message)
         except StoreMismatchError as err:
-            self.problem = err.message
+            self.problem, self.problem_fix = err.message, err.hint
             log.error("store.mismatch", error=err.message, hint=err.hint)
             self._park(batch, "store mismatch")
         except ObjlibdError as err:
+            self._state_trouble(err)
             log.error("batch.failed", error=err.message, hint=err.hint)
             self._park(batch, err.message)
         except Exception:
             log.exception("batch.crashed")
             self._park(batch, "unexpected error (see the log)")
         else:
-            self.problem = None
+            self.problem, self.problem_fix = None, ""
+            self.state_disk_full = None
+            self.store_notes.note(summary)
             return summary
         return None
+
+    def _state_trouble(self, err: ObjlibdError) -> None:
+        """Say what the state DB cannot do: a full disk, or a damaged or locked DB."""
+        if isinstance(err, StateDiskFullError):
+            self.state_disk_full = err.message
+        elif isinstance(err, StateError):
+            self.problem, self.problem_fix = err.message, err.hint
 
     def _record_batch(self, batch: Batch, summary: SyncSummary, trigger: str) -> None:
         now = time.time()

@@ -37,8 +37,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.mount]
 
 STATUS_KEYS = {
     "daemon", "volume", "watcher", "paused", "hold", "queue", "last_batch", "files",
-    "duplicates", "orphans", "jobs", "remote", "errors", "quarantined", "healthy", "problem",
-    "confirm_pending",
+    "duplicates", "orphans", "jobs", "remote", "errors", "quarantined", "healthy", "problems",
+    "confirm_pending", "state", "progress", "state_rebuilt",
 }  # fmt: skip
 
 

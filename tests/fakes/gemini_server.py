@@ -11,7 +11,10 @@ The real `google-genai` SDK runs against it unchanged (point `HttpOptions.base_u
   (done after N polls or N seconds; optionally bare `documentName`); documents
   list (≤ 20 a page, ascending, never an empty page with a token)/get/delete(force);
 * Google-shaped error JSON; the API key is checked on every call except chunk POSTs;
-  camelCase and snake_case keys; `force=True|true`; > 20 metadata entries is a 400.
+  camelCase and snake_case keys; `force=True|true`; > 20 metadata entries is a 400;
+* `models/{m}:generateContent` (and `:streamGenerateContent?alt=sse`) with the `fileSearch`
+  tool, answering from the stored documents' text (`gemini_query`); an imported document's
+  display name is its File ID, as the real service's is.
 
 A true request quota (`Quota`): at most `rpm` calls to the quota-bearing routes in any
 sliding window (60 s, or shorter for fast tests), beyond which calls are refused with 429
@@ -47,6 +50,8 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, Self
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from fakes import gemini_query
 
 HangMode = Literal["drop", "reply", "process_drop"]
 
@@ -93,6 +98,8 @@ ROUTES = (
     "documents.list",
     "documents.get",
     "documents.delete",
+    "models.generateContent",
+    "models.streamGenerateContent",
 )
 
 _ROUTE_TABLE: tuple[tuple[str, str, str], ...] = (
@@ -114,6 +121,8 @@ _ROUTE_TABLE: tuple[tuple[str, str, str], ...] = (
     ("GET", r"fileSearchStores/(?P<store>[^/]+)/documents/(?P<doc>[^/]+)", "documents.get"),
     ("DELETE", r"fileSearchStores/(?P<store>[^/]+)/documents/(?P<doc>[^/]+)",
      "documents.delete"),
+    ("POST", r"models/(?P<model>[^/:]+):generateContent", "models.generateContent"),
+    ("POST", r"models/(?P<model>[^/:]+):streamGenerateContent", "models.streamGenerateContent"),
 )  # fmt: skip
 # The calls a request quota counts: those that create or delete something (the client paces
 # the same ones). Chunks, polls, gets, lists and temporary-file deletes carry no quota.
@@ -180,6 +189,11 @@ class Behaviour:
     file_processing_polls: int = 0  # files.get calls a new File stays PROCESSING
     storage_limit_bytes: int | None = None  # 429 "Corpus has reached the storage limit"
     failed_import_keeps_document: bool = False  # else the pending document vanishes
+    models: frozenset[str] = gemini_query.MODELS  # models that serve File Search
+    grounding: bool = True  # False: the model answers from its own knowledge, citing nothing
+    confidence_scores: bool = True  # supports carry confidenceScores
+    chunk_metadata: bool = True  # False: grounding chunks without customMetadata (old SDKs)
+    canned_answer: dict[str, Any] | None = None  # generateContent answers this verbatim
 
 
 @dataclass
@@ -228,6 +242,7 @@ class FakeDocument:
     create_time: datetime
     seq: int
     state: str = "STATE_PENDING"
+    data: bytes = b""  # the text that generateContent searches
 
 
 @dataclass
@@ -294,6 +309,7 @@ class Reply:
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
     status: int = 200
+    raw: bytes | None = None  # sent as is (server-sent events) instead of `body` as JSON
 
 
 class ApiError(Exception):
@@ -454,6 +470,8 @@ class FakeGemini:
             "documents.list": self._documents_list,
             "documents.get": self._documents_get,
             "documents.delete": self._documents_delete,
+            "models.generateContent": self._generate,
+            "models.streamGenerateContent": self._generate,
         }
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -590,7 +608,7 @@ class FakeGemini:
         except DroppedError:
             handler.close_connection = True
         else:
-            self._send(handler, reply.body, reply.status, reply.headers)
+            self._send(handler, reply.body, reply.status, reply.headers, reply.raw)
         finally:
             with self.lock:
                 self.in_flight -= 1
@@ -722,12 +740,18 @@ class FakeGemini:
 
     @staticmethod
     def _send(
-        handler: _Handler, body: dict[str, Any], status: int, headers: dict[str, str]
+        handler: _Handler,
+        body: dict[str, Any],
+        status: int,
+        headers: dict[str, str],
+        raw: bytes | None = None,
     ) -> None:
-        data = json.dumps(body).encode()
+        data = raw if raw is not None else json.dumps(body).encode()
+        headers = dict(headers)
+        content_type = headers.pop("Content-Type", "application/json; charset=UTF-8")
         try:
             handler.send_response(status)
-            handler.send_header("Content-Type", "application/json; charset=UTF-8")
+            handler.send_header("Content-Type", content_type)
             handler.send_header("Content-Length", str(len(data)))
             for name, value in headers.items():
                 handler.send_header(name, value)
@@ -837,6 +861,7 @@ class FakeGemini:
         metadata = parse_metadata(pick(session.meta, "customMetadata"))
         self._check_quota(len(session.data))
         doc = self._new_document(store, display, metadata, len(session.data), session.mime_type)
+        doc.data = bytes(session.data)
         op = self._new_operation(store, doc, upload=True)
         return self._operation_json(op)
 
@@ -950,8 +975,11 @@ class FakeGemini:
             )
         metadata = parse_metadata(pick(body, "customMetadata"))
         self._check_quota(len(file.data))
-        display = file.display_name or file.name.removeprefix("files/")
+        # As live (reference §4, [CB]): an imported document is titled with the File ID,
+        # whatever display name the File had.
+        display = file.name.removeprefix("files/")
         doc = self._new_document(store, display, metadata, len(file.data), file.mime_type)
+        doc.data = file.data
         op = self._new_operation(store, doc, upload=False)
         return Reply(self._operation_json(op))
 
@@ -1050,6 +1078,47 @@ class FakeGemini:
             document = document.rsplit("/", 1)[-1]
         kind = UPLOAD_RESPONSE if op.upload else IMPORT_RESPONSE
         return {"@type": kind, "parent": parent, "documentName": document}
+
+    # -- generateContent with File Search -----------------------------------------------
+
+    def _generate(self, call: Call) -> Reply:
+        model = call.params["model"]
+        if model not in self.behaviour.models:
+            raise ApiError(
+                404,
+                f"models/{model} is not found for API version {call.version}, or is not "
+                "supported for generateContent. Call ListModels to see the list of available "
+                "models and their supported methods.",
+            )
+        body = call.json()
+        try:
+            search = gemini_query.file_search_of(body)
+            wanted = None
+            if search["filter"]:
+                wanted = gemini_query.compile_filter(str(search["filter"]))
+        except gemini_query.QueryError as err:
+            raise ApiError(err.code, err.message) from None
+        documents = []
+        for name in search["stores"]:
+            store = self.stores.get(name)
+            if store is None:
+                raise ApiError(400, f"File search store {name} does not exist.")
+            for doc in sorted(store.documents.values(), key=lambda d: d.seq):
+                view = gemini_query.metadata_view(doc.metadata)
+                if doc.state == "STATE_ACTIVE" and (wanted is None or wanted(view)):
+                    documents.append((store.name, doc))
+        hits = gemini_query.retrieve(documents, gemini_query.question_of(body), search["top_k"])
+        reply = self.behaviour.canned_answer or gemini_query.response_json(
+            model,
+            hits,
+            grounded=self.behaviour.grounding,
+            confidence=self.behaviour.confidence_scores,
+            metadata=self.behaviour.chunk_metadata,
+        )
+        if call.route == "models.streamGenerateContent":
+            event = b"data: " + json.dumps(reply).encode() + b"\r\n\r\n"
+            return Reply({}, {"Content-Type": "text/event-stream"}, raw=event)
+        return Reply(reply)
 
     # -- documents ---------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the full argument parser."""
     import argparse
 
-    from objlibd.cli import daemon, engine, failures, service
+    from objlibd.cli import daemon, engine, failures, search, service
 
     parser = argparse.ArgumentParser(
         prog="objlibd",
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"objlibd {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for area in (engine, failures, daemon, service):
+    for area in (engine, search, failures, daemon, service):
         area.register(subparsers)
     return parser
 
@@ -48,22 +48,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     plain = plain_status(words)
     if plain is not None:
-        from objlibd import status
+        from objlibd import statuscache
 
-        snap = status.quick(plain[0])
-        if snap is not None:  # a running daemon answered from its heartbeat
-            if plain[1]:
-                import json
-
-                print(json.dumps(snap, indent=2, sort_keys=True))
-            else:
-                print(status.render_text(snap))
-            return 0 if snap["healthy"] else 1
+        snap = statuscache.quick(plain[0])
+        if snap is not None:  # answered without loading the config (heartbeat, or cache)
+            return print_status(snap, as_json=plain[1])
         from objlibd.cli.daemon import show_status
 
         return guarded(lambda: show_status(*plain))
     args = build_parser().parse_args(words)
     return guarded(lambda: args.handler(args))
+
+
+def print_status(snap: dict[str, object], *, as_json: bool) -> int:
+    """Print a status snapshot (JSON or text); return its exit code (1 unless healthy)."""
+    if as_json:
+        import json
+
+        print(json.dumps(snap, indent=2, sort_keys=True))
+    else:
+        from objlibd import statustext
+
+        print(statustext.render(snap))
+    return 0 if snap["healthy"] else 1
 
 
 def plain_status(words: Sequence[str]) -> tuple[str | None, bool] | None:

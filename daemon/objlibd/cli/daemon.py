@@ -1,4 +1,4 @@
-"""Daemon subcommands: `run`, `status`, `logs`, `pause`, `resume`.
+"""Daemon subcommands: `run`, `status`, `activity`, `logs`, `pause`, `resume`.
 
 Imports stay inside the handlers: `status` must not pay for structlog, watchdog or the
 store backends, and only `run` needs them. `show_status` is also the fast path that
@@ -8,6 +8,7 @@ store backends, and only `run` needs them. `show_status` is also the fast path t
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,17 @@ def register(subparsers: Any) -> None:
     add_config_option(status)
     status.add_argument("--json", action="store_true", help="print JSON with stable keys")
     status.set_defaults(handler=cmd_status)
+
+    activity = subparsers.add_parser(
+        "activity", help="what objlibd did, newest first: batches, jobs, counts, decisions"
+    )
+    add_config_option(activity)
+    activity.add_argument(
+        "-n", "--lines", type=int, default=20, metavar="N", help="the newest N entries (20)"
+    )
+    activity.add_argument("--since", metavar="WHEN", help="10m, 2h, 1d or an ISO time")
+    activity.add_argument("--json", action="store_true", help="print JSON (a list, newest first)")
+    activity.set_defaults(handler=cmd_activity)
 
     logs = subparsers.add_parser("logs", help="show the daemon's log (across rotated files)")
     add_config_option(logs)
@@ -57,10 +69,13 @@ def register(subparsers: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
-    from objlibd import logs
+    from objlibd import folders, logs
     from objlibd.service import Daemon
 
     config = load_config(args)
+    folders.prepare_state(config)  # both exit 2 with the path and the fix, before anything
+    folders.prepare_logs(config)
+    os.umask(0o077)  # the daemon's own process: whatever else it creates is private too
 
     def start_logging() -> None:  # only once this process owns the state dir (and the log)
         path = logs.setup(config.logs, console=sys.stderr.isatty())
@@ -74,7 +89,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         # interpreter exit wait on its thread (launchd would SIGKILL us). The DB recorded the
         # intent before the upload, so the next start resumes or adopts it exactly.
         import logging
-        import os
 
         logging.shutdown()
         os._exit(code)
@@ -89,14 +103,43 @@ def cmd_status(args: argparse.Namespace) -> int:
 def show_status(config_path: str | None, as_json: bool) -> int:
     """Print the status of the config at `config_path` (see `cmd_status`)."""
     from objlibd import status
+    from objlibd.cli import print_status
 
     config = load_config_at(config_path)
-    snap = status.snapshot(config)
-    if as_json:
-        print(json.dumps(snap, indent=2, sort_keys=True))
+    return print_status(status.snapshot(config), as_json=as_json)
+
+
+def cmd_activity(args: argparse.Namespace) -> int:
+    """Print what objlibd did (jobs and decisions), newest first."""
+    import datetime as dt
+
+    from objlibd import activity, logs
+    from objlibd.state import StateStore
+
+    config = load_config(args)
+    try:
+        since = logs.parse_since(args.since, dt.datetime.now(dt.UTC)) if args.since else None
+    except ValueError:
+        print(
+            f"objlibd: --since {args.since!r}: expected 10m, 2h, 1d or an ISO time", file=sys.stderr
+        )
+        return 2
+    items: list[dict[str, Any]] = []
+    if config.db_path.exists():
+        state = StateStore.open(config.db_path, readonly=True)
+        try:
+            items = activity.timeline(
+                state, limit=max(args.lines, 0), since=activity.db_time(since) if since else None
+            )
+        finally:
+            state.close()
+    if args.json:
+        print(json.dumps(items, indent=2, sort_keys=True))
+    elif items:
+        print("\n".join(activity.render(items)))
     else:
-        print(status.render_text(snap))
-    return 0 if snap["healthy"] else 1
+        print("objlibd: nothing done yet", file=sys.stderr)
+    return 0
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -1,16 +1,18 @@
-"""Engine subcommands: `sync`, `store list`, `missing`, `marker`, `demo`."""
+"""Engine subcommands: `sync`, `store list`, `missing`, `marker`, `demo` (ends with a search)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from objlibd.cli.common import add_config_option, load_config, setup_console_logging
+from objlibd.cli.progressbar import ProgressBar
 from objlibd.errors import ObjlibdError
 
 if TYPE_CHECKING:  # the engine (and structlog) load only when a command here runs
@@ -95,14 +97,32 @@ def register(subparsers: Any) -> None:
 
 
 @contextmanager
-def engine_for(config: Config, *, progress: ProgressBar | None = None) -> Iterator[SyncEngine]:
-    """Open state and store for one command and close them after."""
+def engine_for(
+    config: Config, *, progress: ProgressBar | None = None, read_only: bool = False
+) -> Iterator[SyncEngine]:
+    """Open state and store for one command and close them after.
+
+    `read_only` (dry runs, `store list`) opens the state DB read-only, or an empty one in
+    memory when there is none yet: nothing is created, written or bound.
+    """
     from objlibd.state import StateStore
     from objlibd.sync import SyncEngine, open_store_for
 
-    state = StateStore.open(config.db_path)
+    if not read_only:
+        state = StateStore.open(config.db_path, repair=True)
+        if state.rebuilt is not None:
+            print(
+                f"objlibd: the state database was damaged ({state.rebuilt['reason']}); kept "
+                f"as {state.rebuilt['moved_to']}; starting fresh and adopting the store's "
+                "documents (nothing is uploaded twice)",
+                file=sys.stderr,
+            )
+    elif config.db_path.exists():
+        state = StateStore.open(config.db_path, readonly=True)
+    else:
+        state = StateStore.memory()
     try:
-        store = open_store_for(config, state)
+        store = open_store_for(config, state, remember=not read_only)
         try:
             yield SyncEngine(config, state, store, progress=progress)
         finally:
@@ -113,6 +133,7 @@ def engine_for(config: Config, *, progress: ProgressBar | None = None) -> Iterat
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """Run one sync and print its summary."""
+    from objlibd import volume
     from objlibd.summary import render
     from objlibd.sync import SyncOptions
 
@@ -122,8 +143,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
         dry_run=args.dry_run, force=args.force, prune_missing=args.prune_missing,
         cleanup_orphans=args.cleanup_orphans, skip_enrichment=args.skip_enrichment,
     )  # fmt: skip
-    bar = ProgressBar(sys.stderr) if not args.json and sys.stderr.isatty() else None
-    with _instance(config), engine_for(config, progress=bar) as engine:
+    bar = None if args.json else ProgressBar(sys.stderr, draw=sys.stderr.isatty())
+    # A dry run changes nothing, so it needs no claim on the state dir (the daemon may run).
+    claim = contextlib.nullcontext() if options.dry_run else _instance(config)
+    with claim, engine_for(config, progress=bar, read_only=options.dry_run) as engine:
+        if bar is not None:
+            bar.use_quota(engine.store.health())
+            first = engine.state.get_config(volume.LIBRARY_ID_KEY) is None
+            bar.first_sync = first and not options.dry_run
         summary = engine.run(options)
     if bar is not None:
         bar.end()
@@ -135,19 +162,35 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_store_list(args: argparse.Namespace) -> int:
-    """List the store's documents."""
+    """List the store's documents; strictly read-only (creates, binds and deletes nothing)."""
+    from objlibd.names import printable
+
     config = load_config(args)
     setup_console_logging(config)
-    with engine_for(config) as engine:
-        engine.check_identity()
-        docs = sorted(engine.store.list_docs(), key=lambda d: (d.path or "", d.doc_id))
+    with engine_for(config, read_only=True) as engine:
+        found = config.db_path.exists() and engine.check_identity(create=False)
+        docs = sorted(
+            engine.store.list_docs(read_only=True) if found else [],
+            key=lambda d: (d.path or "", d.doc_id),
+        )
+    if not found:
+        print(
+            f"objlibd: nothing synced yet: no {config.store.backend} store "
+            f'"{config.store.name}" recorded in {config.state.dir}',
+            file=sys.stderr,
+        )
+        print("  hint: run `objlibd sync` to create it and upload the library", file=sys.stderr)
+        return 0
     for doc in docs:
         if args.json:
             row = {"doc_id": doc.doc_id, "display_name": doc.display_name, "path": doc.path,
-                   "sha256": doc.sha256, "size": doc.size, "metadata": dict(doc.metadata)}  # fmt: skip
+                   "sha256": doc.sha256, "size": doc.size, "metadata": dict(doc.metadata),
+                   "failed": doc.failed}  # fmt: skip
             print(json.dumps(row, sort_keys=True))
         else:
-            print(f"{doc.doc_id}  {(doc.sha256 or '-')[:12]}  {doc.path or doc.display_name}")
+            name = printable(doc.path or doc.display_name)
+            failed = "  (import failed)" if doc.failed else ""
+            print(f"{doc.doc_id}  {(doc.sha256 or '-')[:12]}  {name}{failed}")
     if not args.json:
         print(f"{len(docs)} documents", file=sys.stderr)
     return 0
@@ -216,10 +259,12 @@ def _ask_daemon_to_confirm(config: Config, hold: Hold) -> bool:
 
 
 def _print_missing(config: Config, hold: Hold | None, missing: list[Any]) -> None:
+    from objlibd.names import printable
+
     if hold:
         print(f"HELD since {hold.since}: {hold.reason}")
         for path in hold.paths[:20]:
-            print(f"  {path}")
+            print(f"  {printable(path)}")
         if len(hold.paths) > 20:
             print(f"  ... and {len(hold.paths) - 20} more")
         print("Nothing of these is marked missing, and no document is deleted, until you decide:")
@@ -233,7 +278,7 @@ def _print_missing(config: Config, hold: Hold | None, missing: list[Any]) -> Non
     days = config.sync.prune_after_days
     print(f"{len(missing)} files missing (their documents are pruned after {days:g} days):")
     for record in missing[:50]:
-        print(f"  {record.missing_since}  {record.path}")
+        print(f"  {record.missing_since}  {printable(record.path)}")
 
 
 def cmd_marker(args: argparse.Namespace) -> int:
@@ -340,6 +385,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print("The store now holds:")
     cmd_store_list(argparse.Namespace(config=str(config_path), json=False))
+    print()
+    print(f'A sample search: objlibd search "{demo.SAMPLE_QUESTION}"')
+    from objlibd.cli.search import cmd_search
+
+    cmd_search(argparse.Namespace(
+        config=str(config_path), question=demo.SAMPLE_QUESTION, where=None, top_k=None,
+        json=False,
+    ))  # fmt: skip
     print(demo.next_steps(config_path))
     return code
 
@@ -347,9 +400,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 @contextmanager
 def _instance(config: Config) -> Iterator[None]:
     """Own the state dir for one command; refuse while the daemon (or another sync) does."""
-    from objlibd import pidfile
+    from objlibd import folders, pidfile
     from objlibd.errors import AlreadyRunningError
 
+    folders.prepare_state(config)  # private, writable, or exit 2 with the path and the fix
     claim = pidfile.PidFile(config.state.dir / pidfile.PIDFILE_NAME)
     try:
         claim.acquire()
@@ -363,25 +417,3 @@ def _instance(config: Config) -> Iterator[None]:
         yield
     finally:
         claim.release()
-
-
-class ProgressBar:
-    """One self-rewriting progress line (`objlibd sync` on a terminal): phase, bar, done/total."""
-
-    WIDTH = 30
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._shown = False
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        filled = self.WIDTH * done // max(total, 1)
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        self._stream.write(f"\r{phase:>6} [{bar}] {done}/{total}")
-        self._stream.flush()
-        self._shown = True
-
-    def end(self) -> None:
-        """Finish the line, if one was drawn."""
-        if self._shown:
-            self._stream.write("\n")

@@ -94,6 +94,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
     state = StateStore.open(config.db_path)
     try:
         released = state.retry(wanted)
+        if released:  # `objlibd activity` shows it
+            state.record_decision("retry", {"count": len(released), "paths": released[:20]})
     finally:
         state.close()
     for path in released:

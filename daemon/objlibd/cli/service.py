@@ -101,6 +101,9 @@ def register(subparsers: Any, context: ContextFactory = ServiceContext) -> None:
     doctor = command("doctor", "check everything objlibd needs; each line with its fix", cmd_doctor)
     doctor.add_argument("--json", action="store_true", help="print JSON")
     doctor.add_argument("--offline", action="store_true", help="skip the network check")
+    doctor.add_argument(
+        "--deep", action="store_true", help="also search the store for a synced file's phrase"
+    )
 
     key = subparsers.add_parser("key", help="the Gemini API key in the OS keychain")
     actions = key.add_subparsers(dest="key_command", metavar="ACTION", required=True)
@@ -238,14 +241,17 @@ def cmd_restart(context: ContextFactory, args: argparse.Namespace) -> int:
 
 def cmd_doctor(context: ContextFactory, args: argparse.Namespace) -> int:
     """Run the checks; exit 0 when nothing FAILs."""
-    from objlibd import doctor
+    from objlibd import doctor, logs
+    from objlibd.config import LogSettings
 
+    # The store's retry lines (warnings and up) go to stderr, never into the report or --json.
+    logs.setup(LogSettings(level="warning"), console=True, to_file=False)
     ctx = context()
     probes = doctor.Probes(
         manager=partial(manager_for, ctx), keystore=ctx.keystore, environ=ctx.environ
     )
     path = config_module.resolve_path(getattr(args, "config", None))
-    report = doctor.run(path, probes, offline=args.offline)
+    report = doctor.run(path, probes, offline=args.offline, deep=args.deep)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:

@@ -31,6 +31,7 @@ class RemoteDoc:
     metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
     file_id: str | None = None
     size: int | None = None
+    failed: bool = False  # an import that failed in the store (listed read-only only)
 
     @property
     def path(self) -> str | None:
@@ -94,6 +95,10 @@ class RemoteStore(Protocol):
         """Find or create the store with display name `name`; return its resource id."""
         ...
 
+    def find_store(self, name: str) -> str | None:
+        """Use the existing store named `name` (creating nothing); None when there is none."""
+        ...
+
     def upload(self, request: UploadRequest, checkpoint: Checkpoint | None = None) -> RemoteDoc:
         """Upload one file and return the document it became.
 
@@ -109,8 +114,12 @@ class RemoteStore(Protocol):
         """Poll a checkpointed import to its end; RemoteUnavailableError if not now."""
         ...
 
-    def list_docs(self) -> Iterator[RemoteDoc]:
-        """Yield every document in the store."""
+    def list_docs(self, *, read_only: bool = False) -> Iterator[RemoteDoc]:
+        """Yield every document in the store.
+
+        A backend may tidy up while listing (Gemini deletes failed imports' remains);
+        `read_only` lists them too (`failed`) and changes nothing.
+        """
         ...
 
     def find(self, path: str) -> list[RemoteDoc]:
@@ -123,6 +132,14 @@ class RemoteStore(Protocol):
 
     def forget_file(self, file_id: str) -> None:
         """Drop a temporary upload artefact (Gemini Files API file); missing is fine."""
+        ...
+
+    def sweep_leftovers(self) -> int:
+        """Delete what killed uploads left in the store itself, not documents; return count."""
+        ...
+
+    def stats(self) -> dict[str, int] | None:
+        """Return the store's own counts (documents, size_bytes), None before ensure_store."""
         ...
 
     def health(self) -> dict[str, object]:

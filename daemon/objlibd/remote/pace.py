@@ -287,13 +287,6 @@ class Pace:
             }
 
 
-def eta_seconds(pending_uploads: int, rpm: float, calls_per_upload: int) -> float | None:
-    """Return how long `pending_uploads` take at `rpm` quota calls a minute (None: unknown)."""
-    if rpm <= 0 or pending_uploads < 0:
-        return None
-    return pending_uploads * calls_per_upload * MINUTE / rpm
-
-
 def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None

@@ -44,6 +44,7 @@ class RateLimiter:
         self._tat: float | None = None  # theoretical arrival time of the next call
         self._waited = 0.0
         self._calls = 0
+        self._waiting = 0  # callers sleeping for their slot right now
 
     @classmethod
     def for_tier(
@@ -101,7 +102,13 @@ class RateLimiter:
         if wait > 0:
             if self._sleep is None:
                 raise RuntimeError("this limiter was made without a sleep: use reserve()")
-            self._sleep(wait)
+            with self._lock:
+                self._waiting += 1
+            try:
+                self._sleep(wait)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
         return wait
 
     def snapshot(self) -> dict[str, object]:
@@ -111,4 +118,5 @@ class RateLimiter:
                 "rpm": self.rpm,
                 "calls": self._calls,
                 "waited_seconds": round(self._waited, 3),
+                "waiting": self._waiting,
             }

@@ -82,6 +82,12 @@ class Gate:
         with self._cond:
             return self._limit
 
+    @property
+    def active(self) -> int:
+        """Return how many calls hold a slot now (uploads in flight)."""
+        with self._cond:
+            return self._active
+
     def set_limit(self, limit: int) -> None:
         with self._cond:
             self._limit = max(1, limit)
@@ -127,6 +133,9 @@ class Caller:
         self._stop = stop
         self._wait_for = sleep if sleep is not None else stop.wait
         self._labels = labels  # who is calling, for the breaker's log lines
+        self._clock = clock
+        # Since when every call failed without an answer (status: "store unreachable").
+        self._failing: tuple[float, str] | None = None
         self.concurrency = concurrency
         self.gate = Gate(concurrency)
         self.pace = Pace(
@@ -135,6 +144,7 @@ class Caller:
         self._save_pace = save_pace
         self._saved = self.pace.version
         self._save_lock = threading.Lock()
+        self._waiting = 0  # callers sleeping for their pace slot right now
         breaker_settings = BreakerSettings(cooldown=settings.breaker_cooldown_seconds)
         self.breaker = CircuitBreaker(clock, breaker_settings, self._on_breaker)
         self._backoff = tenacity.wait_exponential_jitter(
@@ -148,6 +158,19 @@ class Caller:
         self.check_stop()
         self._wait_for(seconds)
         self.check_stop()
+
+    def failing(self) -> tuple[float, str] | None:
+        """Return (seconds since the first unanswered failure, its last error) or None.
+
+        Any answer from the service (a success, a refusal, a 429) ends the run of failures;
+        only calls that got no answer (connection errors, timeouts, 5xx) extend it.
+        """
+        found = self._failing
+        return None if found is None else (self._clock() - found[0], found[1])
+
+    def _unanswered(self, error: str) -> None:
+        since = self._failing[0] if self._failing is not None else self._clock()
+        self._failing = (since, error[:300])
 
     def check_stop(self) -> None:
         """Raise RemoteStoppedError once a shutdown was asked for."""
@@ -204,6 +227,7 @@ class Caller:
                 self.pace.succeeded(ticket)
                 self._remember_pace()
             self.breaker.record_success()
+            self._failing = None
             return result
 
     def _send(self, send: Callable[[], T]) -> T:
@@ -214,6 +238,7 @@ class Caller:
             raise
         except _TRANSPORT_ERRORS as err:
             self.breaker.record_error()
+            self._unanswered(f"{type(err).__name__}: {err}")
             ambiguous = not isinstance(err, _NOT_SENT)
             raise TransientError(
                 f"{type(err).__name__}: {err}", None, ambiguous=ambiguous
@@ -232,14 +257,31 @@ class Caller:
         while True:
             ticket = self.pace.reserve()
             if ticket.wait > 0:
-                self.pause(ticket.wait)
+                self._count_waiting(+1)
+                try:
+                    self.pause(ticket.wait)
+                finally:
+                    self._count_waiting(-1)
             if self.pace.valid(ticket):
                 return ticket
+
+    def _count_waiting(self, change: int) -> None:
+        with self._save_lock:
+            self._waiting += change
+
+    def rate_limit(self) -> dict[str, object]:
+        """Return the pace as the rate limit status shows it: rpm, calls, waits."""
+        pace = self.pace.snapshot()
+        with self._save_lock:
+            waiting = self._waiting
+        return {"rpm": pace["rpm"], "calls": pace["calls"], "waited_seconds": pace["waited_s"],
+                "waiting": waiting}  # fmt: skip
 
     def _absorbed(self, err: genai_errors.APIError, ticket: Ticket) -> bool:
         """Hand a quota 429 to the pace; True if it absorbed it (a pacing signal)."""
         if int(err.code or 0) != 429 or is_storage_quota(err):
             return False
+        self._failing = None  # an answer: the service is there
         before = self.pace.rpm
         delay = retry_delay(err)
         absorbed = self.pace.refused(ticket, delay)
@@ -266,6 +308,10 @@ class Caller:
     def _api_failure(self, err: genai_errors.APIError) -> Exception:
         code = int(err.code or 0)
         summary = f"{code} {err.status}: {err.message}"
+        if code in TRANSIENT_CODES and code != 429:
+            self._unanswered(summary)
+        else:
+            self._failing = None  # an answer: the service is there
         if code == 429 and is_storage_quota(err):
             self.breaker.record_error()
             return RemoteQuotaError(

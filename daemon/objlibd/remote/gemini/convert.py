@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import secrets
+
 from google.genai import types
 
 from objlibd.config import GeminiSettings
@@ -35,6 +38,18 @@ def check_uploadable(request: UploadRequest) -> str:
             hint="convert it (for example to PDF) or drop the extension from [library] include",
         )
     return mime_type
+
+
+def file_id(request: UploadRequest) -> str:
+    """Return a fresh File ID that reads as the file: `files/<slug of its name>-<12 random>`.
+
+    An imported document's display name (the title a citation shows) is its File ID, and
+    the import has no way to set it (reference §4), so the ID carries the name. IDs are at
+    most 40 characters of a-z, 0-9 and "-", not starting or ending with "-".
+    """
+    stem = request.rel_path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    slug = re.sub(r"[^a-z0-9]+", "-", stem.lower())[:27].strip("-") or "doc"
+    return f"files/{slug}-{secrets.token_hex(6)}"
 
 
 def custom_metadata(request: UploadRequest) -> list[types.CustomMetadata]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -35,15 +36,20 @@ from objlibd.remote.gemini.convert import (
     check_uploadable,
     custom_metadata,
     document_name,
+    file_id,
     http_options,
     is_finished,
     to_remote_doc,
 )
+from objlibd.remote.gemini.search import ask
+from objlibd.remote.search import SearchQuery, SearchResult
 
 log = structlog.get_logger("objlibd.remote.gemini")
 
 PAGE_SIZE = 20
-QUOTA_CALLS_PER_UPLOAD = 2  # the Files API upload and the importFile: the paced ones
+# Rate-limited requests per uploaded file (the upload and the import): what an ETA at the
+# quota counts.
+CALLS_PER_FILE = 2
 
 
 class _StillRunningError(Exception):
@@ -115,12 +121,9 @@ class GeminiStore:
         second store of the same name.
         """
         for _ in range(self._settings.max_attempts):
-            matches = [s.name for s in self._stores() if s.display_name == name and s.name]
-            if len(matches) > 1:
-                log.warning("remote.store.duplicates", display_name=name, stores=matches)
-            if matches:
-                self._store = matches[0]
-                return self._store
+            found = self.find_store(name)
+            if found is not None:
+                return found
             try:
                 self._store = self._create_store(name)
             except RemoteUncertainError as err:
@@ -128,6 +131,15 @@ class GeminiStore:
                 continue
             return self._store
         raise RemoteUnavailableError(f"Gemini did not settle the creation of store {name!r}")
+
+    def find_store(self, name: str) -> str | None:
+        """Use the store with display name `name` (the oldest if several); create nothing."""
+        matches = [s.name for s in self._stores() if s.display_name == name and s.name]
+        if len(matches) > 1:
+            log.warning("remote.store.duplicates", display_name=name, stores=matches)
+        if matches:
+            self._store = matches[0]
+        return self._store if matches else None
 
     def _create_store(self, name: str) -> str:
         config = types.CreateFileSearchStoreConfig(display_name=name)
@@ -144,6 +156,10 @@ class GeminiStore:
             raise RemoteUnavailableError("Gemini created a store but returned no name")
         log.info("remote.store.created", display_name=name, store=created.name)
         return created.name
+
+    def search(self, store: str, query: SearchQuery, model: str) -> SearchResult:
+        """Ask `model` the question with File Search on `store` (`gemini.search.ask`)."""
+        return ask(self._client, self._calls, store, query, model)
 
     def _stores(self) -> Iterator[types.FileSearchStore]:
         token: str | None = None
@@ -199,14 +215,18 @@ class GeminiStore:
         )
 
     def _upload_file(self, request: UploadRequest, mime_type: str) -> str:
-        config = types.UploadFileConfig(mime_type=mime_type, display_name=request.display_name)
         path = str(request.local_path)
-        try:
-            file = self._calls(
-                f"upload of {request.rel_path}",
-                lambda: self._client.files.upload(file=path, config=config),
-                gated=True,
+
+        def send() -> types.File:
+            # A readable File ID per attempt: an imported document's title (what citations
+            # show) is its File ID, and a retry must not collide with a lost first attempt.
+            config = types.UploadFileConfig(
+                mime_type=mime_type, display_name=request.display_name, name=file_id(request)
             )
+            return self._client.files.upload(file=path, config=config)
+
+        try:
+            file = self._calls(f"upload of {request.rel_path}", send, gated=True)
         except RefusedError as err:
             raise refusal(f"Gemini refused the upload of {request.rel_path}", err) from None
         except OSError as err:
@@ -349,14 +369,21 @@ class GeminiStore:
 
     # -- documents ----------------------------------------------------------------------
 
-    def list_docs(self) -> Iterator[RemoteDoc]:
-        """Yield every document (20 a page); failed imports' remains are deleted instead."""
+    def list_docs(self, *, read_only: bool = False) -> Iterator[RemoteDoc]:
+        """Yield every document (20 a page); failed imports' remains are deleted instead.
+
+        `read_only` yields those too (marked `failed`) and deletes nothing.
+        """
         store = self._require_store()
         token: str | None = None
         while True:
             page, token = self._documents_page(store, token)
             for doc in page:
-                if doc.state == types.DocumentState.STATE_FAILED and doc.name:
+                failed = doc.state == types.DocumentState.STATE_FAILED
+                if failed and read_only:
+                    yield dataclasses.replace(to_remote_doc(doc), failed=True)
+                    continue
+                if failed and doc.name:
                     log.info("remote.failed_document.deleted", doc=doc.name)
                     self.delete(doc.name)
                     continue
@@ -407,6 +434,10 @@ class GeminiStore:
                 return
             raise refusal(f"Gemini refused to delete {file_id}", err) from None
 
+    def sweep_leftovers(self) -> int:
+        """Nothing to sweep: Files-API uploads the DB lost expire on their own after 48 h."""
+        return 0
+
     def _forget_quietly(self, file_id: str) -> None:
         try:
             self.forget_file(file_id)
@@ -416,18 +447,41 @@ class GeminiStore:
 
     # -- status -------------------------------------------------------------------------
 
+    def stats(self) -> dict[str, int] | None:
+        """Return the store's own document count and size (one call), None before ensure_store."""
+        if self._store is None:
+            return None
+        name = self._store
+        try:
+            found = self._calls(
+                "store lookup", lambda: self._client.file_search_stores.get(name=name)
+            )
+        except RefusedError as err:
+            raise refusal(f"Gemini refused to show store {name}", err) from None
+        return {
+            "documents": int(found.active_documents_count or 0),
+            "pending": int(found.pending_documents_count or 0),
+            "failed": int(found.failed_documents_count or 0),
+            "size_bytes": int(found.size_bytes or 0),
+        }
+
     def health(self) -> dict[str, object]:
-        """Return store, breaker, pace and concurrency; never the key."""
-        pace = self._calls.pace.snapshot()
-        pace["calls_per_upload"] = QUOTA_CALLS_PER_UPLOAD
+        """Return store, breaker, pace (and the rate limit it sets), concurrency and
+        reachability; never the key."""
+        failing = self._calls.failing()
         return {
             "backend": self.backend,
             "store": self._store,
             "breaker": self._calls.breaker.snapshot(),
             "rate_limit_tier": self._settings.rate_limit_tier,
-            "pace": pace,
+            "rate_limit": self._calls.rate_limit(),
+            "calls_per_file": CALLS_PER_FILE,
+            "pace": self._calls.pace.snapshot(),
             "concurrency": self._calls.gate.limit,
             "max_concurrency": self.concurrency,
+            "in_flight": self._calls.gate.active,
+            "failing_for_s": None if failing is None else round(failing[0], 3),
+            "last_error": None if failing is None else failing[1],
         }
 
     def close(self) -> None:
