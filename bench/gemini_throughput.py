@@ -8,9 +8,10 @@ The bound: each upload is a chain of sequential calls (Files API start, the one 
 small file, importFile, operations.get until done, delete of the temporary file: 5 calls
 when the first poll finds the operation done), plus one poll interval of sleep. With C
 uploads in flight and L seconds per call, at most C / (calls_per_file * L + poll_interval)
-files finish per second. The rate limiter runs at tier3 (2000 requests/minute, 2 gated
-calls per file: the upload start and the import), i.e. up to ~16.7 files/s, so it is not
-the bound at C = 4, L = 0.1 s (8 files/s). calls_per_file is measured from the fake's
+files finish per second. The request pace starts at tier3 (2000 requests/minute, 2 paced
+calls per file: the upload start and the import), i.e. up to ~16.7 files/s, and the fake has
+no quota here, so it is not the bound at C = 4, L = 0.1 s (8 files/s); `gemini_pace`
+measures the pace against a true quota. calls_per_file is measured from the fake's
 request counts, not assumed; it includes the run's own calls (finding the store, the one
 listing a first sync makes to adopt what the store already holds), spread over the files.
 
@@ -118,7 +119,7 @@ def main() -> int:
     print(f"  listings per run    {listings:8d}  (target <= 2)")
     print(f"  bound               {bound:8.2f} files/s  "
           f"= {args.concurrency} / ({calls_per_file:.2f} x {args.latency:g} s + {POLL_INTERVAL:g} s)")  # fmt: skip
-    print(f"  limiter bound       {limiter_bound:8.2f} files/s  (not the bound)")
+    print(f"  pace's start bound  {limiter_bound:8.2f} files/s  (not the bound)")
     print(f"  measured            {rate:8.2f} files/s  ({seconds:.1f} s)")
     ratio = rate / min(bound, limiter_bound)
     print(f"  ratio               {ratio:8.2f} x bound (target >= 0.8)")

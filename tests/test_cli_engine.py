@@ -45,7 +45,7 @@ def test_sync_json_has_stable_keys(tmp_path: Path, capsys: pytest.CaptureFixture
     assert set(planned) == {
         "trigger", "dry_run", "counts", "hashed", "duration_s", "hold", "hold_cleared", "stopped",
         "problems",
-        "failures", "planned", "duplicates", "exit_code",
+        "failures", "planned", "duplicates", "pace", "exit_code",
     }  # fmt: skip
     assert planned["dry_run"] is True
     assert len(planned["planned"]["upload"]) == 3

@@ -52,6 +52,7 @@ def write(tmp_path: Path, text: str) -> Path:
         ("[sync]\nmax_wait_seconds = 1.0\n", "[sync] max_wait_seconds: must be at least quiet"),
         ('[jobs]\ntimezone = "Mars/Base"\n', "[jobs] timezone: 'Mars/Base' is not a known"),
         ("[library]\nmax_file_mb = 0\n", "[library] max_file_mb: must be greater than 0"),
+        ("[gemini]\nrate_limit_max_rpm = -5\n", "[gemini] rate_limit_max_rpm: must be at least 0"),
         ('[library]\ninclude = ["pdf"]\n', "[library] include[0]: 'pdf' must look like"),
         ("[enrichment]\nrules = [{ key = 'path', pattern = 'x' }]\n", "rules[0] key: path and"),
         ("[enrichment]\nrules = [{ pattern = 'x' }]\n", "rules[0] key: required key is missing"),

@@ -736,7 +736,7 @@ def test_health_reports_store_breaker_tier_and_concurrency_without_the_key(
 
     health = store.health()
 
-    assert set(health) == {"backend", "store", "breaker", "rate_limit_tier", "rate_limit",
+    assert set(health) == {"backend", "store", "breaker", "rate_limit_tier", "rate_limit", "pace",
                            "concurrency", "max_concurrency", "in_flight", "calls_per_file",
                            "failing_for_s", "last_error"}  # fmt: skip
     assert (health["backend"], health["rate_limit_tier"], health["concurrency"]) == (
@@ -797,6 +797,10 @@ def test_a_configured_rpm_overrides_the_tiers_number(fake: FakeGemini) -> None:
         "waited_seconds": 0.0,
         "waiting": 0,
     }
+    assert store.health()["pace"] == {
+        "rpm": 600.0, "source": "configured", "limit": None, "ceiling": None, "quota_429s": 0,
+        "cuts": 0, "calls": 0, "waited_s": 0.0,
+    }  # fmt: skip
 
 
 def test_a_file_that_vanished_before_upload_is_reported_as_unreadable_not_rejected(

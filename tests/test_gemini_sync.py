@@ -483,3 +483,57 @@ def test_sigterm_with_uploads_in_flight_exits_0_in_time_and_a_rerun_finishes_exa
     assert (code, took < 10) == (0, True), took
     assert summary["exit_code"] == 0, summary["stderr"][-2000:]
     assert_exact(site)
+
+
+# -- issue #14: the learned pace is kept for the next run ------------------------------------------
+
+
+def test_the_pace_a_sync_learns_is_kept_and_the_next_sync_starts_from_it(tmp_path: Path) -> None:
+    with FakeGemini(Behaviour(api_key=FAKE_KEY), Faults(retry_delay="0.02s")) as fake:
+        site = make_site(tmp_path, fake, 5)
+        fake.inject("stores.importFile", 429, retry_delay="0.05s")  # a quota 429: it slows
+        first = sync(site)
+        site.root.joinpath("new since.txt").write_text("new\n", encoding="utf-8")
+        second = objlibd(site, "sync")
+        shown = json.loads(objlibd(site, "status", "--json").stdout)
+
+    pace = first["pace"]
+    assert (pace["source"], pace["quota_429s"], pace["rpm"]) == ("configured", 1, 30000.0)
+    assert "remote.breaker" not in first["stderr"]
+    assert "pace: 30000 rpm (learned), 0 quota 429s absorbed" in second.stdout, second.stdout
+    assert shown["remote"]["pace"] == {"rpm": 30000.0, "source": "learned", "quota_429s": 1}
+
+
+def test_the_daemons_heartbeat_carries_the_pace_and_status_prints_it(
+    tmp_path: Path,
+) -> None:
+    with FakeGemini(Behaviour(api_key=FAKE_KEY), Faults(retry_delay="0.02s")) as fake:
+        site = make_site(tmp_path, fake, 5)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "objlibd", "run", "--config", str(site.config)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env(),
+        )  # fmt: skip
+        beat_file = site.state_dir / "daemon.heartbeat.json"
+        try:
+            wait_for(lambda: len(fake.documents()) >= 5, 60, "the daemon's first sync")
+            wait_for(lambda: (heartbeat_remote(beat_file).get("pace") or {}).get("calls", 0) >= 10,
+                     30, "a heartbeat after the uploads")  # fmt: skip
+            pace = heartbeat_remote(beat_file)["pace"]
+            shown = objlibd(site, "status")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+    assert set(pace) == {"rpm", "source", "limit", "ceiling", "quota_429s", "cuts", "calls",
+                         "waited_s"}  # fmt: skip
+    assert (pace["source"], pace["quota_429s"]) == ("configured", 0)
+    assert "pace:       60000 rpm (configured), 0 quota 429s absorbed" in shown.stdout
+
+
+def heartbeat_remote(path: Path) -> dict[str, Any]:
+    try:
+        beat = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    remote: dict[str, Any] = beat.get("remote") or {}
+    return remote

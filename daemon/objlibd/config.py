@@ -141,8 +141,11 @@ class GeminiSettings:
     api_version: str = "v1beta"
     base_url: str = ""
     max_concurrent_uploads: int = 4
+    # Where the adaptive pace starts when it has learned nothing yet for this store: the
+    # tier's requests/minute, or rate_limit_rpm when > 0; rate_limit_max_rpm > 0 caps it.
     rate_limit_tier: str = "tier1"
-    rate_limit_rpm: float = 0.0  # > 0 overrides the tier's requests/minute (custom quotas)
+    rate_limit_rpm: float = 0.0
+    rate_limit_max_rpm: float = 0.0
     timeout_seconds: float = 120.0
     poll_interval_seconds: float = 3.0
     operation_deadline_seconds: float = 600.0
@@ -430,6 +433,7 @@ RANGES: dict[str, Range] = {
     "[jobs] misfire_grace_seconds": Range(1, 365 * _DAY, low_allowed=True),
     "[gemini] max_concurrent_uploads": Range(1, 64, low_allowed=True),
     "[gemini] rate_limit_rpm": Range(0, 1_000_000, low_allowed=True),
+    "[gemini] rate_limit_max_rpm": Range(0, 1_000_000, low_allowed=True),
     "[gemini] timeout_seconds": Range(0, _DAY),
     "[gemini] poll_interval_seconds": Range(0, 3600),
     "[gemini] operation_deadline_seconds": Range(0, 7 * _DAY),

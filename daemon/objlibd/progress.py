@@ -61,6 +61,31 @@ def plan_text(left: int, seconds: float | None, *, tier: str | None = None) -> s
     return text
 
 
+def pace_text(pace: dict[str, Any]) -> str:
+    """Return "300 rpm (learned), 4 quota 429s absorbed; 120 uploads left, about 2 min".
+
+    `pace` is a store's request pace (`remote/pace.py`): rpm, where it came from, the quota
+    429s it absorbed, and optionally the uploads left and their ETA at that pace.
+    """
+    rpm = pace.get("rpm")
+    text = f"{rpm:g} rpm" if isinstance(rpm, int | float) else "? rpm"
+    text += f" ({pace.get('source') or 'configured'}), "
+    text += f"{pace.get('quota_429s') or 0} quota 429s absorbed"
+    left, eta = pace.get("pending_uploads") or 0, pace.get("eta_s")
+    if left and isinstance(eta, int | float):
+        text += f"; {left} uploads left, {duration_text(eta)} at this pace"
+    return text
+
+
+def quota_label(remote: dict[str, Any]) -> str | None:
+    """Return what an ETA at the quota is "at": the learned pace, else the configured tier."""
+    pace = remote.get("pace") if isinstance(remote.get("pace"), dict) else None
+    if pace and pace.get("source") == "learned" and isinstance(pace.get("rpm"), int | float):
+        return f"the learned {pace['rpm']:g} rpm"
+    tier = remote.get("rate_limit_tier")
+    return tier if isinstance(tier, str) else None
+
+
 def rate_text(rate: float | None) -> str:
     """Return "12.5 files/s" or "40 files/min" for slow phases ("" when unknown)."""
     if not rate:
@@ -91,8 +116,7 @@ def of_heartbeat(beat: dict[str, Any] | None, now: float) -> dict[str, Any]:
                    "rate_per_s": round(done / elapsed, 3) if done and elapsed > 0 else None,
                    "eta_s": None if seconds is None else round(seconds)}  # fmt: skip
         if uploading:
-            tier = remote.get("rate_limit_tier") if rpm else None
-            eta = plan_text(total - done, seconds, tier=tier)
+            eta = plan_text(total - done, seconds, tier=quota_label(remote) if rpm else None)
     return {
         "current": current, "eta": eta, "in_flight": remote.get("in_flight"),
         "rate_limit": None if limit is None else {

@@ -127,8 +127,7 @@ class Daemon:
     def _build(self) -> None:
         import psutil  # type: ignore[import-untyped]  # no stubs in the dev env
 
-        from objlibd.remote import open_store
-        from objlibd.sync import SyncEngine
+        from objlibd.sync import SyncEngine, open_store_for
 
         config = self.config
         self._process = psutil.Process()
@@ -136,7 +135,7 @@ class Daemon:
         if self.state.rebuilt is not None:
             log.warning("state.damaged", action="moved aside, started fresh", **self.state.rebuilt)
         self.reader = StateStore.open(config.db_path, readonly=True)
-        self.store = open_store(config, stop=self.stop)
+        self.store = open_store_for(config, self.state, stop=self.stop)
         engine = SyncEngine(
             config, self.state, self.store, stop=self.stop,
             progress=lambda *step: self.vitals.on_progress(self.worker.current, *step),

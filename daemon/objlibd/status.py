@@ -44,6 +44,7 @@ LAST_BATCH_KEY = "daemon.last_batch"
 SCHEDULE_KEY = "daemon.schedule"
 PENDING_KEY = "daemon.pending"
 CONFIRM_PENDING_KEY = "daemon.confirm_pending"  # a confirmation stored while objlibd could not act
+PACE_KEY = "remote.pace"  # the request pace learned for the store (remote/pace.py)
 JOB_KINDS = {"orphan_cleanup": "orphan_cleanup", "prune": "prune", "reconcile": "sync"}
 
 
@@ -197,7 +198,7 @@ def assemble(
         "duplicates": db["duplicates"],
         "orphans": db["orphans"],
         "jobs": _jobs(db["jobs"], live.get("next_runs") or {}),
-        "remote": _remote(settings, beat),
+        "remote": _remote(settings, beat, db.get("pace")),
         "progress": progress.of_heartbeat(beat, now),
         "errors": db["errors"],
         "quarantined": db.get("quarantined", []),
@@ -282,13 +283,23 @@ def _breaker(beat: dict[str, Any] | None) -> str | None:
     return breaker if isinstance(breaker, str) else None
 
 
-def _remote(settings: dict[str, Any], beat: dict[str, Any] | None) -> dict[str, Any]:
+def _remote(
+    settings: dict[str, Any], beat: dict[str, Any] | None, learned: Any = None
+) -> dict[str, Any]:
     stats = ((beat or {}).get("store") or {}).get("stats") or {}
-    return {
+    remote = {
         "backend": settings.get("backend"), "store": settings.get("store"),
         "breaker": _breaker(beat), "documents": stats.get("documents"),
         "size_bytes": stats.get("size_bytes"), "stats_at": stats.get("at"),
     }  # fmt: skip
+    # The request pace: the daemon's live one, else the one learned by the last run.
+    live = ((beat or {}).get("remote") or {}).get("pace")
+    if isinstance(live, dict):
+        remote["pace"] = live
+    elif isinstance(learned, dict) and settings.get("backend") == "gemini":
+        remote["pace"] = {"rpm": learned.get("rpm"), "source": "learned",
+                          "quota_429s": learned.get("quota_429s", 0)}  # fmt: skip
+    return remote
 
 
 def _jobs(rows: dict[str, Any], next_runs: dict[str, Any]) -> dict[str, Any]:
@@ -372,6 +383,7 @@ def db_facts(state: StateStore) -> dict[str, Any]:
     facts["last_batch"] = state.get_json(LAST_BATCH_KEY)
     facts["pending"] = state.get_json(PENDING_KEY)
     facts["confirm_pending"] = state.get_json(CONFIRM_PENDING_KEY)
+    facts["pace"] = state.get_json(PACE_KEY)
     facts["library_id"] = state.get_config("library_id")  # volume.LIBRARY_ID_KEY
     facts["last_success"] = state.last_success()
     facts["rebuilt"] = state.get_json("state.rebuilt")  # database.REBUILT_KEY

@@ -48,6 +48,8 @@ def render(snap: dict[str, Any]) -> str:
             + f"  next {job['next_run'] or '-'}"
         )
     lines.append(_remote_line(snap["remote"]))
+    if snap["remote"].get("pace"):
+        lines.append(f"pace:       {progress.pace_text(snap['remote']['pace'])}")
     if rebuilt := snap.get("state_rebuilt"):
         done = "adopts the store's documents next sync" if rebuilt.get("adopted") is None else (
             f"{rebuilt['adopted']} documents adopted")  # fmt: skip

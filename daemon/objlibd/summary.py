@@ -7,6 +7,7 @@ from typing import Any
 
 from objlibd.models import Problem
 from objlibd.names import printable
+from objlibd.progress import pace_text
 
 COUNT_NAMES = (
     "uploaded", "replaced", "adopted", "resumed", "unchanged", "missing", "restored", "held",
@@ -47,6 +48,7 @@ class SyncSummary:
     failures: list[Problem] = field(default_factory=list)
     planned: dict[str, list[str]] = field(default_factory=dict)
     duplicates: list[tuple[str, list[str]]] = field(default_factory=list)
+    pace: dict[str, Any] | None = None  # the store's request pace (sync.SyncEngine.pace_facts)
 
     @property
     def exit_code(self) -> int:
@@ -76,6 +78,7 @@ class SyncSummary:
             "failures": [{"path": p.path, "reason": p.reason} for p in self.failures],
             "planned": self.planned,
             "duplicates": [{"sha256": digest, "paths": paths} for digest, paths in self.duplicates],
+            "pace": self.pace,
             "exit_code": self.exit_code,
         }
 
@@ -94,6 +97,8 @@ def render(summary: SyncSummary, *, limit: int = 10) -> str:
         if len(paths) > limit:
             lines.append(f"    ... and {len(paths) - limit} more")
     lines += _hold_lines(summary)
+    if summary.pace:
+        lines.append(f"  pace: {pace_text(summary.pace)}")
     if summary.stopped:
         lines.append(f"  STOPPED: {summary.stopped}")
     if summary.quarantined or summary.deferred:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
-from objlibd import rebuild, scanner, volume
+from objlibd import progress, rebuild, scanner, status, volume
 from objlibd.changes import Diff, diff, diff_quiet
 from objlibd.classify import Classifier
 from objlibd.config import Config
@@ -40,6 +41,28 @@ from objlibd.uploads import Report, Unreadable, Uploads
 log = structlog.get_logger("objlibd.sync")
 
 PROGRESS_EVERY = 50
+
+
+def open_store_for(
+    config: Config,
+    state: StateStore,
+    *,
+    stop: threading.Event | None = None,
+    remember: bool = True,
+) -> RemoteStore:
+    """Open the configured store, starting from the request pace learned for it (if any).
+
+    The backend saves what it learns back into the state DB as it goes (`status.PACE_KEY`),
+    so a killed run keeps it too; `remember=False` (a read-only state) saves nothing.
+    """
+    from objlibd.remote import open_store
+
+    def save(pace: dict[str, object]) -> None:
+        state.set_json(status.PACE_KEY, pace)
+
+    learned = state.get_json(status.PACE_KEY)
+    learned = learned if isinstance(learned, dict) else None
+    return open_store(config, stop=stop, learned_pace=learned, save_pace=save if remember else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +237,7 @@ class SyncEngine:
             self._close_job(job, "failed", summary, f"{type(err).__name__}: {err}")
             raise
         summary.duration_s = self.clock() - started
+        summary.pace = self.pace_facts()
         self._close_job(job, "failed" if summary.stopped else "completed", summary, summary.stopped)
         log.info(
             "batch.synced" if kind == "batch" else f"job.{kind}.finished",
@@ -365,13 +389,41 @@ class SyncEngine:
         self.state.set_config(volume.LIBRARY_ID_KEY, marker.library_id)
         log.info("library.marked", library_id=marker.library_id)
 
+    # -- the request pace ------------------------------------------------------------------------
+
+    @property
+    def pending_uploads(self) -> int:
+        """Return the uploads of the running (or last) run not finished yet."""
+        done, total = self._progress or (0, 0)
+        return max(total - done, 0)
+
+    def pace_facts(self, health: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """Return the store's request pace, quota 429s absorbed and the ETA of pending uploads.
+
+        None for a store without a pace (the local one). `health` saves asking the store again.
+        """
+        found = health if health is not None else self.store.health()
+        pace = found.get("pace")
+        if not isinstance(pace, dict):
+            return None
+        rpm, pending = float(pace.get("rpm") or 0.0), self.pending_uploads
+        per_file = found.get("calls_per_file")
+        per_file = per_file if isinstance(per_file, int) else 1
+        eta = progress.eta_seconds(pending, rpm=rpm, calls_per_file=per_file)
+        return {
+            "rpm": pace.get("rpm"), "source": pace.get("source"), "limit": pace.get("limit"),
+            "quota_429s": pace.get("quota_429s", 0), "pending_uploads": pending,
+            "eta_s": None if eta is None else round(eta, 1),
+        }  # fmt: skip
+
     def _report(self, phase: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(phase, done, total)
         # The jobs row shows upload progress (done/total) to `status` readers; one write per
         # PROGRESS_EVERY files keeps a 50k-file first sync from paying a transaction per file,
         # and the final count goes in with the job's close (a one-file batch pays nothing).
-        if phase == "upload" and self._job is not None:
-            self._progress = (done, total)
-            if done % PROGRESS_EVERY == 0 and done < total:
-                self.state.job_progress(self._job, done, total)
+        if phase != "upload":
+            return
+        self._progress = (done, total)  # also what `pending_uploads` counts
+        if self._job is not None and done % PROGRESS_EVERY == 0 and done < total:
+            self.state.job_progress(self._job, done, total)

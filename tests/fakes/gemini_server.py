@@ -16,6 +16,11 @@ The real `google-genai` SDK runs against it unchanged (point `HttpOptions.base_u
   tool, answering from the stored documents' text (`gemini_query`); an imported document's
   display name is its File ID, as the real service's is.
 
+A true request quota (`Quota`): at most `rpm` calls to the quota-bearing routes in any
+sliding window (60 s, or shorter for fast tests), beyond which calls are refused with 429
+RESOURCE_EXHAUSTED and a RetryInfo of the seconds until a slot frees; the client is never
+told the limit. `quota_calls` / `quota_429s` count what it admitted and refused.
+
 Faults are reproducible (a seeded `random.Random`): storms of 429 (with RetryInfo), 500,
 503, hung connections closed without doing the request, and requests done whose answer is
 lost (the connection reset after the work), at rates per route; added latency on every
@@ -38,7 +43,7 @@ import string
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -119,6 +124,12 @@ _ROUTE_TABLE: tuple[tuple[str, str, str], ...] = (
     ("POST", r"models/(?P<model>[^/:]+):generateContent", "models.generateContent"),
     ("POST", r"models/(?P<model>[^/:]+):streamGenerateContent", "models.streamGenerateContent"),
 )  # fmt: skip
+# The calls a request quota counts: those that create or delete something (the client paces
+# the same ones). Chunks, polls, gets, lists and temporary-file deletes carry no quota.
+QUOTA_ROUTES = frozenset({
+    "files.upload", "stores.importFile", "stores.create", "stores.uploadToFileSearchStore",
+    "documents.delete",
+})  # fmt: skip
 _VERSIONED = re.compile(r"^.*?/(?P<upload>upload/)?(?P<ver>v1beta|v1)/(?P<rest>.*)$")
 
 
@@ -149,6 +160,21 @@ class Faults:
     per_route: dict[str, Faults] = field(default_factory=dict)
     op_error_rate: float = 0.0  # imports whose operation ends with `error`
     op_error_message: str = "Failed to count tokens."
+
+
+@dataclass
+class Quota:
+    """A true request quota: at most `rpm` quota-bearing calls in any sliding window.
+
+    Google counts requests per minute; `window_seconds` shrinks the window for fast tests,
+    and `clock` lets a test run the fake and the client on one compressed clock (RetryInfo
+    is in that clock's seconds). Refused calls are not done and take no slot.
+    """
+
+    rpm: int
+    window_seconds: float = 60.0
+    routes: frozenset[str] = QUOTA_ROUTES
+    clock: Callable[[], float] = time.monotonic
 
 
 @dataclass
@@ -400,9 +426,14 @@ class FakeGemini:
         behaviour: Behaviour | None = None,
         faults: Faults | None = None,
         seed: int = 0,
+        quota: Quota | None = None,
     ) -> None:
         self.behaviour = behaviour or Behaviour()
         self.faults = faults or Faults()
+        self.quota = quota
+        self.quota_calls = 0  # quota-bearing calls admitted
+        self.quota_429s = 0  # quota-bearing calls refused by the quota
+        self._quota_window: deque[float] = deque()
         self.lock = threading.RLock()
         self.rng = random.Random(seed)
         self.stores: dict[str, FakeStore] = {}
@@ -586,6 +617,7 @@ class FakeGemini:
         if not call.route.endswith(".chunk"):
             self._authenticate(call)
         self._pause(self.faults.latency_seconds)
+        self._take_quota_slot(call.route)
         fault = self._pick_fault(call.route)
         if fault is not None and fault.kind == "error":
             raise ApiError(fault.status, fault.message, details=retry_info(fault.retry_delay))
@@ -651,6 +683,24 @@ class FakeGemini:
                 "reason": "API_KEY_INVALID",
             }
             raise ApiError(400, "API key not valid. Please pass a valid API key.", details=[detail])
+
+    def _take_quota_slot(self, route: str) -> None:
+        """Admit a quota-bearing call into the window, or refuse it with when to come back."""
+        quota = self.quota
+        if quota is None or route not in quota.routes:
+            return
+        with self.lock:
+            now = quota.clock()
+            window = self._quota_window
+            while window and window[0] <= now - quota.window_seconds:
+                window.popleft()
+            if len(window) < quota.rpm:
+                window.append(now)
+                self.quota_calls += 1
+                return
+            self.quota_429s += 1
+            delay = window[0] + quota.window_seconds - now
+        raise ApiError(429, DEFAULT_MESSAGES[429], details=retry_info(f"{delay:.3f}s"))
 
     def _pick_fault(self, route: str) -> Fault | None:
         with self.lock:

@@ -105,9 +105,8 @@ def engine_for(
     `read_only` (dry runs, `store list`) opens the state DB read-only, or an empty one in
     memory when there is none yet: nothing is created, written or bound.
     """
-    from objlibd.remote import open_store
     from objlibd.state import StateStore
-    from objlibd.sync import SyncEngine
+    from objlibd.sync import SyncEngine, open_store_for
 
     if not read_only:
         state = StateStore.open(config.db_path, repair=True)
@@ -123,7 +122,7 @@ def engine_for(
     else:
         state = StateStore.memory()
     try:
-        store = open_store(config)
+        store = open_store_for(config, state, remember=not read_only)
         try:
             yield SyncEngine(config, state, store, progress=progress)
         finally:

@@ -46,11 +46,10 @@ class ProgressBar:
         limit = health.get("rate_limit")
         rpm = limit.get("rpm") if isinstance(limit, dict) else None
         per_file = health.get("calls_per_file")
-        tier = health.get("rate_limit_tier")
         self._quota = (
             float(rpm) if isinstance(rpm, int | float) else None,
             per_file if isinstance(per_file, int) else 1,
-            tier if isinstance(tier, str) else None,
+            progress.quota_label(dict(health)),
         )
 
     def __call__(self, phase: str, done: int, total: int) -> None:

@@ -1,11 +1,14 @@
-"""Tiered request-rate limiter (GCRA, i.e. an interval scheduler with an optional burst).
+"""Request-rate limiter (GCRA, i.e. an interval scheduler with an optional burst).
 
-Gemini quotas are requests per minute by account tier: free 5, tier1 20, tier2 200,
-tier3 2000. The limiter hands out start times spaced `60 / rpm` seconds apart; callers
-reserve their slot under a lock and then sleep outside it, so waiting threads queue in
-arrival order and never hold the lock while sleeping. With `burst > 1` up to `burst` calls
-may start at once after an idle spell. Clock and sleep are injected so tests need no real
-time.
+The tiers (free 5, tier1 20, tier2 200, tier3 2000 requests per minute) are seed 003's guess
+at Gemini's undocumented quotas: the adaptive pace (`pace.py`) starts from one and retunes
+this limiter as it learns. The limiter hands out start times spaced `60 / rpm` seconds apart;
+callers reserve their slot under a lock and then sleep outside it, so waiting threads queue
+in arrival order and never hold the lock while sleeping. With `burst > 1` up to `burst` calls
+may start at once after an idle spell. `retune` changes the spacing for the slots not yet
+handed out; `restart_at` drops the reservations handed out (their holders ask again) and
+starts the next slot no earlier than a given time. Clock and sleep are injected so tests
+need no real time.
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ class RateLimiter:
         self,
         rpm: float,
         clock: Callable[[], float],
-        sleep: Callable[[float], None],
+        sleep: Callable[[float], None] | None = None,
         burst: int = 1,
     ) -> None:
+        """`sleep` is needed only by `acquire` (`reserve` leaves the waiting to the caller)."""
         if rpm <= 0:
             raise ValueError(f"rpm must be greater than 0, got {rpm}")
         if burst < 1:
             raise ValueError(f"burst must be at least 1, got {burst}")
+        self._burst = burst
         self.rpm = rpm
         self.interval = 60.0 / rpm
         self._tolerance = (burst - 1) * self.interval
@@ -46,7 +51,7 @@ class RateLimiter:
         cls,
         tier: str,
         clock: Callable[[], float],
-        sleep: Callable[[float], None],
+        sleep: Callable[[float], None] | None = None,
         burst: int = 1,
     ) -> RateLimiter:
         """Return a limiter for a named tier (free, tier1, tier2, tier3)."""
@@ -69,10 +74,34 @@ class RateLimiter:
             self._calls += 1
         return wait
 
+    def retune(self, rpm: float) -> None:
+        """Space the slots not yet handed out `60 / rpm` seconds apart."""
+        if rpm <= 0:
+            raise ValueError(f"rpm must be greater than 0, got {rpm}")
+        with self._lock:
+            self.rpm = rpm
+            self.interval = 60.0 / rpm
+            self._tolerance = (self._burst - 1) * self.interval
+
+    def restart_at(self, moment: float) -> None:
+        """Forget the slots handed out; the next one starts no earlier than `moment`."""
+        with self._lock:
+            # No burst credit across a restart: the next slot starts at `moment` exactly.
+            self._tat = max(moment, self._clock()) + self._tolerance
+
+    def backlog(self) -> float:
+        """Return how far ahead the slots handed out reach (0: the next one is free now)."""
+        with self._lock:
+            if self._tat is None:
+                return 0.0
+            return max(0.0, self._tat - self._tolerance - self._clock())
+
     def acquire(self) -> float:
         """Wait for the next slot; return the seconds waited."""
         wait = self.reserve()
         if wait > 0:
+            if self._sleep is None:
+                raise RuntimeError("this limiter was made without a sleep: use reserve()")
             with self._lock:
                 self._waiting += 1
             try:

@@ -10,11 +10,14 @@ operation name → poll the operation with a deadline → delete the temporary F
 
 Every SDK call goes through `calls.Caller`, which
 * waits while the circuit breaker is open (and lets one probe through when half-open),
-* takes a rate-limiter slot for the calls that create or delete things (file uploads,
-  imports, store creation, document deletion; polls and reads are not quota-bearing),
+* takes a slot of the adaptive pace (`remote/pace.py`) for the quota-bearing calls that
+  create or delete things (file uploads, imports, store creation, document deletion; polls,
+  reads and temporary-file deletes carry no quota and take no slot); a quota 429 on such a
+  call slows the pace and is sent again when the server's RetryInfo says, within the same
+  attempt, counted by the pace and not by the breaker,
 * retries 408/429/5xx and transport failures with exponential backoff plus jitter,
   honouring the server's RetryInfo `retryDelay`, for at most `max_attempts` tries,
-* records every answer on the breaker, and
+* records every other answer on the breaker, and
 * translates: storage quota → RemoteQuotaError at once; other 4xx → the caller decides
   (404 on delete is success, on upload it is RemoteRejectedError).
 

@@ -1,13 +1,16 @@
-"""The call wrapper: every SDK call under the circuit breaker, the rate limiter and retries.
+"""The call wrapper: every SDK call under the circuit breaker, the adaptive pace and retries.
 
 See the package docstring for the policy. Failures leave as `TransientError` (retried here,
 then `RemoteUnavailableError`), `RemoteQuotaError`, or `RefusedError` for the caller to judge.
+A quota 429 on a paced call is the pace's business (`remote/pace.py`): it slows down, holds
+until the server's RetryInfo, and the call is sent again within the same attempt; only a
+refusal the pace cannot absorb (at its floor) reaches the breaker and the retry policy.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -26,7 +29,8 @@ from objlibd.errors import (
     RemoteUncertainError,
 )
 from objlibd.remote.breaker import BreakerSettings, CircuitBreaker, State, concurrency_for
-from objlibd.remote.ratelimit import RateLimiter
+from objlibd.remote.pace import Pace, Ticket
+from objlibd.remote.ratelimit import TIER_RPM
 
 log = structlog.get_logger("objlibd.remote.gemini")
 
@@ -38,10 +42,14 @@ TRANSIENT_CODES = frozenset({408, 429, 500, 502, 503, 504})
 # the request was out; only a connection that never opened is as clean as a 429.
 _NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 BREAKER_POLL_CAP_SECONDS = 5.0
+POLL_FIRST_SECONDS = 0.5  # an operation's first poll; the interval doubles up to the setting
 SERVER_DELAY_CAP_SECONDS = 3600.0  # a RetryInfo longer than this is not believed
 _TRANSPORT_ERRORS = (httpx2.TransportError,)
 # Upload-protocol hiccups the SDK raises as KeyError/ValueError (reference §2.1).
 _UPLOAD_HICCUPS = ("Upload URL was not returned", "upload status is not finalized")
+
+LearnedPace = Mapping[str, object]
+SavePace = Callable[[dict[str, object]], None]
 
 
 class TransientError(Exception):
@@ -100,11 +108,13 @@ class Gate:
 
 
 class Caller:
-    """Runs SDK calls under the breaker, the limiter and retries; shared by upload threads.
+    """Runs SDK calls under the breaker, the pace and retries; shared by upload threads.
 
-    Every wait (backoff, breaker, limiter, and the store's polling through `pause`) is an
+    Every wait (backoff, breaker, pace, and the store's polling through `pause`) is an
     `Event.wait` on `stop`: a shutdown cuts it short with RemoteStoppedError, and no call is
-    started once `stop` is set.
+    started once `stop` is set. `learned` is the pace a previous run learned for this store;
+    `save_pace` is called with what to persist whenever the pace changes (from whichever
+    thread made the call; a failure to save is logged, never raised).
     """
 
     def __init__(
@@ -116,6 +126,8 @@ class Caller:
         sleep: Callable[[float], object] | None,
         stop: threading.Event,
         labels: Callable[[], dict[str, object]],
+        learned: LearnedPace | None = None,
+        save_pace: SavePace | None = None,
     ) -> None:
         self._settings = settings
         self._stop = stop
@@ -126,10 +138,13 @@ class Caller:
         self._failing: tuple[float, str] | None = None
         self.concurrency = concurrency
         self.gate = Gate(concurrency)
-        if settings.rate_limit_rpm > 0:
-            self.limiter = RateLimiter(settings.rate_limit_rpm, clock, self.pause)
-        else:
-            self.limiter = RateLimiter.for_tier(settings.rate_limit_tier, clock, self.pause)
+        self.pace = Pace(
+            start_rpm(settings), clock, max_rpm=settings.rate_limit_max_rpm, learned=learned
+        )
+        self._save_pace = save_pace
+        self._saved = self.pace.version
+        self._save_lock = threading.Lock()
+        self._waiting = 0  # callers sleeping for their pace slot right now
         breaker_settings = BreakerSettings(cooldown=settings.breaker_cooldown_seconds)
         self.breaker = CircuitBreaker(clock, breaker_settings, self._on_breaker)
         self._backoff = tenacity.wait_exponential_jitter(
@@ -199,13 +214,28 @@ class Caller:
 
     def _attempt(self, send: Callable[[], T], gated: bool) -> T:
         self._wait_for_breaker()
-        if gated:
-            self.limiter.acquire()
-        self.check_stop()
+        while True:
+            ticket = self._pace_slot() if gated else None
+            self.check_stop()
+            try:
+                result = self._send(send)
+            except genai_errors.APIError as err:
+                if ticket is not None and self._absorbed(err, ticket):
+                    continue  # the pace slowed down and held: a new slot, the same attempt
+                raise self._api_failure(err) from None
+            if ticket is not None:
+                self.pace.succeeded(ticket)
+                self._remember_pace()
+            self.breaker.record_success()
+            self._failing = None
+            return result
+
+    def _send(self, send: Callable[[], T]) -> T:
+        """Send once; SDK answers (APIError) pass through, other failures are judged here."""
         try:
-            result = send()
-        except genai_errors.APIError as err:
-            raise self._api_failure(err) from None
+            return send()
+        except genai_errors.APIError:
+            raise
         except _TRANSPORT_ERRORS as err:
             self.breaker.record_error()
             self._unanswered(f"{type(err).__name__}: {err}")
@@ -221,9 +251,59 @@ class Caller:
         except BaseException:
             self.breaker.record_error()  # frees a half-open probe slot
             raise
-        self.breaker.record_success()
-        self._failing = None
-        return result
+
+    def _pace_slot(self) -> Ticket:
+        """Wait for a slot of the pace; one made stale by a hold meanwhile is asked again."""
+        while True:
+            ticket = self.pace.reserve()
+            if ticket.wait > 0:
+                self._count_waiting(+1)
+                try:
+                    self.pause(ticket.wait)
+                finally:
+                    self._count_waiting(-1)
+            if self.pace.valid(ticket):
+                return ticket
+
+    def _count_waiting(self, change: int) -> None:
+        with self._save_lock:
+            self._waiting += change
+
+    def rate_limit(self) -> dict[str, object]:
+        """Return the pace as the rate limit status shows it: rpm, calls, waits."""
+        pace = self.pace.snapshot()
+        with self._save_lock:
+            waiting = self._waiting
+        return {"rpm": pace["rpm"], "calls": pace["calls"], "waited_seconds": pace["waited_s"],
+                "waiting": waiting}  # fmt: skip
+
+    def _absorbed(self, err: genai_errors.APIError, ticket: Ticket) -> bool:
+        """Hand a quota 429 to the pace; True if it absorbed it (a pacing signal)."""
+        if int(err.code or 0) != 429 or is_storage_quota(err):
+            return False
+        self._failing = None  # an answer: the service is there
+        before = self.pace.rpm
+        delay = retry_delay(err)
+        absorbed = self.pace.refused(ticket, delay)
+        if self.pace.rpm < before:
+            structlog.get_logger("objlibd.remote.gemini").info(
+                "remote.pace.slowed", rpm=round(self.pace.rpm, 1), was=round(before, 1),
+                retry_delay=delay, **self._labels(),
+            )  # fmt: skip
+        self._remember_pace()
+        return absorbed
+
+    def _remember_pace(self) -> None:
+        """Persist the pace through `save_pace` if it changed since the last save."""
+        with self._save_lock:
+            version = self.pace.version
+            if self._save_pace is None or version == self._saved:
+                return
+            self._saved = version
+            try:
+                self._save_pace(self.pace.learned())
+            except Exception as err:  # noqa: BLE001 - losing a pace must not fail an upload
+                log.warning("remote.pace.save_failed", error=str(err))
 
     def _api_failure(self, err: genai_errors.APIError) -> Exception:
         code = int(err.code or 0)
@@ -271,6 +351,21 @@ class Caller:
         # A fresh logger each time: transitions are rare, and this honours the logging
         # configuration in force now (a cached module logger would not).
         structlog.get_logger("objlibd.remote.gemini").warning(event, **self._labels(), **details)
+
+
+def poll_delays(cap: float, first: float = POLL_FIRST_SECONDS) -> Iterator[float]:
+    """Yield the waits between polls: `first`, doubling, never more than `cap`."""
+    delay = min(first, cap)
+    while True:
+        yield delay
+        delay = min(delay * 2, cap)
+
+
+def start_rpm(settings: GeminiSettings) -> float:
+    """Return the configured starting pace: `rate_limit_rpm` if set, else the tier's number."""
+    if settings.rate_limit_rpm > 0:
+        return settings.rate_limit_rpm
+    return float(TIER_RPM[settings.rate_limit_tier])
 
 
 def is_storage_quota(err: genai_errors.APIError) -> bool:

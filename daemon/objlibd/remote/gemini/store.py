@@ -24,7 +24,14 @@ from objlibd.errors import (
     SourceUnreadableError,
 )
 from objlibd.remote.base import Checkpoint, RemoteDoc, Resumed, UploadRequest
-from objlibd.remote.gemini.calls import Caller, RefusedError, refusal
+from objlibd.remote.gemini.calls import (
+    Caller,
+    LearnedPace,
+    RefusedError,
+    SavePace,
+    poll_delays,
+    refusal,
+)
 from objlibd.remote.gemini.convert import (
     check_uploadable,
     custom_metadata,
@@ -55,8 +62,13 @@ def open_gemini(
     environ: Mapping[str, str] = os.environ,
     keystore: Callable[[], KeyStore] = os_keychain,
     stop: threading.Event | None = None,
+    learned_pace: LearnedPace | None = None,
+    save_pace: SavePace | None = None,
 ) -> GeminiStore:
     """Return a GeminiStore using the API key from the environment or the OS keychain.
+
+    `learned_pace` / `save_pace`: the pace learned for this store by an earlier run, and
+    where to persist it as it changes (see `Caller`).
 
     Raises:
         CredentialsMissingError: neither GEMINI_API_KEY nor the keychain holds a key.
@@ -65,7 +77,7 @@ def open_gemini(
     from objlibd import logs
 
     logs.register_secret(key)  # whatever the source, the redactor knows this value
-    return GeminiStore(settings, key, stop=stop)
+    return GeminiStore(settings, key, stop=stop, learned_pace=learned_pace, save_pace=save_pace)
 
 
 class GeminiStore:
@@ -81,6 +93,8 @@ class GeminiStore:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
         stop: threading.Event | None = None,
+        learned_pace: LearnedPace | None = None,
+        save_pace: SavePace | None = None,
     ) -> None:
         """`sleep` defaults to waiting on `stop`: a shutdown cuts every wait short."""
         if not api_key:
@@ -94,6 +108,7 @@ class GeminiStore:
             settings, concurrency=self.concurrency, clock=clock, sleep=sleep,
             stop=stop or threading.Event(),
             labels=lambda: {"backend": self.backend, "store": self._store},
+            learned=learned_pace, save_pace=save_pace,
         )  # fmt: skip
         self._sleep = self._calls.pause
 
@@ -226,6 +241,7 @@ class GeminiStore:
     def _wait_active(self, file: types.File, request: UploadRequest) -> str:
         name = file.name or ""
         deadline = self._clock() + self._settings.operation_deadline_seconds
+        delays = poll_delays(self._settings.poll_interval_seconds)
         while file.state not in (None, types.FileState.ACTIVE):
             if file.state == types.FileState.FAILED:
                 self._forget_quietly(name)
@@ -237,7 +253,7 @@ class GeminiStore:
                     f"{self._settings.operation_deadline_seconds:g} s",
                     hint="the next sync uploads it again",
                 )
-            self._sleep(self._settings.poll_interval_seconds)
+            self._sleep(next(delays))
             file = self._get_file(name, request)
         return name
 
@@ -307,10 +323,11 @@ class GeminiStore:
     def _poll(self, operation: types.ImportFileOperation) -> types.ImportFileOperation:
         """Poll until done, failed or (via the response) finished; raise _StillRunningError."""
         deadline = self._clock() + self._settings.operation_deadline_seconds
+        delays = poll_delays(self._settings.poll_interval_seconds)
         while not is_finished(operation):
             if self._clock() >= deadline:
                 raise _StillRunningError(operation.name)
-            self._sleep(self._settings.poll_interval_seconds)
+            self._sleep(next(delays))
             operation = self._calls(
                 "operation status", partial(self._client.operations.get, operation)
             )
@@ -449,15 +466,17 @@ class GeminiStore:
         }
 
     def health(self) -> dict[str, object]:
-        """Return store, breaker, limiter, concurrency and reachability; never the key."""
+        """Return store, breaker, pace (and the rate limit it sets), concurrency and
+        reachability; never the key."""
         failing = self._calls.failing()
         return {
             "backend": self.backend,
             "store": self._store,
             "breaker": self._calls.breaker.snapshot(),
             "rate_limit_tier": self._settings.rate_limit_tier,
-            "rate_limit": self._calls.limiter.snapshot(),
+            "rate_limit": self._calls.rate_limit(),
             "calls_per_file": CALLS_PER_FILE,
+            "pace": self._calls.pace.snapshot(),
             "concurrency": self._calls.gate.limit,
             "max_concurrency": self.concurrency,
             "in_flight": self._calls.gate.active,
