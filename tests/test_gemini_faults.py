@@ -146,6 +146,29 @@ def assert_exact(site: Site, *, missing: set[str] = frozenset()) -> None:  # typ
 # -- must-show 1: the fault storm ---------------------------------------------------------------
 
 
+def until_landed(site: Site, runs: int = 4) -> tuple[SyncSummary, int]:
+    """Sync until every file landed; return the last summary and how many files landed.
+
+    A storm may make a run give up on a few files (the store did not take them, or their
+    import is still in doubt): they back off to a later run. That is allowed; a second
+    document for any file, after any run, is not. `objlibd retry --all` lifts the backoff.
+    """
+    landed = 0
+    for _ in range(runs):
+        summary = site.sync()
+        landed += summary.uploaded + summary.replaced + summary.adopted
+        grouped = docs_by_path(site.fake)
+        assert {p: len(d) for p, d in grouped.items() if len(d) > 1} == {}, "two documents"
+        if summary.exit_code == 0 and not summary.deferred:
+            return summary, landed
+        state = StateStore.open(site.config.db_path)
+        try:
+            state.retry(None)
+        finally:
+            state.close()
+    return summary, landed
+
+
 def storm() -> Faults:
     """Every endpoint: 15 % 429, 7 % 500, 5 % 503, 5 % hung then closed, 6 % answer lost."""
     return Faults(
@@ -166,9 +189,9 @@ def test_a_fault_storm_on_every_endpoint_leaves_exactly_one_document_per_file_af
         # (threads share the seeded dice, so which call draws what varies run to run).
         fake.inject("documents.list", 503)
 
-        first = site.sync()
+        first, landed = until_landed(site)
         # a file whose answer was lost is adopted, not uploaded again
-        assert (first.exit_code, first.uploaded + first.adopted, first.failures) == (0, 24, [])
+        assert (first.exit_code, landed) == (0, 24)
         assert_exact(site)
 
         for path in paths[:4]:  # edits, new files, deletions between runs
@@ -179,9 +202,8 @@ def test_a_fault_storm_on_every_endpoint_leaves_exactly_one_document_per_file_af
         gone = set(paths[-2:])
         for path in gone:
             (site.root / path).unlink()
-        second = site.sync()
-        landed = second.replaced + second.uploaded + second.adopted
-        assert (second.exit_code, landed, second.missing) == (0, 7, 2), second.failures
+        second, landed = until_landed(site)
+        assert (second.exit_code, landed) == (0, 7), second.failures
         assert_exact(site, missing=gone)
 
         imports = fake.count("stores.importFile")
