@@ -17,7 +17,8 @@ Nothing is ever marked missing here: the engine re-probes before it marks, and a
 unavailable volume only parks work. SIGTERM/SIGINT stop the watch, flush the debouncer into
 the queue, let the engine abandon its batch between files, persist the parked work, and exit 0
 well within 10 s. SIGHUP does not reload: the config is read at start (restart to apply it).
-SIGUSR2 drops the watch's emitter on purpose, exercising the self-healing path.
+SIGUSR2 drops the watch's emitter on purpose, exercising the self-healing path. A
+`heap.request` file in the state dir asks for a memory report (see `heap`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 
 import structlog
 
-from objlibd import __version__, heartbeat, notify, status, statuscache
+from objlibd import __version__, heap, heartbeat, notify, status, statuscache
 from objlibd.config import Config
 from objlibd.debounce import Debouncer, DebounceWindow
 from objlibd.errors import ObjlibdError
@@ -107,6 +108,7 @@ class Daemon:
 
     def run(self) -> int:
         """Run until stopped; return the exit code (0)."""
+        heap.start_from_env()  # before anything is built, so every allocation is traced
         claim = PidFile(self.config.state.dir / PIDFILE_NAME)
         claim.acquire()
         self._on_claimed()
@@ -384,6 +386,18 @@ class Daemon:
             self.worker.submit(
                 Work.confirm_missing(revision if isinstance(revision, int) else None)
             )
+        heap.answer_request(self.config.state.dir, self.sizes)
+
+    def sizes(self) -> dict[str, Any]:
+        """Return the sizes of the in-memory collections kept across batches (all bounded)."""
+        import logging
+
+        return {
+            "debounce": self.debouncer.sizes(),
+            "worker": self.worker.sizes(),
+            "loggers": len(logging.Logger.manager.loggerDict),  # one per module name
+            "threads": threading.active_count(),
+        }
 
     # -- heartbeat ---------------------------------------------------------------------------
 
