@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
@@ -53,6 +55,18 @@ def make_library(root: Path, count: int, per_dir: int = 250) -> None:
         if index % per_dir == 0:
             folder.mkdir(parents=True, exist_ok=True)
         (folder / f"Lecture {index:06d}.txt").write_bytes(b"lecture %d\n" % index)
+
+
+@contextlib.contextmanager
+def tmpfs(point: Path, size: str) -> Iterator[Path]:
+    """Mount a tmpfs at `point` (needs root); unmount it (lazily) on the way out."""
+    point.mkdir(parents=True, exist_ok=True)
+    argv = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)]
+    subprocess.run(argv, check=True, capture_output=True)
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False, capture_output=True)
 
 
 def bare_walk(root: str) -> int:
