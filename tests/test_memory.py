@@ -206,3 +206,22 @@ def test_a_heap_request_writes_the_report_once(tmp_path: Path) -> None:
     report = written.read_text()
     assert '"queue": 0' in report and '"rss_bytes"' in report
     assert heap.answer_request(tmp_path, dict) is None  # the request was consumed
+
+
+def test_lookups_of_every_batch_size_keep_few_prepared_statements(tmp_path: Path) -> None:
+    state = StateStore.open(tmp_path / "state.db")
+    try:
+        state.records(["warm"])
+        before = heap.sqlite_heap()
+        if before is None:
+            pytest.skip("this SQLite does not expose sqlite3_memory_used")
+        for size in range(1, 300):  # one daemon batch of each size
+            wanted = [f"Part/Lecture {n}.txt" for n in range(size)]
+            state.records(wanted)
+            state.index(wanted)
+        after = heap.sqlite_heap()
+        assert after is not None
+        # One cached statement per size would be 128 (Python's cache) x ~20 KB = 2.5 MiB+.
+        assert after["bytes"] - before["bytes"] < 1 << 20
+    finally:
+        state.close()
