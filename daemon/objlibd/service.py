@@ -91,7 +91,7 @@ class Daemon:
         self._rebuilds = 0
         self._backoff = WatchBackoff()
         self._process: Any = None
-        self._db_facts: dict[str, Any] = {}
+        self._db_facts: dict[str, Any] = {}  # replaced on refresh: counts, 5 errors, the hold
         self._db_key = (-1, 0.0)
         self._watch_problem: str | None = None  # the watch cannot start: reconciling instead
         self._next_fallback = 0.0
@@ -134,6 +134,8 @@ class Daemon:
 
         config = self.config
         self._process = psutil.Process()
+        # Two SQLite connections, each bounded by SQLite's default page cache (cache_size
+        # -2000: about 2 MiB) and Python's 128 cached statements (state.py keeps the shapes few).
         self.state = StateStore.open(config.db_path, repair=True)
         if self.state.rebuilt is not None:
             log.warning("state.damaged", action="moved aside, started fresh", **self.state.rebuilt)
