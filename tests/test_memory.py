@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import random
+import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 from daemon_fixtures import Drive, wait_for, write_config
 from objlibd import config as config_module
 from objlibd import heap
+from objlibd.changes import Diff
 from objlibd.debounce import MAX_RESCAN_DIRS, Debouncer, DebounceWindow, merge_batches
 from objlibd.models import (
     Availability,
@@ -32,9 +34,11 @@ from objlibd.models import (
     EventKind,
     FileRecord,
     RawEvent,
+    StateIndex,
     VolumeState,
 )
 from objlibd.remote.local import LocalStore
+from objlibd.scanner import WalkResult
 from objlibd.state import StateStore
 from objlibd.summary import SyncSummary
 from objlibd.sync import SyncEngine, SyncOptions
@@ -78,7 +82,9 @@ def test_parked_work_stays_bounded_however_many_batches_fold_into_it(batches, ma
 
 # -- the real debouncer and worker -------------------------------------------------------------
 
-TRACKED = (RawEvent, Batch, Work, FileRecord, DiskEntry, Upload, SyncSummary)
+TRACKED = (
+    RawEvent, Batch, Work, FileRecord, DiskEntry, StateIndex, Diff, WalkResult, Upload, SyncSummary,
+)  # fmt: skip
 
 
 def live_objects() -> Counter[str]:
@@ -225,3 +231,15 @@ def test_lookups_of_every_batch_size_keep_few_prepared_statements(tmp_path: Path
         assert after["bytes"] - before["bytes"] < 1 << 20
     finally:
         state.close()
+
+
+def test_the_heap_report_counts_sqlite_and_malloc_where_the_platform_has_them() -> None:
+    facts = heap.report({"worker": {}})
+
+    assert facts["rss_bytes"] is None or facts["rss_bytes"] > 0
+    if sys.platform.startswith("linux"):  # glibc here; macOS leaves these out
+        assert heap.trim() is True
+        assert facts["malloc"]["arena_bytes"] >= facts["malloc"]["in_use_bytes"] > 0
+        assert facts["sqlite"]["bytes"] >= 0
+    else:
+        assert heap.trim() is False

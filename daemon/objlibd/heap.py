@@ -13,6 +13,7 @@ with `tracemalloc.Snapshot.load(a).compare_to(Snapshot.load(b), "lineno")`, as
 
 SQLite and glibc are not seen by tracemalloc (they call malloc directly), hence their
 counts here; both are read through ctypes and simply left out where a platform has none.
+`trim` gives glibc's free pages back to the OS (the daemon's monitor calls it after work).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import ctypes.util
+import functools
 import gc
 import json
 import os
@@ -45,6 +47,20 @@ def start_from_env(environ: Mapping[str, str] = os.environ) -> bool:
     frames = int(value) if value.isdigit() else 1
     if not tracemalloc.is_tracing():
         tracemalloc.start(max(1, frames))
+    return True
+
+
+def trim() -> bool:
+    """Hand the allocator's free pages back to the OS; return whether it could (glibc only).
+
+    glibc keeps what a batch freed inside its heaps (one per thread that allocated), so RSS
+    ratchets up with fragmentation although nothing is alive; `malloc_trim(0)` returns every
+    whole free page. A few milliseconds; the daemon calls it when work has run since the last.
+    """
+    libc = _libc()
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return False
+    libc.malloc_trim(0)
     return True
 
 
@@ -139,11 +155,14 @@ class _MallInfo2(ctypes.Structure):
     ]  # fmt: skip
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    return _library("c") if sys.platform.startswith("linux") else None
+
+
 def _mallinfo() -> dict[str, int] | None:
     """glibc's heap: bytes in arenas, in use, free-but-kept, mmapped (None off glibc)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = _library("c")
+    libc = _libc()
     if libc is None or not hasattr(libc, "mallinfo2"):
         return None
     libc.mallinfo2.restype = _MallInfo2

@@ -55,6 +55,7 @@ TICK = 0.5
 WATCH_CHECK = 1.0
 DB_FACTS_MAX_AGE = 60.0  # one-shot CLI commands can change the DB too
 STORE_RETRY = 60.0  # seconds between two tries of work parked on a store that did not answer
+TRIM_EVERY = 60.0  # seconds between malloc trims, and only after the worker wrote something
 
 
 def volume_transition(before: VolumeState | None, after: VolumeState) -> str | None:
@@ -98,6 +99,7 @@ class Daemon:
         self._heartbeat = heartbeat.Heartbeat(config.state.dir / status.HEARTBEAT_NAME)
         self._lost: str | None = None  # set by the worker thread: the drive went mid-batch
         self.vitals = Vitals(config, runner=notify_runner)
+        self._trim_key = (0, 0.0)  # (worker generation, monotonic time) of the last trim
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -265,6 +267,10 @@ class Daemon:
         if now >= self._next_store_retry:
             self._next_store_retry = now + STORE_RETRY
             self._retry_store()
+        generation, at = self._trim_key
+        if generation != self.worker.generation and now - at >= TRIM_EVERY:
+            self._trim_key = (self.worker.generation, now)
+            heap.trim()  # what batches freed goes back to the OS: RSS follows what is alive
 
     _next_store_retry = 0.0
 
