@@ -7,7 +7,9 @@ samples the daemon's RSS, open fds, threads and inotify watches. After the warm-
 end it asks the daemon for a heap report (`objlibd.heap`: tracemalloc snapshot, SQLite and
 glibc heap counts, tracked structure sizes), waits for the daemon to drain, stops it and
 compares the store with the disk: exactly one document per present file (with its bytes'
-hash), plus the documents of files marked missing, and nothing else.
+hash), plus the documents of files marked missing, and nothing else. By default the jobs
+(reconcile, orphan cleanup, prune) run every 4 minutes and prune files missing for 4 minutes:
+the steady state of a daemon that runs for months (prune bounds the missing files), in minutes.
 
 Prints the samples, RSS growth from the warm-up point to the end (target < 5 %), whether fds
 and threads stayed flat, store = disk, and the top growing allocation sites between the two
@@ -57,6 +59,7 @@ dir = "{logs}"
 [sync]
 quiet_seconds = 1
 heartbeat_seconds = 2
+{prune}
 [jobs]
 {jobs}
 """
@@ -118,7 +121,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sample", type=float, default=30.0, help="seconds between samples")
     parser.add_argument("--jobs-minutes", type=float, default=4.0,
-                        help="reconcile/orphan-cleanup period (0: the defaults, hourly)")  # fmt: skip
+                        help="period of the reconcile, orphan cleanup and prune jobs, and the age "
+                        "at which missing files are pruned (0: the daemon's defaults)")  # fmt: skip
     parser.add_argument("--frames", type=int, default=4, help="tracemalloc frames per block")
     parser.add_argument("--no-tracemalloc", action="store_true", help="RSS without tracing")
     parser.add_argument("--out", default="soak", help="name of bench/results/<name>.json")
@@ -139,18 +143,19 @@ class Soak:
         self.churn: Churn | None = None
         self.proc: psutil.Process | None = None
         self.warm_index = 0
+        self.idle_since: float | None = None
         self.last_op = time.time()
 
     def run(self) -> int:
         args = self.args
-        jobs = (
-            f"reconcile_minutes = {args.jobs_minutes}\norphan_cleanup_minutes = {args.jobs_minutes}"
-            if args.jobs_minutes
-            else ""
-        )
+        jobs = prune = ""
+        if args.jobs_minutes:  # months of jobs in minutes: prune keeps the missing rows bounded
+            jobs = "\n".join(f"{name}_minutes = {args.jobs_minutes}"
+                             for name in ("reconcile", "orphan_cleanup", "prune"))  # fmt: skip
+            prune = f"prune_after_days = {args.jobs_minutes / 1440}"
         conf = self.base / "objlibd.toml"
         conf.write_text(CONFIG.format(point=self.point, state=self.state / "state",
-                                      logs=self.state / "logs", jobs=jobs))  # fmt: skip
+                                      logs=self.state / "logs", jobs=jobs, prune=prune))  # fmt: skip
         make_library(self.point / "Library", args.files, per_dir=100)
         env = dict(os.environ)
         env.pop(heap.ENV, None)
@@ -233,10 +238,16 @@ class Soak:
         return (beat.get("last_batch") or {}).get("trigger") == "mount" and not beat.get("current")
 
     def _drained(self) -> bool:
+        """Idle in two heartbeats in a row, the first written after the last event was due."""
         beat = self._heartbeat()
         fresh = beat.get("updated_epoch", 0) > self.last_op + 3  # quiet 1 s + a heartbeat
         idle = not beat.get("current") and not (beat.get("queue") or {}).get("pending_paths")
-        return bool(fresh and idle)
+        if not (fresh and idle):
+            self.idle_since = None
+            return False
+        if self.idle_since is None:
+            self.idle_since = beat["updated_epoch"]
+        return bool(beat["updated_epoch"] > self.idle_since)
 
     def _report_heap(self, label: str) -> None:
         heap.request(self.state / "state", label)
