@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemon_fixtures import Drive, wait_for, write_config
+from engine_fixtures import make_library
 from objlibd import config as config_module
 from objlibd import heap
 from objlibd.changes import Diff
@@ -243,3 +244,24 @@ def test_the_heap_report_counts_sqlite_and_malloc_where_the_platform_has_them() 
         assert facts["sqlite"]["bytes"] >= 0
     else:
         assert heap.trim() is False
+
+
+def test_pruned_files_cost_a_reconcile_no_memory_and_come_back_as_new(env) -> None:
+    paths = make_library(env.root, 12)
+    env.engine.run(SyncOptions())
+    for path in paths[:5]:
+        (env.root / path).unlink()
+    env.engine.run(SyncOptions())
+    env.clock.advance_days(8)
+    assert env.engine.run(SyncOptions(prune_missing=True)).pruned == 5
+
+    assert len(env.state.index()) == 7  # the five tombstones stay on disk only
+    env.engine.run(SyncOptions())  # quiet: saves the walk cache
+    cached = env.state.cached_walk()
+    assert cached is not None and cached.unsettled == {}
+
+    (env.root / paths[0]).write_text("back again")
+    summary = env.engine.run(SyncOptions())
+
+    assert summary.uploaded == 1
+    assert env.docs_by_path()[paths[0]] and len(env.docs_by_path()[paths[0]]) == 1

@@ -32,9 +32,14 @@ _CHUNK = 512  # SQLite's default limit on bound variables is far above this
 # A quarantined file is settled too: it is looked at again only when its stat changes.
 _QUARANTINED = "(status = 'failed' AND quarantined_at IS NOT NULL)"
 _SETTLED = f"(status IN ('uploaded', 'skipped') OR {_QUARANTINED})"
+# Not 'deleted': a pruned file's row only says its document is gone, and to the diff a
+# deleted row and no row are the same (new if on disk). Left out, the tombstones of every file
+# ever pruned stay on disk instead of in each reconcile's memory.
 _UNSETTLED = (
     "(status IN ("
-    + ", ".join(f"'{s}'" for s in migrations.STATUSES if s not in ("uploaded", "skipped"))
+    + ", ".join(
+        f"'{s}'" for s in migrations.STATUSES if s not in ("uploaded", "skipped", "deleted")
+    )
     + f") AND NOT {_QUARANTINED})"
 )
 
