@@ -17,7 +17,7 @@ snapshots. Exit 1 when a target is missed. Needs root (tmpfs). Tracing inflates 
 own tables: measure RSS with --no-tracemalloc, find sites with tracing on.
 
 Run: .venv/bin/python bench/run.py soak --minutes 30 [--warmup 5] [--rate 10] [--files 2000]
-     [--seed 1] [--sample 30] [--jobs-minutes 5] [--frames 4] [--no-tracemalloc]
+     [--seed 1] [--sample 30] [--jobs-minutes 4] [--frames 4] [--no-tracemalloc]
 """
 
 from __future__ import annotations
