@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,7 +134,12 @@ def main() -> int:
         return 0
     base = Path(tempfile.mkdtemp(prefix="objlibd-soak-"))
     with tmpfs(base / "U32 Shadow", "512m") as point, tmpfs(base / "state", "1g") as state:
-        return Soak(args, base, point, state).run()
+        code = Soak(args, base, point, state).run()
+    if code == 0:
+        shutil.rmtree(base, ignore_errors=True)
+    else:
+        print(f"soak: the daemon's output is in {base / 'daemon.out'}")
+    return code
 
 
 class Soak:
