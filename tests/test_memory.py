@@ -38,6 +38,7 @@ from objlibd.models import (
     StateIndex,
     VolumeState,
 )
+from objlibd.remote.base import RemoteDoc
 from objlibd.remote.local import LocalStore
 from objlibd.scanner import WalkResult
 from objlibd.state import StateStore
@@ -85,6 +86,7 @@ def test_parked_work_stays_bounded_however_many_batches_fold_into_it(batches, ma
 
 TRACKED = (
     RawEvent, Batch, Work, FileRecord, DiskEntry, StateIndex, Diff, WalkResult, Upload, SyncSummary,
+    RemoteDoc,
 )  # fmt: skip
 
 
