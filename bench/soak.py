@@ -23,7 +23,6 @@ Run: .venv/bin/python bench/run.py soak --minutes 30 [--warmup 5] [--rate 10] [-
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -41,11 +40,8 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import make_library, tmpfs
+from common import compare_store, make_library, tmpfs
 from objlibd import heap
-from objlibd.models import FileStatus
-from objlibd.remote.local import LocalStore
-from objlibd.state import StateStore
 
 CONFIG = """
 [library]
@@ -281,7 +277,7 @@ class Soak:
         threads_flat = max(s.threads for s in measured[-third:]) <= max(
             s.threads for s in measured[:third]
         )
-        store = compare_store(state_dir, self.point / "Library")
+        store = compare_store(state_dir, self.point / "Library", "soak")
         assert self.churn is not None
         print(f"\nsoak: {self.churn.serial} operations {self.churn.counts}; daemon exit {exit_code}; "
               f"drained {drained}")  # fmt: skip
@@ -316,43 +312,6 @@ def inotify_watches(pid: int) -> int:
         except OSError:
             continue
     return count
-
-
-def compare_store(state_dir: Path, root: Path) -> dict[str, Any]:
-    """Exactly one document per present file (its bytes), missing files' documents, no more."""
-    disk = {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in root.rglob("*.txt")
-    }
-    state = StateStore.open(state_dir / "objlibd.db", readonly=True)
-    records = state.all_records()
-    state.close()
-    store = LocalStore(state_dir / "local-store")
-    store.ensure_store("soak")
-    docs: dict[str, list[tuple[str, str]]] = {}
-    for doc in store.list_docs():
-        docs.setdefault(doc.path or "", []).append((doc.doc_id, doc.sha256 or ""))
-    wrong = [p for p, sha in disk.items() if [h for _, h in docs.get(p, [])] != [sha]]
-    missing = {p: r for p, r in records.items() if p not in disk}
-    kept = sum(1 for r in missing.values() if r.status is FileStatus.MISSING and r.remote_id)
-    not_marked = [
-        p for p, r in missing.items() if r.remote_id and r.status is not FileStatus.MISSING
-    ]
-    extra = [
-        doc_id
-        for path, found in docs.items()
-        for doc_id, _ in found
-        if path not in disk and (path not in missing or missing[path].remote_id != doc_id)
-    ]
-    return {
-        "equal": not wrong and not extra and not not_marked,
-        "present_files": len(disk),
-        "documents": sum(len(found) for found in docs.values()),
-        "missing_with_documents": kept,
-        "present_without_exactly_one_matching_document": wrong[:10],
-        "absent_with_document_not_marked_missing": not_marked[:10],
-        "documents_nothing_accounts_for": extra[:10],
-    }
 
 
 def heap_diff(state_dir: Path) -> None:
