@@ -133,7 +133,10 @@ class DebounceWindow:
     quiet: float
     max_wait: float
     max_paths: int
+    # Bounded: at most max_paths + 1 entries (then they collapse into `_rescan`); both are
+    # replaced by empty ones in `take`, so nothing outlives its batch.
     _changes: dict[str, Change] = field(default_factory=dict)
+    # Bounded by the folders touched in one window (overflow adds parents, not paths).
     _rescan: set[str] = field(default_factory=set)
     _overflow: bool = False
     _first: float | None = None
@@ -194,6 +197,10 @@ class DebounceWindow:
         """Return a copy of the coalesced per-path changes (for tests and logs)."""
         return dict(self._changes)
 
+    def sizes(self) -> dict[str, int]:
+        """Return the sizes of the window's collections (both empty again after `take`)."""
+        return {"changes": len(self._changes), "rescan": len(self._rescan)}
+
     def take(self) -> Batch:
         """Return the pending work as a Batch and start a new window."""
         batch = shape_batch(
@@ -252,6 +259,11 @@ class Debouncer:
         with self._cond:
             return self._window.pending_paths
 
+    def sizes(self) -> dict[str, int]:
+        """Return the window's collection sizes (for `Daemon.sizes`)."""
+        with self._cond:
+            return self._window.sizes()
+
     def flush(self) -> Batch:
         """Take whatever is pending now (empty Batch when nothing is)."""
         with self._cond:
@@ -270,12 +282,20 @@ class Debouncer:
                 self._sink(batch)
 
     def _run(self) -> None:
-        while True:
-            batch = self._wait_for_due()
-            if batch is None:
-                return
-            if not batch.empty:
-                self._sink(batch)
+        while self._pass_on():
+            pass
+
+    def _pass_on(self) -> bool:
+        """Hand the next due batch to the sink; return False once stopping.
+
+        A method of its own so the batch handed on is not kept alive while the thread waits.
+        """
+        batch = self._wait_for_due()
+        if batch is None:
+            return False
+        if not batch.empty:
+            self._sink(batch)
+        return True
 
     def _wait_for_due(self) -> Batch | None:
         with self._cond:

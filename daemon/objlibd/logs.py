@@ -35,7 +35,7 @@ SECRET_ENV = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 REDACTED = "[redacted]"
 LEVELS = ("debug", "info", "warning", "error", "critical")
 _SECRET_KEY = re.compile(r"(api_?key|token|authorization|secret|password|passwd)", re.IGNORECASE)
-_secret_values: set[str] = set()
+_secret_values: set[str] = set()  # bounded: the API keys registered at start (one or two)
 
 
 # -- redaction --------------------------------------------------------------------------------

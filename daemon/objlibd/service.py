@@ -17,7 +17,8 @@ Nothing is ever marked missing here: the engine re-probes before it marks, and a
 unavailable volume only parks work. SIGTERM/SIGINT stop the watch, flush the debouncer into
 the queue, let the engine abandon its batch between files, persist the parked work, and exit 0
 well within 10 s. SIGHUP does not reload: the config is read at start (restart to apply it).
-SIGUSR2 drops the watch's emitter on purpose, exercising the self-healing path.
+SIGUSR2 drops the watch's emitter on purpose, exercising the self-healing path. A
+`heap.request` file in the state dir asks for a memory report (see `heap`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 
 import structlog
 
-from objlibd import __version__, heartbeat, notify, status, statuscache
+from objlibd import __version__, heap, heartbeat, notify, status, statuscache
 from objlibd.config import Config
 from objlibd.debounce import Debouncer, DebounceWindow
 from objlibd.errors import ObjlibdError
@@ -54,6 +55,7 @@ TICK = 0.5
 WATCH_CHECK = 1.0
 DB_FACTS_MAX_AGE = 60.0  # one-shot CLI commands can change the DB too
 STORE_RETRY = 60.0  # seconds between two tries of work parked on a store that did not answer
+TRIM_EVERY = 60.0  # seconds between malloc trims, and only after the worker wrote something
 
 
 def volume_transition(before: VolumeState | None, after: VolumeState) -> str | None:
@@ -90,13 +92,14 @@ class Daemon:
         self._rebuilds = 0
         self._backoff = WatchBackoff()
         self._process: Any = None
-        self._db_facts: dict[str, Any] = {}
+        self._db_facts: dict[str, Any] = {}  # replaced on refresh: counts, 5 errors, the hold
         self._db_key = (-1, 0.0)
         self._watch_problem: str | None = None  # the watch cannot start: reconciling instead
         self._next_fallback = 0.0
         self._heartbeat = heartbeat.Heartbeat(config.state.dir / status.HEARTBEAT_NAME)
         self._lost: str | None = None  # set by the worker thread: the drive went mid-batch
         self.vitals = Vitals(config, runner=notify_runner)
+        self._trim_key = (0, 0.0)  # (worker generation, monotonic time) of the last trim
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -107,6 +110,7 @@ class Daemon:
 
     def run(self) -> int:
         """Run until stopped; return the exit code (0)."""
+        heap.start_from_env()  # before anything is built, so every allocation is traced
         claim = PidFile(self.config.state.dir / PIDFILE_NAME)
         claim.acquire()
         self._on_claimed()
@@ -131,6 +135,8 @@ class Daemon:
 
         config = self.config
         self._process = psutil.Process()
+        # Two SQLite connections, each bounded by SQLite's default page cache (cache_size
+        # -2000: about 2 MiB) and Python's 128 cached statements (state.py keeps the shapes few).
         self.state = StateStore.open(config.db_path, repair=True)
         if self.state.rebuilt is not None:
             log.warning("state.damaged", action="moved aside, started fresh", **self.state.rebuilt)
@@ -260,6 +266,10 @@ class Daemon:
         if now >= self._next_store_retry:
             self._next_store_retry = now + STORE_RETRY
             self._retry_store()
+        generation, at = self._trim_key
+        if generation != self.worker.generation and now - at >= TRIM_EVERY:
+            self._trim_key = (self.worker.generation, now)
+            heap.trim()  # what batches freed goes back to the OS: RSS follows what is alive
 
     _next_store_retry = 0.0
 
@@ -383,6 +393,18 @@ class Daemon:
             self.worker.submit(
                 Work.confirm_missing(revision if isinstance(revision, int) else None)
             )
+        heap.answer_request(self.config.state.dir, self.sizes)
+
+    def sizes(self) -> dict[str, Any]:
+        """Return the sizes of the in-memory collections kept across batches (all bounded)."""
+        import logging
+
+        return {
+            "debounce": self.debouncer.sizes(),
+            "worker": self.worker.sizes(),
+            "loggers": len(logging.Logger.manager.loggerDict),  # one per module name
+            "threads": threading.active_count(),
+        }
 
     # -- heartbeat ---------------------------------------------------------------------------
 

@@ -28,15 +28,31 @@ _RECORD_COLUMNS = (
     "enrichment_version, orphaned_remote_id, missing_since, attempts, last_error, failures, "
     "failed_hash, quarantined_at, transient_failures, retry_after"
 )
-_CHUNK = 500  # SQLite's default limit on bound variables is far above this
+_CHUNK = 512  # SQLite's default limit on bound variables is far above this
 # A quarantined file is settled too: it is looked at again only when its stat changes.
 _QUARANTINED = "(status = 'failed' AND quarantined_at IS NOT NULL)"
 _SETTLED = f"(status IN ('uploaded', 'skipped') OR {_QUARANTINED})"
+# Not 'deleted': a pruned file's row only says its document is gone, and to the diff a
+# deleted row and no row are the same (new if on disk). Left out, the tombstones of every file
+# ever pruned stay on disk instead of in each reconcile's memory.
 _UNSETTLED = (
     "(status IN ("
-    + ", ".join(f"'{s}'" for s in migrations.STATUSES if s not in ("uploaded", "skipped"))
+    + ", ".join(
+        f"'{s}'" for s in migrations.STATUSES if s not in ("uploaded", "skipped", "deleted")
+    )
     + f") AND NOT {_QUARANTINED})"
 )
+
+
+def _in_list(values: list[str]) -> tuple[str, list[str | None]]:
+    """Return the placeholders and parameters of `IN (...)` for `values`, padded to a power of two.
+
+    The padding is NULL, which matches nothing. Each distinct SQL text is a prepared statement
+    that the connection caches (Python keeps 128); one per batch size would slowly fill that
+    cache with ~20 KB statements. Padded, a query has at most 10 shapes.
+    """
+    size = 1 << max(len(values) - 1, 0).bit_length()
+    return ",".join("?" * size), [*values, *[None] * (size - len(values))]
 
 
 class CachedWalk(NamedTuple):
@@ -73,9 +89,8 @@ class StateStore(JobLog, FailureLog):
         index = StateIndex()
         wanted = list(dict.fromkeys(paths))
         for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            index.update(self._index_where(f"path IN ({marks})", chunk))
+            marks, params = _in_list(wanted[start : start + _CHUNK])
+            index.update(self._index_where(f"path IN ({marks})", params))
         return index
 
     def index_under(self, prefix: str) -> StateIndex:
@@ -160,10 +175,9 @@ class StateStore(JobLog, FailureLog):
         wanted = list(dict.fromkeys(paths))
         found: dict[str, FileRecord] = {}
         for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
+            marks, params = _in_list(wanted[start : start + _CHUNK])
             sql = f"SELECT {_RECORD_COLUMNS} FROM files WHERE path IN ({marks})"
-            found.update((row[0], _record(row)) for row in self._query(sql, chunk))
+            found.update((row[0], _record(row)) for row in self._query(sql, params))
         return found
 
     def record(self, path: str) -> FileRecord | None:

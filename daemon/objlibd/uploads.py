@@ -98,6 +98,10 @@ class Uploads(Repairs):
             self._run(uploads, summary, skip_enrichment)
         summary.quarantined = self.state.count_quarantined()  # held now, touched or not
         self._failed_now.clear()
+        # What this run read dies with it: its records and its store listing (a full sync's
+        # are the library's and the store's), not kept until the next run with uploads.
+        self._records = {}
+        self.index.invalidate()
 
     def _run(self, uploads: list[Upload], summary: SyncSummary, skip: bool) -> None:
         self.index.invalidate()  # a run sees the store anew

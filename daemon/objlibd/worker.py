@@ -119,13 +119,16 @@ class Worker:
         self.state_disk_full: str | None = None  # a write found the state disk full
         self.store_notes = StoreNotes(engine.store)  # a full store, its counts: for status
         self.generation = 0  # bumped after every DB write of ours: the status cache key
+        # Drained whole on every loop turn; a burst waits here only while a batch runs.
         self._queue: queue.Queue[Work | None] = queue.Queue()
         self._queued_paths = 0
         self._lock = threading.Lock()
         self._handled = threading.Condition(self._lock)
         self._counts = [0, 0]  # work items submitted, handled (for drain)
+        # One Batch, bounded by shape_batch: <= batch_max_paths paths, <= 16 subtrees.
         self._parked: Batch | None = self._load_pending()
         self._running: Batch | None = None  # the batch in the engine right now
+        # Bounded by the job names (jobs.specs: three).
         self._pending_jobs: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="objlibd-worker", daemon=True)
 
@@ -169,24 +172,42 @@ class Worker:
         """Return paths queued or parked (not counting the one batch running)."""
         return self._queued_paths + self.parked_paths
 
+    def sizes(self) -> dict[str, int]:
+        """Return the sizes of what the worker keeps between batches (for `Daemon.sizes`)."""
+        parked = self._parked
+        return {
+            "queue": self._queue.qsize(),
+            "queued_paths": self._queued_paths,
+            "parked_paths": len(parked.paths) if parked else 0,
+            "parked_subtrees": len(parked.rescan) if parked else 0,
+            "pending_jobs": len(self._pending_jobs),
+        }
+
     # -- the loop -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        done = False
-        while not done:
-            items = [self._queue.get()]
-            items += self._drain()
-            done = None in items
-            work = [item for item in items if item is not None]
-            with self._lock:
-                self._queued_paths -= sum(batch_size(item.batch) for item in work)
-            try:
-                self._survive(functools.partial(self._handle, work))
-            finally:
-                with self._handled:
-                    self._counts[1] += len(work)
-                    self._handled.notify_all()
+        while self._turn():
+            pass
         self._survive(self._persist)
+
+    def _turn(self) -> bool:
+        """Run everything queued now; return False once asked to finish.
+
+        A method of its own so its locals (the batch just run) are gone while the thread
+        waits for the next work: nothing of a batch outlives it.
+        """
+        items = [self._queue.get()]
+        items += self._drain()
+        work = [item for item in items if item is not None]
+        with self._lock:
+            self._queued_paths -= sum(batch_size(item.batch) for item in work)
+        try:
+            self._survive(functools.partial(self._handle, work))
+        finally:
+            with self._handled:
+                self._counts[1] += len(work)
+                self._handled.notify_all()
+        return None not in items
 
     def _survive(self, step: Callable[[], None]) -> None:
         """Run a step; what it failed at (a full state disk...) is a problem, not a dead thread."""

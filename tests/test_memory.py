@@ -1,0 +1,269 @@
+"""Memory stays flat (issue #16): what the daemon keeps between batches returns to its size.
+
+The bounds as properties (hypothesis): a window never holds more than `max_paths` per-path
+changes and is empty after `take`; parked work folded from any number of batches stays
+within `max_paths` paths and `MAX_RESCAN_DIRS` subtrees. Then a few thousand synthetic
+events through the real debouncer and worker, a real engine, SQLite file and local store on
+a tmpfs drive: after every drain the tracked structures are back at their baseline, and no
+event, batch, queue item, record or upload object is left alive anywhere in the process.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import random
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daemon_fixtures import Drive, wait_for, write_config
+from engine_fixtures import make_library
+from objlibd import config as config_module
+from objlibd import heap
+from objlibd.changes import Diff
+from objlibd.debounce import MAX_RESCAN_DIRS, Debouncer, DebounceWindow, merge_batches
+from objlibd.models import (
+    Availability,
+    Batch,
+    DiskEntry,
+    EventKind,
+    FileRecord,
+    RawEvent,
+    StateIndex,
+    VolumeState,
+)
+from objlibd.remote.base import RemoteDoc
+from objlibd.remote.local import LocalStore
+from objlibd.scanner import WalkResult
+from objlibd.state import StateStore
+from objlibd.summary import SyncSummary
+from objlibd.sync import SyncEngine, SyncOptions
+from objlibd.uploads import Upload
+from objlibd.worker import Work, Worker
+
+FOLDERS = [f"f{i}" for i in range(20)] + [f"f{i}/g{j}" for i in range(4) for j in range(6)]
+paths = st.builds(lambda d, n: f"{d}/n{n}.txt", st.sampled_from(FOLDERS), st.integers(0, 40))
+kinds = st.sampled_from([EventKind.CREATED, EventKind.MODIFIED, EventKind.DELETED])
+events = st.builds(lambda k, p: RawEvent(k, p, 0.0), kinds, paths) | st.builds(
+    lambda p, q: RawEvent(EventKind.MOVED, p, 0.0, dest=q), paths, paths
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(events, max_size=300), st.integers(1, 50))
+def test_a_window_holds_at_most_max_paths_changes_and_nothing_after_take(batch, max_paths):
+    window = DebounceWindow(quiet=1.0, max_wait=5.0, max_paths=max_paths)
+    for at, event in enumerate(batch):
+        window.add(event, float(at))
+        assert window.sizes()["changes"] <= max_paths
+
+    taken = window.take()
+
+    assert window.sizes() == {"changes": 0, "rescan": 0}
+    assert len(taken.paths) <= max_paths
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.frozensets(paths, max_size=60), st.frozensets(st.sampled_from(FOLDERS)))),
+    st.integers(1, 50),
+)
+def test_parked_work_stays_bounded_however_many_batches_fold_into_it(batches, max_paths):
+    parked = Batch()
+    for batch_paths, subtrees in batches:
+        parked = merge_batches(parked, Batch(batch_paths, subtrees), max_paths=max_paths)
+        assert len(parked.paths) <= max_paths
+        assert len(parked.rescan) <= MAX_RESCAN_DIRS
+
+
+# -- the real debouncer and worker -------------------------------------------------------------
+
+TRACKED = (
+    RawEvent, Batch, Work, FileRecord, DiskEntry, StateIndex, Diff, WalkResult, Upload, SyncSummary,
+    RemoteDoc,
+)  # fmt: skip
+
+
+def live_objects() -> Counter[str]:
+    """Count the live per-event and per-batch objects, wherever something keeps them."""
+    gc.collect()
+    return Counter(type(o).__name__ for o in gc.get_objects() if isinstance(o, TRACKED))
+
+
+class Rig:
+    """The daemon's event path without the watcher: debouncer → worker → engine → store."""
+
+    def __init__(self, tmp_path: Path, drive: Drive) -> None:
+        conf = write_config(
+            tmp_path / "c.toml", drive.mount_point, tmp_path / "state", tmp_path / "logs",
+            quiet=0.05, max_wait=0.5, level="warning", sync_extra="batch_max_paths = 150\nmass_missing_percent = 100",
+        )  # fmt: skip
+        self.config = config_module.load(conf)
+        self.root = drive.root
+        self.stop = threading.Event()
+        self.state = StateStore.open(self.config.db_path)
+        self.store = LocalStore(self.config.state.dir / "local-store")
+        self.engine = SyncEngine(self.config, self.state, self.store, stop=self.stop)
+        self.worker = Worker(self.config, self.state, self.engine, self.stop, dict)
+        window = DebounceWindow(quiet=0.05, max_wait=0.5, max_paths=150)
+        self.debouncer = Debouncer(window, lambda batch: self.worker.submit(Work.of(batch)))
+
+    def start(self) -> None:
+        self.engine.run(SyncOptions(trigger="seed"))  # uploads the library, writes the marker
+        self.worker.volume = self.engine.probe()
+        assert self.worker.volume.available, self.worker.volume
+        self.worker.start()
+        self.debouncer.start()
+
+    def close(self) -> None:
+        self.debouncer.stop(flush=False)
+        self.stop.set()
+        self.worker.finish(10)
+        self.state.close()
+
+    def sizes(self) -> dict[str, object]:
+        return {"debounce": self.debouncer.sizes(), "worker": self.worker.sizes()}
+
+    def store_matches_disk(self) -> bool:
+        disk = {
+            str(p.relative_to(self.root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in self.root.rglob("*.txt")
+        }
+        docs: dict[str, list[str]] = {}
+        for doc in self.store.list_docs():
+            docs.setdefault(doc.path or "", []).append(doc.sha256 or "")
+        return all(docs.get(path) == [sha] for path, sha in disk.items())
+
+    def drained(self) -> bool:
+        idle = self.worker.current is None and self.sizes() == EMPTY
+        return idle and self.store_matches_disk()
+
+
+EMPTY = {
+    "debounce": {"changes": 0, "rescan": 0},
+    "worker": {"queue": 0, "queued_paths": 0, "parked_paths": 0, "parked_subtrees": 0,
+               "pending_jobs": 0},
+}  # fmt: skip
+
+
+def churn(rig: Rig, rng: random.Random, count: int, serial: int) -> None:
+    """`count` synthetic events; about one in five also changes the file on disk."""
+    for index in range(count):
+        folder = f"Part {rng.randrange(6)}"
+        path = f"{folder}/Lecture {rng.randrange(60):03d}.txt"
+        target = rig.root / path
+        kind = rng.choice([EventKind.MODIFIED, EventKind.MODIFIED, EventKind.CREATED])
+        if rng.random() < 0.2:
+            if target.exists() and rng.random() < 0.3:
+                target.unlink()
+                kind = EventKind.DELETED
+            else:
+                target.parent.mkdir(exist_ok=True)
+                target.write_text(f"round {serial} event {index} {rng.random()}\n")
+        rig.debouncer.put(RawEvent(kind, path, 0.0))
+
+
+@pytest.mark.mount
+@pytest.mark.usefixtures("no_thread_leaks")
+def test_tracked_structures_return_to_their_size_after_the_batches_drain(
+    tmp_path: Path, drive: Drive
+) -> None:
+    for part in range(6):
+        (drive.root / f"Part {part}").mkdir()
+        for n in range(0, 60, 3):
+            (drive.root / f"Part {part}" / f"Lecture {n:03d}.txt").write_text(f"seed {part} {n}\n")
+    rig = Rig(tmp_path, drive)
+    rng = random.Random(16)
+    try:
+        rig.start()
+        assert wait_for(rig.drained, 20)
+        baseline = live_objects()
+        sent = 0
+        for burst in range(8):
+            if burst == 3:  # the drive goes away for one burst: its work is parked, not lost
+                rig.worker.volume = VolumeState(Availability.UNAVAILABLE, "drive gone")
+                churn(rig, rng, 400, burst)
+                assert wait_for(lambda: rig.worker.parked_paths > 0, 20)
+                parked = rig.worker.sizes()
+                assert (
+                    parked["parked_paths"] <= 150 and parked["parked_subtrees"] <= MAX_RESCAN_DIRS
+                )
+                rig.worker.volume = rig.engine.probe()
+            count = 700 if burst == 5 else 300  # 700 events: more than 150 paths, an overflow
+            churn(rig, rng, count, burst)
+            sent += count + (400 if burst == 3 else 0)
+            assert wait_for(rig.drained, 60), rig.sizes()
+            assert rig.sizes() == EMPTY
+            assert live_objects() == baseline, f"after burst {burst}"
+        assert sent >= 3000
+    finally:
+        rig.close()
+
+
+def test_a_heap_request_writes_the_report_once(tmp_path: Path) -> None:
+    heap.request(tmp_path, "warm up")
+
+    written = heap.answer_request(tmp_path, lambda: {"worker": {"queue": 0}})
+
+    assert written == tmp_path / "heap-warmup.json"
+    report = written.read_text()
+    assert '"queue": 0' in report and '"rss_bytes"' in report
+    assert heap.answer_request(tmp_path, dict) is None  # the request was consumed
+
+
+def test_lookups_of_every_batch_size_keep_few_prepared_statements(tmp_path: Path) -> None:
+    state = StateStore.open(tmp_path / "state.db")
+    try:
+        state.records(["warm"])
+        before = heap.sqlite_heap()
+        if before is None:
+            pytest.skip("this SQLite does not expose sqlite3_memory_used")
+        for size in range(1, 300):  # one daemon batch of each size
+            wanted = [f"Part/Lecture {n}.txt" for n in range(size)]
+            state.records(wanted)
+            state.index(wanted)
+        after = heap.sqlite_heap()
+        assert after is not None
+        # One cached statement per size would be 128 (Python's cache) x ~20 KB = 2.5 MiB+.
+        assert after["bytes"] - before["bytes"] < 1 << 20
+    finally:
+        state.close()
+
+
+def test_the_heap_report_counts_sqlite_and_malloc_where_the_platform_has_them() -> None:
+    facts = heap.report({"worker": {}})
+
+    assert facts["rss_bytes"] is None or facts["rss_bytes"] > 0
+    if sys.platform.startswith("linux"):  # glibc here; macOS leaves these out
+        assert heap.trim() is True
+        assert facts["malloc"]["arena_bytes"] >= facts["malloc"]["in_use_bytes"] > 0
+        assert facts["sqlite"]["bytes"] >= 0
+    else:
+        assert heap.trim() is False
+
+
+def test_pruned_files_cost_a_reconcile_no_memory_and_come_back_as_new(env) -> None:
+    paths = make_library(env.root, 12)
+    env.engine.run(SyncOptions())
+    for path in paths[:5]:
+        (env.root / path).unlink()
+    env.engine.run(SyncOptions())
+    env.clock.advance_days(8)
+    assert env.engine.run(SyncOptions(prune_missing=True)).pruned == 5
+
+    assert len(env.state.index()) == 7  # the five tombstones stay on disk only
+    env.engine.run(SyncOptions())  # quiet: saves the walk cache
+    cached = env.state.cached_walk()
+    assert cached is not None and cached.unsettled == {}
+
+    (env.root / paths[0]).write_text("back again")
+    summary = env.engine.run(SyncOptions())
+
+    assert summary.uploaded == 1
+    assert env.docs_by_path()[paths[0]] and len(env.docs_by_path()[paths[0]]) == 1
