@@ -314,7 +314,8 @@ def test_incremental_subtree_reconcile_finds_a_moved_folder(env: Env) -> None:
 
     summary = env.engine.run_paths([], subtrees=["Course 1", "Course One"])
 
-    assert (summary.uploaded, summary.missing) == (2, 2)
+    assert (summary.moved, summary.uploaded, summary.missing) == (2, 0, 0)
+    assert sorted(env.docs_by_path()) == sorted(env.state.index().settled)
 
 
 def test_every_run_is_recorded_as_a_job(env: Env) -> None:

@@ -4,16 +4,22 @@ A file the diff calls new or possibly changed is hashed; its hash against the re
 `upload_hash` (what the store's document holds) decides: same content → keep (refresh size
 and mtime, or restore a missing file); different → upload (replacing the old document,
 upload-first); over max_file_mb → skipped, and any old document retired as an orphan.
+Then `moves` marks the uploads that are moves: content that disappeared from one path and
+arrived at another (`moves.pair` decides).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from objlibd import enrichment, scanner
+from objlibd import enrichment, moves, scanner
 from objlibd.changes import Diff
 from objlibd.config import Config
+from objlibd.hold import Hold
 from objlibd.models import DiskEntry, FileRecord, FileStatus, Problem
 from objlibd.state import StateStore
 from objlibd.summary import SyncSummary
@@ -21,6 +27,15 @@ from objlibd.uploads import Report, Unreadable, Upload
 
 if TYPE_CHECKING:
     from objlibd.sync import SyncOptions
+
+
+@dataclass(frozen=True, slots=True)
+class MovePlan:
+    """The uploads with moves marked, the old paths moved away, moves already uploaded."""
+
+    uploads: list[Upload]
+    moved: set[str] = field(default_factory=set)
+    landed: list[tuple[str, FileRecord]] = field(default_factory=list)  # (new path, old row)
 
 
 class Classifier:
@@ -36,6 +51,7 @@ class Classifier:
     ) -> None:
         self.config = config
         self.state = state
+        self.filters = scanner.Filters.from_settings(config.library)
         self.stop = stop
         self._report = report
         self.unreadable: list[Unreadable] = []  # of the last classify; the engine settles them
@@ -69,6 +85,56 @@ class Classifier:
             if upload is not None:
                 uploads.append(upload)
         return uploads
+
+    def moves(
+        self,
+        gone_paths: Collection[str],
+        uploads: list[Upload],
+        resumed: Collection[Upload] = (),
+        *,
+        batch: bool = False,
+        hold: Hold | None = None,
+    ) -> MovePlan:
+        """Pair what arrived (uploads, and `resumed` ones) with what disappeared (`moves.pair`).
+
+        The disappeared side is `gone_paths`, what this view found gone. A `batch` also looks
+        at files already missing or in the standing `hold` (a move out of the library and
+        back in under a new name), each re-checked on disk first.
+        """
+        if not uploads and not resumed:
+            return MovePlan(uploads)
+        records = self.state.records(gone_paths)
+        if batch:
+            records.update(self._absent_elsewhere({item.entry.size for item in uploads}, hold))
+        gone = [moves.Gone(r.path, r.size or 0, sha) for r in records.values()
+                if (sha := moves.source_hash(r)) is not None]  # fmt: skip
+        arrived = {item.entry.path: item for item in (*resumed, *uploads)}
+        found = moves.pair(gone, [item.entry for item in arrived.values()],
+                           lambda entry: arrived[entry.path].sha256)  # fmt: skip
+        if not found:
+            return MovePlan(uploads)
+        source = {move.new: records[move.old] for move in found}
+        marked = [
+            dataclasses.replace(item, moved_from=old.path, moved_doc=old.remote_id)
+            if (old := source.get(item.entry.path)) is not None
+            else item
+            for item in uploads
+        ]
+        landed = [(item.entry.path, source[item.entry.path])
+                  for item in resumed if item.entry.path in source]  # fmt: skip
+        return MovePlan(marked, {move.old for move in found}, landed)
+
+    def _absent_elsewhere(self, sizes: set[int], hold: Hold | None) -> dict[str, FileRecord]:
+        """Return missing or held files of these sizes that are still absent from the disk."""
+        candidates = {r.path: r for r in self.state.missing_of_sizes(sizes)}
+        if hold is not None:
+            held = self.state.records(hold.paths).values()
+            candidates.update((r.path, r) for r in held if r.size in sizes)
+        if not candidates:
+            return {}
+        root = self.config.library.root
+        _, absent = scanner.stat_paths(root, self.filters, candidates)
+        return {path: record for path, record in candidates.items() if path in absent}
 
     def _hash(
         self,

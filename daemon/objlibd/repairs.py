@@ -39,7 +39,8 @@ class Upload:
     `doubt`: an earlier import of this content may have landed (look it up first).
     `operation`: that import's checkpointed operation (resume it first). `file_id`: its
     temporary upload, dropped once settled. `retry`: a second try after a transient failure
-    that surely imported nothing.
+    that surely imported nothing. `moved_from`: the path this content moved away from, whose
+    document `moved_doc` (if any) is deleted once this upload is committed (`moves.py`).
     """
 
     entry: DiskEntry
@@ -50,6 +51,8 @@ class Upload:
     doubt: bool = False
     operation: str | None = None
     file_id: str | None = None
+    moved_from: str | None = None
+    moved_doc: str | None = None
 
 
 class Repairs:
@@ -77,6 +80,7 @@ class Repairs:
             log.warning("config.include_refused", warning=warning)
         self._records: dict[str, FileRecord] = {}
         self._failed_now: set[str] = set()  # refused while recovering: not tried again now
+        self.resumed: list[Upload] = []  # uploads the last `recover` completed
         self._doubted = False
         self._done = 0
         self._total = 0
@@ -95,14 +99,32 @@ class Repairs:
             upload_hash=item.sha256,
             enrichment_version=item.version,
             replaced_remote_id=item.old,
+            moved_from=item.moved_from,
         )
-        log.debug("file.uploaded", path=path, doc=doc.doc_id, replaced=item.old, how=counted)
+        log.debug("file.uploaded", path=path, doc=doc.doc_id, replaced=item.old, how=counted,
+                  moved_from=item.moved_from)  # fmt: skip
         replaced = bool(item.old and item.old != doc.doc_id)
         if replaced and item.old:
             self._delete_orphan(path, item.old, summary, count=False)
-        name = counted or ("replaced" if replaced else "uploaded")  # a SyncSummary counter
+        if item.moved_from is not None:
+            self._finish_move(item.moved_from, item.moved_doc, path)
+        name = counted or (
+            "moved" if item.moved_from else "replaced" if replaced else "uploaded"
+        )  # a SyncSummary counter
         setattr(summary, name, getattr(summary, name) + 1)
         self._progress()
+
+    def _finish_move(self, old: str, doc_id: str | None, new: str) -> None:
+        """Delete the moved file's old document (already recorded as its row's orphan)."""
+        log.info("file.moved", path=new, moved_from=old, doc=doc_id)
+        if doc_id is not None:
+            self._delete_orphan(old, doc_id, None, count=False)
+
+    def retire(self, old: str, doc_id: str | None, new: str, summary: SyncSummary) -> None:
+        """Complete a move whose new path already has its document (resumed by `recover`)."""
+        self.state.retire(old)
+        self._finish_move(old, doc_id, new)
+        summary.moved += 1
 
     def _fail_permanent(self, item: Upload, message: str, summary: SyncSummary) -> None:
         """Count a refusal of this content; quarantine the file at the limit."""
@@ -163,7 +185,12 @@ class Repairs:
     # -- recovery and orphans ------------------------------------------------------------------
 
     def recover(self, summary: SyncSummary) -> None:
-        """Settle imports a previous process checkpointed; delete recorded orphans."""
+        """Settle imports a previous process checkpointed; delete recorded orphans.
+
+        The uploads it completes are left in `resumed`: one may be the new path of a move
+        whose old path the engine's walk then finds gone.
+        """
+        self.resumed = []
         for op in self.state.pending_operations():
             record = self.state.record(op.path)
             try:
@@ -183,6 +210,7 @@ class Repairs:
                 version = enrichment.enrichment_version(self.config.enrichment.rules, skip=False)
                 item = Upload(entry, op.content_hash or "", record.remote_id, version)
                 self._commit(item, outcome.doc, summary, counted="resumed")
+                self.resumed.append(item)  # a move's new path, perhaps: the engine pairs it
             elif outcome.doc is not None:
                 self.store.delete(outcome.doc.doc_id)  # superseded: the file changed since
             elif outcome.error is not None and current and record is not None:
@@ -201,7 +229,9 @@ class Repairs:
             if record.orphaned_remote_id:
                 self._delete_orphan(record.path, record.orphaned_remote_id, summary, count=True)
 
-    def _delete_orphan(self, path: str, doc_id: str, summary: SyncSummary, *, count: bool) -> None:
+    def _delete_orphan(
+        self, path: str, doc_id: str, summary: SyncSummary | None, *, count: bool
+    ) -> None:
         try:
             self.store.delete(doc_id)
         except RemoteError as err:
@@ -209,7 +239,7 @@ class Repairs:
             return
         self.state.clear_orphan(path, doc_id)
         self.index.forget(doc_id)
-        if count:
+        if count and summary is not None:
             summary.orphans_deleted += 1
 
     def sweep(self, summary: SyncSummary) -> None:

@@ -28,6 +28,12 @@ _RECORD_COLUMNS = (
     "enrichment_version, orphaned_remote_id, missing_since, attempts, last_error, failures, "
     "failed_hash, quarantined_at, transient_failures, retry_after"
 )
+# A moved file's old row: gone for good (no 7-day missing), and its document recorded as an
+# orphan before anyone deletes it, so a crash between this and the delete loses nothing.
+_RETIRE = (
+    "UPDATE files SET status = 'deleted', orphaned_remote_id = remote_id, remote_id = NULL, "
+    "remote_file_id = NULL, missing_since = NULL WHERE path = ? AND orphaned_remote_id IS NULL"
+)
 _CHUNK = 512  # SQLite's default limit on bound variables is far above this
 # A quarantined file is settled too: it is looked at again only when its stat changes.
 _QUARANTINED = "(status = 'failed' AND quarantined_at IS NOT NULL)"
@@ -209,6 +215,17 @@ class StateStore(JobLog, FailureLog):
         )
         return [_record(row) for row in rows]
 
+    def missing_of_sizes(self, sizes: Iterable[int]) -> list[FileRecord]:
+        """Return the missing files of these sizes (where a move may have come from)."""
+        wanted = sorted(set(sizes))
+        found: list[FileRecord] = []
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT {_RECORD_COLUMNS} FROM files WHERE status = 'missing' AND size IN ({marks})"
+            found.extend(_record(row) for row in self._query(sql, chunk))
+        return found
+
     def referenced_remote_ids(self) -> set[str]:
         """Return every remote id the DB still points at (current or orphaned)."""
         rows = self._query(
@@ -291,9 +308,15 @@ class StateStore(JobLog, FailureLog):
         upload_hash: str,
         enrichment_version: str,
         replaced_remote_id: str | None,
+        moved_from: str | None = None,
     ) -> None:
-        """Record a finished upload; a replaced document becomes an orphan to delete."""
+        """Record a finished upload; a replaced document becomes an orphan to delete.
+
+        `moved_from`: the upload is a move of that path, retired in the same transaction.
+        """
         with self.transaction() as conn:
+            if moved_from is not None:
+                conn.execute(_RETIRE, (moved_from,))
             conn.execute(
                 "UPDATE files SET status = 'uploaded', remote_id = ?, remote_file_id = ?, "
                 "upload_hash = ?, enrichment_version = ?, last_error = NULL, attempts = 0, "
@@ -323,6 +346,11 @@ class StateStore(JobLog, FailureLog):
                 "remote_id, remote_file_id) VALUES (?, 'uploaded', ?, ?, ?, ?)",
                 [(d.path, d.sha256, d.sha256, d.doc_id, d.file_id) for d in docs],
             )
+
+    def retire(self, path: str) -> None:
+        """A file moved away: its row is deleted, its document kept as an orphan to delete."""
+        with self.transaction() as conn:
+            conn.execute(_RETIRE, (path,))
 
     def record_failure(self, path: str, status: FileStatus, error: str) -> None:
         """Record that `path` failed (upload refused, unreadable...), keeping its remote ids."""

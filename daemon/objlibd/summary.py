@@ -10,8 +10,8 @@ from objlibd.names import printable
 from objlibd.progress import pace_text
 
 COUNT_NAMES = (
-    "uploaded", "replaced", "adopted", "resumed", "unchanged", "missing", "restored", "held",
-    "forgotten", "skipped", "failed", "quarantined", "deferred", "pruned", "orphans_deleted",
+    "uploaded", "replaced", "moved", "adopted", "resumed", "unchanged", "missing", "restored",
+    "held", "forgotten", "skipped", "failed", "quarantined", "deferred", "pruned", "orphans_deleted",
     "lost",
 )  # fmt: skip
 
@@ -24,6 +24,7 @@ class SyncSummary:
     dry_run: bool = False
     uploaded: int = 0
     replaced: int = 0
+    moved: int = 0  # uploaded under a new path, the old path's document deleted (moves.py)
     adopted: int = 0
     resumed: int = 0
     unchanged: int = 0

@@ -36,7 +36,7 @@ from objlibd.models import FileStatus, Problem, VolumeState
 from objlibd.remote.base import RemoteStore
 from objlibd.state import StateStore
 from objlibd.summary import SyncSummary
-from objlibd.uploads import Report, Unreadable, Uploads
+from objlibd.uploads import Report, Unreadable, Upload, Uploads
 
 log = structlog.get_logger("objlibd.sync")
 
@@ -284,7 +284,13 @@ class SyncEngine:
             self.uploads.sweep(summary)  # a dry run sweeps only a store that exists
         if finished and index is not None and index.generation is not None and changes.exact:
             self.state.save_walk(walked.folders, index.generation)  # no-op if rows changed
-        if summary.uploaded or summary.replaced or summary.adopted or summary.restored:
+        if (
+            summary.uploaded
+            or summary.replaced
+            or summary.moved
+            or summary.adopted
+            or summary.restored
+        ):
             summary.duplicates = self.state.duplicates()  # content only changes with these
 
     def _incremental(self, paths: set[str], subtrees: set[str], summary: SyncSummary) -> None:
@@ -324,13 +330,18 @@ class SyncEngine:
         summary.problems.extend(walked.problems)
         summary.unchanged += changes.unchanged
         uploads = self.classifier.classify(changes, options, summary)
-        if options.dry_run:
-            for item in uploads:
-                summary.plan("replace" if item.old else "upload", item.entry.path)
-        else:
-            self.uploads.run(uploads, summary, skip_enrichment=options.skip_enrichment)
         troubled = {problem.path for problem in walked.problems}
         gone_paths = [p for p in changes.missing if walked.covers(p) and p not in troubled]
+        # Moves: their old paths never count as gone, whether or not the upload succeeds
+        # (a failed move keeps the old document until it does).
+        uploads, moved = self._pair_moves(gone_paths, uploads, summary, options, full=full)
+        gone_paths = [path for path in gone_paths if path not in moved]
+        if options.dry_run:
+            for item in uploads:
+                kind = "move" if item.moved_from else "replace" if item.old else "upload"
+                summary.plan(kind, item.entry.path)
+        else:
+            self.uploads.run(uploads, summary, skip_enrichment=options.skip_enrichment)
         unreadable = list(self.classifier.unreadable)
         lost = False
         if not options.dry_run:
@@ -349,6 +360,29 @@ class SyncEngine:
             return
         if not summary.stopped:
             self.missing.step(gone, present, summary, full=full)
+
+    def _pair_moves(
+        self,
+        gone_paths: list[str],
+        uploads: list[Upload],
+        summary: SyncSummary,
+        options: SyncOptions,
+        *,
+        full: bool,
+    ) -> tuple[list[Upload], set[str]]:
+        """Turn uploads that are moves into moves (`Classifier.moves`); return the old paths.
+
+        A full run's `recover` may have completed a move's upload already (interrupted after
+        its import): only the old path is left to retire.
+        """
+        resumed = [] if options.dry_run or not full else self.uploads.resumed
+        hold = None if full else self.missing.current_hold()
+        plan = self.classifier.moves(gone_paths, uploads, resumed, batch=not full, hold=hold)
+        if plan.landed:
+            self.require_available()  # an absence is believed only while the drive is there
+        for new, old in plan.landed:
+            self.uploads.retire(old.path, old.remote_id, new, summary)
+        return plan.uploads, plan.moved
 
     def _settle_unreadable(
         self, items: list[Unreadable], summary: SyncSummary, *, dry_run: bool
