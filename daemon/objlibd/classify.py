@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Collection
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from objlibd import enrichment, moves, scanner
@@ -27,15 +26,6 @@ from objlibd.uploads import Report, Unreadable, Upload
 
 if TYPE_CHECKING:
     from objlibd.sync import SyncOptions
-
-
-@dataclass(frozen=True, slots=True)
-class MovePlan:
-    """The uploads with moves marked, the old paths moved away, moves already uploaded."""
-
-    uploads: list[Upload]
-    moved: set[str] = field(default_factory=set)
-    landed: list[tuple[str, FileRecord]] = field(default_factory=list)  # (new path, old row)
 
 
 class Classifier:
@@ -90,29 +80,43 @@ class Classifier:
         self,
         gone_paths: Collection[str],
         uploads: list[Upload],
-        resumed: Collection[Upload] = (),
         *,
         batch: bool = False,
         hold: Hold | None = None,
-    ) -> MovePlan:
-        """Pair what arrived (uploads, and `resumed` ones) with what disappeared (`moves.pair`).
+    ) -> tuple[list[Upload], set[str]]:
+        """Mark the uploads that are moves (`moves.pair`); return them and the old paths.
 
         The disappeared side is `gone_paths`, what this view found gone. A `batch` also looks
         at files already missing or in the standing `hold` (a move out of the library and
         back in under a new name), each re-checked on disk first.
         """
-        if not uploads and not resumed:
-            return MovePlan(uploads)
+        if not uploads:
+            return uploads, set()
         records = self.state.records(gone_paths)
         if batch:
             records.update(self._absent_elsewhere({item.entry.size for item in uploads}, hold))
-        gone = [moves.Gone(r.path, r.size or 0, sha) for r in records.values()
-                if (sha := moves.source_hash(r)) is not None]  # fmt: skip
-        arrived = {item.entry.path: item for item in (*resumed, *uploads)}
-        found = moves.pair(gone, [item.entry for item in arrived.values()],
+        return self._pair(records, uploads)
+
+    def move_for(self, item: Upload) -> Upload:
+        """Mark one upload as a move if its content left another path (checked on disk)."""
+        same = self.state.with_content(item.sha256)
+        candidates = {r.path: r for r in same if r.path != item.entry.path}
+        if not candidates:
+            return item
+        _, absent = scanner.stat_paths(self.config.library.root, self.filters, candidates)
+        (marked,), _ = self._pair({p: candidates[p] for p in absent if p in candidates}, [item])
+        return marked
+
+    def _pair(
+        self, records: dict[str, FileRecord], uploads: list[Upload]
+    ) -> tuple[list[Upload], set[str]]:
+        gone = [moves.Gone(r.path, r.size or 0, sha, kept=r.remote_id is not None)
+                for r in records.values() if (sha := moves.source_hash(r)) is not None]  # fmt: skip
+        arrived = {item.entry.path: item for item in uploads}
+        found = moves.pair(gone, [item.entry for item in uploads],
                            lambda entry: arrived[entry.path].sha256)  # fmt: skip
         if not found:
-            return MovePlan(uploads)
+            return uploads, set()
         source = {move.new: records[move.old] for move in found}
         marked = [
             dataclasses.replace(item, moved_from=old.path, moved_doc=old.remote_id)
@@ -120,9 +124,7 @@ class Classifier:
             else item
             for item in uploads
         ]
-        landed = [(item.entry.path, source[item.entry.path])
-                  for item in resumed if item.entry.path in source]  # fmt: skip
-        return MovePlan(marked, {move.old for move in found}, landed)
+        return marked, {move.old for move in found}
 
     def _absent_elsewhere(self, sizes: set[int], hold: Hold | None) -> dict[str, FileRecord]:
         """Return missing or held files of these sizes that are still absent from the disk."""

@@ -9,8 +9,11 @@ the source of a move.
 
 `pair` decides. Only arrivals whose size matches a disappeared file are hashed (through
 `sha_of`, which the engine answers from the hashes it computed for the upload anyway), so an
-arrival of a new size costs nothing. Among equal contents, the same file name pairs first
-(a folder rename keeps the names), then the rest in path order: the result is deterministic.
+arrival of a new size costs nothing. Among equal contents, a source that still has its
+document pairs first (that document is the duplicate a move saves; a source that never
+reached the store, say an earlier move interrupted before its import, has nothing to
+delete), then the same file name (a folder rename keeps the names), then path order: the
+result is deterministic.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ class Gone:
     """A file believed present that is no longer at its path.
 
     `sha256` is the content its document holds (the record's upload hash), or for a file
-    that never reached the store, the content last seen.
+    that never reached the store, the content last seen (`kept` False).
     """
 
     path: str
     size: int
     sha256: str
+    kept: bool = True  # its document is in the store
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +63,10 @@ def pair(
         by_size[item.size].append(item)
     if not by_size:
         return []
-    sources: dict[tuple[int, str], list[str]] = defaultdict(list)
+    sources: dict[tuple[int, str], list[Gone]] = defaultdict(list)
     for items in by_size.values():
         for item in items:
-            sources[(item.size, item.sha256)].append(item.path)
+            sources[(item.size, item.sha256)].append(item)
     targets: dict[tuple[int, str], list[str]] = defaultdict(list)
     for entry in sorted(arrived):
         if entry.size not in by_size:
@@ -71,13 +75,17 @@ def pair(
         if digest is not None and (entry.size, digest) in sources:
             targets[(entry.size, digest)].append(entry.path)
     moves: list[Move] = []
-    for key, news in targets.items():
-        moves.extend(_match(sorted(set(sources[key])), news))
+    for key, arrivals in targets.items():
+        olds, news = sources[key], arrivals
+        for kept in (True, False):  # sources with a document first
+            tier = sorted({item.path for item in olds if item.kept is kept})
+            paired, news = _match(tier, news)
+            moves.extend(paired)
     return sorted(moves, key=lambda move: move.new)
 
 
-def _match(olds: list[str], news: list[str]) -> list[Move]:
-    """Pair equal contents: the same file name first, then the rest in path order."""
+def _match(olds: list[str], news: list[str]) -> tuple[list[Move], list[str]]:
+    """Pair equal contents: the same file name first, then in path order; return the rest."""
     left = list(olds)
     unpaired: list[str] = []
     moves: list[Move] = []
@@ -90,7 +98,7 @@ def _match(olds: list[str], news: list[str]) -> list[Move]:
         left.remove(same)
         moves.append(Move(same, new))
     moves.extend(Move(old, new) for old, new in zip(left, unpaired, strict=False))
-    return moves
+    return moves, unpaired[len(left) :]
 
 
 def source_hash(record: FileRecord) -> str | None:

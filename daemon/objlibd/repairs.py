@@ -80,7 +80,9 @@ class Repairs:
             log.warning("config.include_refused", warning=warning)
         self._records: dict[str, FileRecord] = {}
         self._failed_now: set[str] = set()  # refused while recovering: not tried again now
-        self.resumed: list[Upload] = []  # uploads the last `recover` completed
+        # Marks an upload that is a move (the engine's pairing); `recover` asks it, because a
+        # move interrupted after its import must still retire its old path with the commit.
+        self.move_of: Callable[[Upload], Upload] = lambda item: item
         self._doubted = False
         self._done = 0
         self._total = 0
@@ -119,12 +121,6 @@ class Repairs:
         log.info("file.moved", path=new, moved_from=old, doc=doc_id)
         if doc_id is not None:
             self._delete_orphan(old, doc_id, None, count=False)
-
-    def retire(self, old: str, doc_id: str | None, new: str, summary: SyncSummary) -> None:
-        """Complete a move whose new path already has its document (resumed by `recover`)."""
-        self.state.retire(old)
-        self._finish_move(old, doc_id, new)
-        summary.moved += 1
 
     def _fail_permanent(self, item: Upload, message: str, summary: SyncSummary) -> None:
         """Count a refusal of this content; quarantine the file at the limit."""
@@ -185,12 +181,7 @@ class Repairs:
     # -- recovery and orphans ------------------------------------------------------------------
 
     def recover(self, summary: SyncSummary) -> None:
-        """Settle imports a previous process checkpointed; delete recorded orphans.
-
-        The uploads it completes are left in `resumed`: one may be the new path of a move
-        whose old path the engine's walk then finds gone.
-        """
-        self.resumed = []
+        """Settle imports a previous process checkpointed; delete recorded orphans."""
         for op in self.state.pending_operations():
             record = self.state.record(op.path)
             try:
@@ -209,8 +200,8 @@ class Repairs:
                 entry = DiskEntry(op.path, record.size or 0, record.mtime_ns or 0)
                 version = enrichment.enrichment_version(self.config.enrichment.rules, skip=False)
                 item = Upload(entry, op.content_hash or "", record.remote_id, version)
-                self._commit(item, outcome.doc, summary, counted="resumed")
-                self.resumed.append(item)  # a move's new path, perhaps: the engine pairs it
+                # It may be the new path of a move: its old path is retired with the commit.
+                self._commit(self.move_of(item), outcome.doc, summary, counted="resumed")
             elif outcome.doc is not None:
                 self.store.delete(outcome.doc.doc_id)  # superseded: the file changed since
             elif outcome.error is not None and current and record is not None:

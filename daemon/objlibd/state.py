@@ -215,6 +215,14 @@ class StateStore(JobLog, FailureLog):
         )
         return [_record(row) for row in rows]
 
+    def with_content(self, content_hash: str) -> list[FileRecord]:
+        """Return the rows (not deleted) whose content is `content_hash` (indexed lookup)."""
+        rows = self._query(
+            f"SELECT {_RECORD_COLUMNS} FROM files WHERE content_hash = ? AND status != 'deleted'",
+            (content_hash,),
+        )
+        return [_record(row) for row in rows]
+
     def missing_of_sizes(self, sizes: Iterable[int]) -> list[FileRecord]:
         """Return the missing files of these sizes (where a move may have come from)."""
         wanted = sorted(set(sizes))

@@ -102,6 +102,7 @@ class SyncEngine:
             volume_present=lambda: self.probe().available,
         )  # fmt: skip
         self.classifier = Classifier(config, state, stop=self.stop, report=self._report)
+        self.uploads.move_of = self._resumed_move
         self.missing = MissingFiles(
             config, state, store, clock, self.require_available, self.filters
         )
@@ -334,7 +335,8 @@ class SyncEngine:
         gone_paths = [p for p in changes.missing if walked.covers(p) and p not in troubled]
         # Moves: their old paths never count as gone, whether or not the upload succeeds
         # (a failed move keeps the old document until it does).
-        uploads, moved = self._pair_moves(gone_paths, uploads, summary, options, full=full)
+        hold = None if full else self.missing.current_hold()
+        uploads, moved = self.classifier.moves(gone_paths, uploads, batch=not full, hold=hold)
         gone_paths = [path for path in gone_paths if path not in moved]
         if options.dry_run:
             for item in uploads:
@@ -361,28 +363,12 @@ class SyncEngine:
         if not summary.stopped:
             self.missing.step(gone, present, summary, full=full)
 
-    def _pair_moves(
-        self,
-        gone_paths: list[str],
-        uploads: list[Upload],
-        summary: SyncSummary,
-        options: SyncOptions,
-        *,
-        full: bool,
-    ) -> tuple[list[Upload], set[str]]:
-        """Turn uploads that are moves into moves (`Classifier.moves`); return the old paths.
-
-        A full run's `recover` may have completed a move's upload already (interrupted after
-        its import): only the old path is left to retire.
-        """
-        resumed = [] if options.dry_run or not full else self.uploads.resumed
-        hold = None if full else self.missing.current_hold()
-        plan = self.classifier.moves(gone_paths, uploads, resumed, batch=not full, hold=hold)
-        if plan.landed:
+    def _resumed_move(self, item: Upload) -> Upload:
+        """Mark an upload `recover` completed as a move if its content left another path."""
+        found = self.classifier.move_for(item)
+        if found.moved_from is not None:
             self.require_available()  # an absence is believed only while the drive is there
-        for new, old in plan.landed:
-            self.uploads.retire(old.path, old.remote_id, new, summary)
-        return plan.uploads, plan.moved
+        return found
 
     def _settle_unreadable(
         self, items: list[Unreadable], summary: SyncSummary, *, dry_run: bool
