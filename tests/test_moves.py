@@ -290,6 +290,22 @@ def test_a_move_out_and_back_in_under_a_new_name_moves_the_missing_file(
     assert store_paths(env) == disk_paths(env.root)
 
 
+def test_a_batch_that_sees_only_the_new_path_finds_the_old_one_by_content(
+    env: Env, rec: RecordingStore
+) -> None:
+    paths = make_library(env.root, 10)
+    env.engine.run(SyncOptions())
+    new = "Elsewhere/Lecture moved.txt"
+    (env.root / "Elsewhere").mkdir()
+    (env.root / paths[5]).rename(env.root / new)
+    shutil.copy(env.root / paths[6], env.root / "Elsewhere/a copy.txt")  # present: no move
+
+    summary = env.engine.run_paths([new, "Elsewhere/a copy.txt"])
+
+    assert (summary.moved, summary.uploaded, summary.missing) == (1, 1, 0)
+    assert store_paths(env) == disk_paths(env.root)
+
+
 def test_a_file_moved_over_another_replaces_it_and_retires_its_old_path(
     env: Env, rec: RecordingStore
 ) -> None:

@@ -19,7 +19,10 @@ After every step:
        present file (with its content) plus those of missing and held files, nothing else;
  (v)   nothing outside the library root is read or written: a canary off the drive (on a
        strictatime tmpfs, linked from inside the library) keeps its atime and bytes, the
-       drive's top level, the foreign drive and its marker stay as they were.
+       drive's top level, the foreign drive and its marker stay as they were;
+ (vi)  after a completed reconcile + orphan cleanup, a renamed file has its one document
+       under its new path: no document holds its content under a path it moved away from
+       (a rename is a move, never a missing file with a 7-day duplicate).
 
 `OBJLIBD_SAFETY_EXAMPLES` / `OBJLIBD_SAFETY_STEPS` raise the budget (bench/safety_soak.py).
 """
@@ -146,6 +149,7 @@ class SafetyMachine(RuleBasedStateMachine):
         self._make_foreign()
         (self.backing["empty"] / LIB).mkdir()
         self.trash: dict[str, bytes] = {}
+        self.renamed: dict[str, tuple[str, tuple[str, ...]]] = {}  # new: (sha256, old paths)
         self.counter = 0
         self.mounted: str | None = None
         self.completed_full = False
@@ -309,7 +313,14 @@ class SafetyMachine(RuleBasedStateMachine):
         folder = self.ours / f"Course {course}"
         if folder.is_dir():
             self.counter += 1
-            folder.rename(self.ours / f"Course {course} moved {self.counter}")
+            target = f"Course {course} moved {self.counter}"
+            for path in folder.rglob("*.txt"):
+                old = path.relative_to(self.ours).as_posix()
+                sha = _sha(path.read_bytes())
+                was_sha, olds = self.renamed.pop(old, (sha, ()))
+                chain = (*olds, old) if was_sha == sha else (old,)
+                self.renamed[f"{target}/{old.split('/', 1)[1]}"] = (sha, chain)
+            folder.rename(self.ours / target)
 
     # -- the daemon ------------------------------------------------------------------------------
 
@@ -388,10 +399,11 @@ class SafetyMachine(RuleBasedStateMachine):
         on_disk = set(self._files())
         self._check_marking(before, now, on_disk)  # (i), (ii)
         self._check_hold(before, now, on_disk)  # (iii)
-        if self.checked_store:  # (iv)
+        if self.checked_store:  # (iv), (vi)
             event("store checked")
             self.checked_store = False
             self._check_store(on_disk, now.hold)
+            self._check_moves(on_disk)
         self._check_outside()  # (v)
         if self.store.yanked:
             event("yanked mid-upload")
@@ -448,6 +460,16 @@ class SafetyMachine(RuleBasedStateMachine):
             assert len(shas) == 1, f"{path}: {len(shas)} documents"
             if path in on_disk:
                 assert shas[0] == _sha((self.ours / path).read_bytes()), f"{path}: stale content"
+
+    def _check_moves(self, on_disk: set[str]) -> None:
+        docs = {(d.path, d.sha256) for d in self.store.list_docs()}
+        for new, (sha, olds) in self.renamed.items():
+            if new not in on_disk or _sha((self.ours / new).read_bytes()) != sha:
+                continue  # edited or gone since: not a move any more
+            event("a renamed file checked")
+            for old in olds:
+                if old not in on_disk:
+                    assert (old, sha) not in docs, f"{new}: a duplicate left under {old}"
 
     def _check_outside(self) -> None:
         seen = self.canary.stat()

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 from objlibd import enrichment, moves, scanner
 from objlibd.changes import Diff
 from objlibd.config import Config
-from objlibd.hold import Hold
 from objlibd.models import DiskEntry, FileRecord, FileStatus, Problem
 from objlibd.state import StateStore
 from objlibd.summary import SyncSummary
@@ -77,34 +76,25 @@ class Classifier:
         return uploads
 
     def moves(
-        self,
-        gone_paths: Collection[str],
-        uploads: list[Upload],
-        *,
-        batch: bool = False,
-        hold: Hold | None = None,
+        self, gone_paths: Collection[str], uploads: list[Upload], *, batch: bool = False
     ) -> tuple[list[Upload], set[str]]:
         """Mark the uploads that are moves (`moves.pair`); return them and the old paths.
 
-        The disappeared side is `gone_paths`, what this view found gone. A `batch` also looks
-        at files already missing or in the standing `hold` (a move out of the library and
-        back in under a new name), each re-checked on disk first.
+        The disappeared side is `gone_paths`, what this view found gone. A `batch` sees only
+        some paths, so it also asks the DB which other files hold an uploaded content (one
+        indexed lookup) and keeps those now absent from the disk: a move whose old path was
+        not in the batch, or was marked missing or held by an earlier one.
         """
         if not uploads:
             return uploads, set()
         records = self.state.records(gone_paths)
         if batch:
-            records.update(self._absent_elsewhere({item.entry.size for item in uploads}, hold))
+            records.update(self._absent_elsewhere(uploads, records))
         return self._pair(records, uploads)
 
     def move_for(self, item: Upload) -> Upload:
         """Mark one upload as a move if its content left another path (checked on disk)."""
-        same = self.state.with_content(item.sha256)
-        candidates = {r.path: r for r in same if r.path != item.entry.path}
-        if not candidates:
-            return item
-        _, absent = scanner.stat_paths(self.config.library.root, self.filters, candidates)
-        (marked,), _ = self._pair({p: candidates[p] for p in absent if p in candidates}, [item])
+        (marked,), _ = self._pair(self._absent_elsewhere([item], {}), [item])
         return marked
 
     def _pair(
@@ -126,16 +116,19 @@ class Classifier:
         ]
         return marked, {move.old for move in found}
 
-    def _absent_elsewhere(self, sizes: set[int], hold: Hold | None) -> dict[str, FileRecord]:
-        """Return missing or held files of these sizes that are still absent from the disk."""
-        candidates = {r.path: r for r in self.state.missing_of_sizes(sizes)}
-        if hold is not None:
-            held = self.state.records(hold.paths).values()
-            candidates.update((r.path, r) for r in held if r.size in sizes)
+    def _absent_elsewhere(
+        self, uploads: list[Upload], seen: Collection[str]
+    ) -> dict[str, FileRecord]:
+        """Return the other files holding these uploads' contents that are absent on disk."""
+        arriving = {item.entry.path for item in uploads}
+        candidates = {
+            r.path: r
+            for r in self.state.with_contents(item.sha256 for item in uploads)
+            if r.path not in arriving and r.path not in seen
+        }
         if not candidates:
             return {}
-        root = self.config.library.root
-        _, absent = scanner.stat_paths(root, self.filters, candidates)
+        _, absent = scanner.stat_paths(self.config.library.root, self.filters, candidates)
         return {path: record for path, record in candidates.items() if path in absent}
 
     def _hash(

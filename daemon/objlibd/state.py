@@ -215,22 +215,17 @@ class StateStore(JobLog, FailureLog):
         )
         return [_record(row) for row in rows]
 
-    def with_content(self, content_hash: str) -> list[FileRecord]:
-        """Return the rows (not deleted) whose content is `content_hash` (indexed lookup)."""
-        rows = self._query(
-            f"SELECT {_RECORD_COLUMNS} FROM files WHERE content_hash = ? AND status != 'deleted'",
-            (content_hash,),
-        )
-        return [_record(row) for row in rows]
-
-    def missing_of_sizes(self, sizes: Iterable[int]) -> list[FileRecord]:
-        """Return the missing files of these sizes (where a move may have come from)."""
-        wanted = sorted(set(sizes))
+    def with_contents(self, hashes: Iterable[str]) -> list[FileRecord]:
+        """Return the rows (not deleted) holding any of these contents (indexed lookup)."""
+        wanted = sorted(set(hashes))
         found: list[FileRecord] = []
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            sql = f"SELECT {_RECORD_COLUMNS} FROM files WHERE status = 'missing' AND size IN ({marks})"
+            sql = (
+                f"SELECT {_RECORD_COLUMNS} FROM files "
+                f"WHERE content_hash IN ({marks}) AND status != 'deleted'"
+            )
             found.extend(_record(row) for row in self._query(sql, chunk))
         return found
 

@@ -335,8 +335,7 @@ class SyncEngine:
         gone_paths = [p for p in changes.missing if walked.covers(p) and p not in troubled]
         # Moves: their old paths never count as gone, whether or not the upload succeeds
         # (a failed move keeps the old document until it does).
-        hold = None if full else self.missing.current_hold()
-        uploads, moved = self.classifier.moves(gone_paths, uploads, batch=not full, hold=hold)
+        uploads, moved = self.classifier.moves(gone_paths, uploads, batch=not full)
         gone_paths = [path for path in gone_paths if path not in moved]
         if options.dry_run:
             for item in uploads:
