@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 import structlog
@@ -83,6 +84,8 @@ class Repairs:
         # Marks an upload that is a move (the engine's pairing); `recover` asks it, because a
         # move interrupted after its import must still retire its old path with the commit.
         self.move_of: Callable[[Upload], Upload] = lambda item: item
+        self._retiring: Executor | None = None  # where moves' old documents are deleted
+        self._retired: list[Future[None]] = []
         self._doubted = False
         self._done = 0
         self._total = 0
@@ -117,10 +120,20 @@ class Repairs:
         self._progress()
 
     def _finish_move(self, old: str, doc_id: str | None, new: str) -> None:
-        """Delete the moved file's old document (already recorded as its row's orphan)."""
+        """Delete the moved file's old document (already recorded as its row's orphan).
+
+        During a run of uploads the delete goes to the run's retiring threads, so it
+        overlaps the next uploads instead of holding up this (committing) thread.
+        """
         log.info("file.moved", path=new, moved_from=old, doc=doc_id)
-        if doc_id is not None:
+        if doc_id is None:
+            return
+        if self._retiring is None:
             self._delete_orphan(old, doc_id, None, count=False)
+        else:
+            self._retired.append(
+                self._retiring.submit(self._delete_orphan, old, doc_id, None, count=False)
+            )
 
     def _fail_permanent(self, item: Upload, message: str, summary: SyncSummary) -> None:
         """Count a refusal of this content; quarantine the file at the limit."""

@@ -104,6 +104,19 @@ class Uploads(Repairs):
         self.index.invalidate()
 
     def _run(self, uploads: list[Upload], summary: SyncSummary, skip: bool) -> None:
+        # Moves delete their old documents on these threads (no upload slot is taken).
+        threads = max(1, int(self.store.concurrency) // 2)
+        with ThreadPoolExecutor(threads, thread_name_prefix="objlibd-retire") as retiring:
+            self._retiring, self._retired = retiring, []
+            try:
+                self._rounds(uploads, summary, skip)
+            finally:
+                self._retiring = None
+        for future in self._retired:
+            future.result()  # surface anything unexpected (a remote error is logged there)
+        self._retired = []
+
+    def _rounds(self, uploads: list[Upload], summary: SyncSummary, skip: bool) -> None:
         self.index.invalidate()  # a run sees the store anew
         self._doubted, self._done, self._total = False, 0, len(uploads)
         self.report("upload", 0, self._total)  # the phase begins: an ETA before the first file
