@@ -111,7 +111,7 @@ class JobSettings:
 
     orphan_cleanup_minutes: float = 60.0
     prune_minutes: float = 1440.0
-    reconcile_minutes: float = 60.0
+    reconcile_minutes: float = 10.0  # the backstop: a quiet reconcile costs one stat walk
     timezone: str = "UTC"
     misfire_grace_seconds: float = 3600.0
 
