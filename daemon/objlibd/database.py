@@ -81,6 +81,12 @@ class Database:
                 )
             if not readonly:
                 migrations.migrate(conn, path)
+            elif found == 0:
+                conn.close()
+                raise StateError(  # created, not migrated yet: the daemon is starting
+                    f"state database {path} is being created",
+                    hint="objlibd is starting; try again in a moment",
+                )
         except sqlite3.DatabaseError as err:
             raise _state_error(path, err) from None
         return cls(conn, path)
