@@ -215,3 +215,21 @@ def test_daemon_in_process_syncs_and_stops_cleanly(tmp_path: Path, drive: Drive)
     assert result == [0]
     assert status.snapshot(config)["daemon"]["running"] is False
     assert not (config.state.dir / "objlibd.pid").exists()
+
+
+def test_lost_fsevents_become_a_reconcile_of_what_the_flags_name(worker_env) -> None:
+    """Synthetic flags, through the daemon's handler and the worker, to the engine."""
+    from objlibd.watcher import Rescan
+
+    worker, engine, _ = worker_env
+    worker.volume = OK
+    daemon = Daemon(Config())
+    daemon.worker = worker
+
+    daemon._on_rescan(Rescan("Course 1", "fsevents_must_scan"))
+    daemon._on_rescan(Rescan("", "fsevents_dropped"))
+    worker._handle([worker._queue.get_nowait(), worker._queue.get_nowait()])
+
+    assert engine.calls == [
+        ("batch", (frozenset(), frozenset({""}), "fsevents_must_scan+fsevents_dropped"))
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,16 @@ from daemon_fixtures import wait_for
 from objlibd.config import LibrarySettings
 from objlibd.models import EventKind, RawEvent
 from objlibd.scanner import Filters
-from objlibd.watcher import LibraryWatcher, MountWatch, WatchBackoff, classify, relative
+from objlibd.watcher import (
+    LibraryWatcher,
+    MountWatch,
+    NativeTap,
+    Rescan,
+    WatchBackoff,
+    classify,
+    relative,
+    rescan_for,
+)
 
 pytestmark = pytest.mark.usefixtures("no_thread_leaks")
 
@@ -202,3 +212,98 @@ def test_reading_the_library_does_not_wake_the_observer(tmp_path: Path) -> None:
         watcher.stop()
 
     assert seen <= 4, f"{seen} events for 20 reads and one write"
+
+
+# -- FSEvents flags (synthetic native events: FSEvents itself exists only on macOS) -----------
+
+# Apple's FSEventStreamEventFlags (FSEvents.h), the bits behind watchdog's NativeEvent properties.
+MUST_SCAN, USER_DROPPED, KERNEL_DROPPED, IDS_WRAPPED = 0x1, 0x2, 0x4, 0x8
+ITEM_CREATED, ITEM_RENAMED, ITEM_IS_FILE = 0x100, 0x800, 0x10000
+
+
+@dataclass(frozen=True)
+class SyntheticNative:
+    """Shaped like watchdog's `_watchdog_fsevents.NativeEvent`: a path, flags, properties."""
+
+    path: str
+    flags: int
+
+    @property
+    def must_scan_subdirs(self) -> bool:
+        return bool(self.flags & MUST_SCAN)
+
+    @property
+    def is_user_dropped(self) -> bool:
+        return bool(self.flags & USER_DROPPED)
+
+    @property
+    def is_kernel_dropped(self) -> bool:
+        return bool(self.flags & KERNEL_DROPPED)
+
+    @property
+    def is_event_ids_wrapped(self) -> bool:
+        return bool(self.flags & IDS_WRAPPED)
+
+
+@pytest.mark.parametrize(
+    ("path", "flags", "expected"),
+    [
+        (f"{ROOT}/a/x.pdf", ITEM_CREATED | ITEM_IS_FILE, None),
+        (f"{ROOT}/a/x.pdf", ITEM_RENAMED | ITEM_IS_FILE, None),
+        (f"{ROOT}/Course 1/", MUST_SCAN, Rescan("Course 1", "fsevents_must_scan")),
+        (f"{ROOT}/Course 1", MUST_SCAN, Rescan("Course 1", "fsevents_must_scan")),
+        (f"{ROOT}/", MUST_SCAN, Rescan("", "fsevents_must_scan")),
+        ("/Volumes/", MUST_SCAN, Rescan("", "fsevents_must_scan")),  # above the root
+        ("/", MUST_SCAN | USER_DROPPED, Rescan("", "fsevents_dropped")),
+        ("/", MUST_SCAN | KERNEL_DROPPED, Rescan("", "fsevents_dropped")),
+        (f"{ROOT}/a", MUST_SCAN | KERNEL_DROPPED, Rescan("", "fsevents_dropped")),
+        ("/", IDS_WRAPPED, Rescan("", "fsevents_ids_wrapped")),
+    ],
+)
+def test_fsevents_flags_that_lose_events_ask_for_a_reconcile(
+    path: str, flags: int, expected: Rescan | None
+) -> None:
+    assert rescan_for(SyntheticNative(path, flags), ROOT) == expected
+
+
+def test_the_watcher_turns_native_flags_into_one_reconcile_each(tmp_path: Path) -> None:
+    asked: list[Rescan] = []
+    watcher = LibraryWatcher(Path(ROOT), FILTERS, lambda _e: None, on_rescan=asked.append)
+
+    watcher.native([SyntheticNative(f"{ROOT}/b", MUST_SCAN), SyntheticNative(f"{ROOT}/a", 0),
+                    SyntheticNative(f"{ROOT}/b/", MUST_SCAN)])  # fmt: skip
+    watcher.native([SyntheticNative(f"{ROOT}/b", MUST_SCAN),
+                    SyntheticNative("/", KERNEL_DROPPED | MUST_SCAN)])  # fmt: skip
+
+    assert asked == [Rescan("b", "fsevents_must_scan"), Rescan("", "fsevents_dropped")]
+
+
+class StandInEmitter:
+    """What NativeTap needs of watchdog's FSEventsEmitter (which cannot load off macOS)."""
+
+    def __init__(self, queue: list[object], *, latency: float = 0.01) -> None:
+        self.queue = queue
+        self.latency = latency
+
+    def queue_events(self, timeout: float, events: list[object]) -> None:
+        while events:  # consumes the list, as watchdog's emitter does
+            self.queue.append(events.pop(0))
+
+
+class TappedStandIn(NativeTap, StandInEmitter):
+    pass
+
+
+def test_the_tap_sees_native_events_before_the_emitter_and_survives_its_own_failure() -> None:
+    seen: list[list[object]] = []
+    queued: list[object] = []
+    emitter = TappedStandIn(queued, tap=seen.append, latency=0.5)
+    events: list[object] = [SyntheticNative("/x", MUST_SCAN), SyntheticNative("/y", 0)]
+
+    emitter.queue_events(1.0, events)
+    broken = TappedStandIn(queued, tap=lambda _events: 1 / 0)
+    broken.queue_events(1.0, [SyntheticNative("/z", 0)])
+
+    assert seen == [[SyntheticNative("/x", MUST_SCAN), SyntheticNative("/y", 0)]]
+    assert [e.path for e in queued] == ["/x", "/y", "/z"]  # type: ignore[attr-defined]
+    assert emitter.latency == 0.5

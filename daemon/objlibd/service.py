@@ -39,13 +39,13 @@ from objlibd.config import Config
 from objlibd.debounce import Debouncer, DebounceWindow
 from objlibd.errors import ObjlibdError
 from objlibd.jobs import JobScheduler
-from objlibd.models import Availability, VolumeState
+from objlibd.models import Availability, Batch, VolumeState
 from objlibd.pidfile import PIDFILE_NAME, PidFile
 from objlibd.scanner import Filters
 from objlibd.state import StateStore
 from objlibd.vitals import Vitals
 from objlibd.volume import LIBRARY_ID_KEY, probe
-from objlibd.watcher import LibraryWatcher, MountWatch, WatchBackoff
+from objlibd.watcher import LibraryWatcher, MountWatch, Rescan, WatchBackoff
 from objlibd.worker import Work, Worker
 
 log = structlog.get_logger("objlibd.service")
@@ -164,6 +164,7 @@ class Daemon:
             Filters.from_settings(config.library),
             self.debouncer.put,
             on_overflow=self._on_overflow,
+            on_rescan=self._on_rescan,
         )
         self.mount_watch = MountWatch(config.library.mount_point.parent, self._wake.set)
 
@@ -212,6 +213,14 @@ class Daemon:
     def _on_overflow(self) -> None:
         log.warning("watcher.overflow", action="reconcile the library")
         self.worker.submit(Work.reconcile("overflow"))
+
+    def _on_rescan(self, rescan: Rescan) -> None:
+        """The OS says events were lost (FSEvents flags): reconcile where it says."""
+        where = rescan.subtree or "the library"
+        log.warning("watcher.events_lost", reason=rescan.reason, subtree=rescan.subtree,
+                    action=f"reconcile {where}")  # fmt: skip
+        batch = Batch(rescan=frozenset({rescan.subtree}), reason=rescan.reason)
+        self.worker.submit(Work("batch", batch, reason=rescan.reason))
 
     def _shutdown(self) -> None:
         if not hasattr(self, "worker"):

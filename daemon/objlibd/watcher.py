@@ -6,7 +6,11 @@ Watchdog fails quietly in three ways this module guards against (see the watch n
 - re-scheduling the same path on an observer whose emitter died creates nothing new: every
   start builds a fresh Observer;
 - an inotify queue overflow only produces a log line: `OverflowListener` turns that line into
-  a callback so the service can reconcile.
+  a callback so the service can reconcile;
+- watchdog's FSEvents emitter ignores the flags that say events were lost (`MustScanSubDirs`,
+  `UserDropped`, `KernelDropped`, `EventIdsWrapped`): on macOS the observer is built with an
+  emitter that first shows each native event to `rescan_for` (pure), and the service
+  reconciles the subtree or the library it names, as for an inotify overflow.
 
 Events are cut down at the edge: excluded names (hidden, temp, marker), ineligible
 extensions, opens/closes without writes, attribute changes and directory "modified" noise
@@ -17,11 +21,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
+import structlog
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
@@ -39,6 +46,8 @@ from watchdog.observers.api import BaseObserver
 
 from objlibd.models import EventKind, RawEvent
 from objlibd.scanner import Filters
+
+log = structlog.get_logger("objlibd.watcher")
 
 _KINDS = {
     "created": EventKind.CREATED,
@@ -112,6 +121,81 @@ def _text(path: bytes | str) -> str:
     return os.fsdecode(path)
 
 
+class NativeFlags(Protocol):
+    """What `rescan_for` reads of watchdog's native FSEvents event (`_fsevents.NativeEvent`)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def must_scan_subdirs(self) -> bool: ...
+    @property
+    def is_user_dropped(self) -> bool: ...
+    @property
+    def is_kernel_dropped(self) -> bool: ...
+    @property
+    def is_event_ids_wrapped(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Rescan:
+    """A reconcile the OS asked for: of `subtree` ("" = the library), and why."""
+
+    subtree: str
+    reason: str
+
+
+def rescan_for(event: NativeFlags, root: str) -> Rescan | None:
+    """Return the reconcile a native FSEvents event asks for, None for an ordinary event.
+
+    Events were dropped (in the kernel or in our process) or the event ids wrapped: anything
+    anywhere may be missed, so the whole library. `MustScanSubDirs` alone names the folder
+    whose subtree was coalesced: that subtree (the library when it is outside the root).
+    """
+    if event.is_user_dropped or event.is_kernel_dropped:
+        return Rescan("", "fsevents_dropped")
+    if event.is_event_ids_wrapped:
+        return Rescan("", "fsevents_ids_wrapped")
+    if event.must_scan_subdirs:
+        rel = relative(os.fsdecode(event.path).rstrip("/") or "/", root.rstrip("/"))
+        return Rescan(rel or "", "fsevents_must_scan")
+    return None
+
+
+class NativeTap:
+    """Mixin for watchdog's FSEvents emitter: show native events to `tap` before handling.
+
+    watchdog's `queue_events` consumes the list, so the tap sees it first; a failing tap is
+    logged and never kills the emitter thread.
+    """
+
+    def __init__(self, *args: Any, tap: Callable[[list[Any]], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tap = tap
+
+    def queue_events(self, timeout: float, events: list[Any]) -> None:
+        """Tap, then hand the events to watchdog's emitter."""
+        try:
+            self._tap(list(events))
+        except Exception:  # the watch must survive a bug in the tap
+            log.exception("watcher.tap_failed")
+        super().queue_events(timeout, events)  # type: ignore[misc]
+
+
+def _macos_observer(tap: Callable[[list[Any]], None]) -> BaseObserver:
+    """Return an FSEvents observer whose emitter taps the native events (macOS only)."""
+    from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT
+    from watchdog.observers.fsevents import FSEventsEmitter, FSEventsObserver
+
+    class TappedEmitter(NativeTap, FSEventsEmitter):  # type: ignore[misc]  # list of events
+        pass
+
+    class TappedObserver(FSEventsObserver):
+        def __init__(self) -> None:  # FSEventsObserver's own __init__ fixes the emitter class
+            BaseObserver.__init__(self, TappedEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT, tap=tap)
+
+    return TappedObserver()
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, watcher: LibraryWatcher) -> None:
         self._watcher = watcher
@@ -144,12 +228,14 @@ class LibraryWatcher:
         sink: Callable[[RawEvent], None],
         *,
         on_overflow: Callable[[], None] = lambda: None,
+        on_rescan: Callable[[Rescan], None] = lambda _rescan: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.root = root
         self._root_text = str(root)
         self._filters = filters
         self._sink = sink
+        self._on_rescan = on_rescan
         self._clock = clock
         self._observer: BaseObserver | None = None
         self._overflow = OverflowListener(on_overflow)
@@ -165,10 +251,23 @@ class LibraryWatcher:
         if raw is not None:
             self._sink(raw)
 
-    def start(self) -> None:
-        """Start watching with a fresh Observer (raises OSError if the root cannot be watched)."""
+    def native(self, events: Iterable[NativeFlags]) -> None:
+        """Look at FSEvents' native events (emitter thread): ask for the reconciles they need."""
+        wanted = {found for event in events if (found := rescan_for(event, self._root_text))}
+        if any(found.subtree == "" for found in wanted):
+            wanted = {next(found for found in wanted if found.subtree == "")}
+        for found in sorted(wanted, key=lambda r: (r.subtree, r.reason)):
+            self._on_rescan(found)
+
+    def start(self, root: Path | None = None) -> None:
+        """Start watching (`root`, else the last one) with a fresh Observer.
+
+        Raises OSError if the root cannot be watched.
+        """
         self.stop()
-        observer = Observer()
+        if root is not None:
+            self.root, self._root_text = root, str(root)
+        observer = _macos_observer(self.native) if sys.platform == "darwin" else Observer()
         observer.name = "objlibd-observer"
         observer.schedule(
             _Handler(self), self._root_text, recursive=True, event_filter=WATCHED_EVENTS
