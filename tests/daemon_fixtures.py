@@ -109,9 +109,11 @@ def make_drive(tmp_path: Path, size: str = "64m") -> Iterator[Drive]:
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a tmpfs as the library drive")
     point = tmp_path / DRIVE_NAME
-    backing = tmp_path / "drive backing"
+    # The disk itself, not beside the mount point: objlibd looks at the mounts next to it
+    # for a drive carrying the library's marker (a drive that mounted under another name).
+    backing = tmp_path / "disks" / "drive backing"
     point.mkdir()
-    backing.mkdir()
+    backing.mkdir(parents=True)
     drive = Drive(point, backing, size)
     try:
         drive.mount()

@@ -5,13 +5,14 @@ a real tmpfs "USB drive" bind-mounted at a path with a space in its name. Hypoth
 random sequences of what a person and a flaky drive do: add / edit / delete / restore files
 (on the drive, mounted or not, as another computer would), delete many, rename a folder,
 unmount, yank (lazy detach, also in the middle of an upload), remount, swap in a foreign or
-an empty volume, confirm, pause / resume, full reconcile, incremental batch, prune. The
+an empty volume, mount one of the three beside the mount point ("U32 Shadow 1", where
+objlibd looks for its marker when the mount point has not got it), confirm, pause / resume, full reconcile, incremental batch, prune. The
 daemon's volume view is refreshed only by its own step, so it can be stale, as it is
 between two polls.
 
 After every step:
  (i)   nothing is marked missing unless it really left our library, and nothing at all
-       while our drive is not the one mounted;
+       while our drive is not mounted (at the mount point, or beside it);
  (ii)  no absence above the limits is marked without a recorded confirmation;
  (iii) after a completed full reconcile, a hold exists exactly when that view shows an
        unconfirmed mass absence (and holds exactly those files);
@@ -136,7 +137,9 @@ class SafetyMachine(RuleBasedStateMachine):
         self.mounts: list[Path] = []
         self.point = self.base / "U32 Shadow"
         self.point.mkdir()
-        self.backing = {name: self.base / name for name in ("ours", "foreign", "empty")}
+        # The disks live off to the side: a mount beside the mount point carrying our marker
+        # would be found and used (a drive that mounted as "U32 Shadow 1").
+        self.backing = {name: self.base / "disks" / name for name in ("ours", "foreign", "empty")}
         for path in [*self.backing.values(), self.base / "state", self.base / "outside"]:
             _tmpfs(path, "strictatime") if path.name == "outside" else _tmpfs(path)
             self.mounts.append(path)
@@ -152,6 +155,9 @@ class SafetyMachine(RuleBasedStateMachine):
         self.renamed: dict[str, tuple[str, tuple[str, ...]]] = {}  # new: (sha256, old paths)
         self.counter = 0
         self.mounted: str | None = None
+        self.beside: str | None = None  # what is mounted at "U32 Shadow 1"
+        self.beside_point = self.base / "U32 Shadow 1"
+        self.beside_point.mkdir()
         self.completed_full = False
         self.checked_store = False
         self.paused = False
@@ -200,7 +206,7 @@ class SafetyMachine(RuleBasedStateMachine):
             self.stop.set()
             worker.finish(10)
             self.state.close()
-        for point in [self.point, *reversed(self.mounts)]:
+        for point in [self.point, self.beside_point, *reversed(self.mounts)]:
             while os.path.ismount(point):
                 with contextlib.suppress(subprocess.CalledProcessError):
                     _run("umount", "-l", str(point))
@@ -231,6 +237,23 @@ class SafetyMachine(RuleBasedStateMachine):
     @rule(which=st.sampled_from(["ours", "ours", "foreign", "empty"]))
     def mount(self, which: str) -> None:
         self._mount(which)
+
+    @precondition(lambda self: self.beside is None)
+    @rule(which=st.sampled_from(["ours", "foreign", "empty"]))
+    def mount_beside(self, which: str) -> None:
+        _run("mount", "--bind", str(self.backing[which]), str(self.beside_point))
+        self.beside = which
+
+    @precondition(lambda self: self.beside is not None)
+    @rule()
+    def unmount_beside(self) -> None:
+        _run("umount", "-l", str(self.beside_point))
+        self.beside = None
+
+    @property
+    def reachable(self) -> bool:
+        """Is our drive mounted where objlibd looks (at the mount point, or beside it)?"""
+        return "ours" in (self.mounted, self.beside)
 
     @rule()
     def monitor(self) -> None:
@@ -372,7 +395,7 @@ class SafetyMachine(RuleBasedStateMachine):
     def _completed(self) -> bool:
         """Did the last full reconcile see the whole of our library (nothing parked)?"""
         return (
-            self.mounted == "ours"
+            self.reachable
             and self.worker.volume.available
             and not self.paused
             and not self.store.yanked
@@ -415,8 +438,9 @@ class SafetyMachine(RuleBasedStateMachine):
         gone = {p for p in believed if now.statuses.get(p, missing) is missing}
         # (i) only what really left our library, and nothing unless our drive was there
         assert not gone & on_disk, f"marked missing but present: {sorted(gone & on_disk)[:5]}"
-        if self.mounted != "ours":
-            assert not gone, f"marked missing with {self.mounted} mounted: {sorted(gone)[:5]}"
+        if not self.reachable:
+            where = f"{self.mounted} mounted, {self.beside} beside"
+            assert not gone, f"marked missing with {where}: {sorted(gone)[:5]}"
         # (ii) above the limits only with a recorded confirmation
         if now.decisions != before.decisions:
             event("confirmed")

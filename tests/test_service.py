@@ -24,6 +24,9 @@ from objlibd.worker import Work, Worker
 OK = VolumeState(Availability.AVAILABLE, "verified")
 GONE = VolumeState(Availability.UNAVAILABLE, "nothing is mounted")
 WRONG = VolumeState(Availability.DEGRADED, "wrong library")
+BESIDE = VolumeState(
+    Availability.AVAILABLE, "found by its marker", found_at="/Volumes/U32 Shadow 1"
+)
 
 
 @pytest.mark.parametrize(
@@ -38,6 +41,10 @@ WRONG = VolumeState(Availability.DEGRADED, "wrong library")
         (OK, WRONG, "unavailable"),
         (GONE, GONE, None),
         (GONE, WRONG, "changed"),
+        (GONE, BESIDE, "mounted"),
+        (OK, BESIDE, "moved"),
+        (BESIDE, OK, "moved"),
+        (BESIDE, BESIDE, None),
     ],
 )
 def test_volume_transition(before, after, expected) -> None:

@@ -174,3 +174,84 @@ def test_unmount_between_detection_and_marking_marks_nothing(drive, tmp_path: Pa
 
     assert state.counts_by_status()["missing"] == 0
     state.close()
+
+
+# -- found by identity, not by name: "U32 Shadow 1" ---------------------------------------------
+
+
+@pytest.fixture
+def beside(drive, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Mount points next to the drive's own; unmounted afterwards."""
+    made: list[Path] = []
+
+    def mount(name: str, source: Path | None = None) -> Path:
+        point = drive.mount_point.parent / name
+        point.mkdir()
+        made.append(point)
+        argv = ["mount", "--bind", str(source), str(point)] if source else [
+            "mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(point)]  # fmt: skip
+        subprocess.run(argv, check=True)
+        return point
+
+    yield mount
+    for point in made:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_our_drive_mounted_as_u32_shadow_1_is_found_by_its_marker_and_synced(  # type: ignore[no-untyped-def]
+    synced, beside, capsys
+) -> None:
+    drive, path, cfg = synced
+    drive.unmount()
+    other = beside("U32 Shadow 1", drive.backing)  # the same disk, under the next free name
+    (other / drive.root.name / "Course 0" / "added while elsewhere.txt").write_text("new\n")
+
+    code = main(["sync", "--config", str(path), "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    state = StateStore.open(cfg.db_path, readonly=True)
+    found = probe(cfg.library, state.get_config("library_id"))
+    state.close()
+
+    assert code == 0
+    assert (summary["counts"]["uploaded"], summary["counts"]["missing"]) == (1, 0)
+    assert counts(cfg)["uploaded"] == 41
+    assert found.available and found.found_at == str(other)
+    assert f'library found by its marker at "{other}"' in found.reason
+    assert list(drive.mount_point.iterdir()) == [], "nothing written at the empty mount point"
+
+
+def test_an_unmarked_or_foreign_volume_beside_the_mount_point_is_never_used(  # type: ignore[no-untyped-def]
+    synced, beside, capsys
+) -> None:
+    drive, path, cfg = synced
+    drive.unmount()
+    unmarked = beside("U32 Shadow 1")
+    (unmarked / drive.root.name).mkdir()
+    (unmarked / drive.root.name / "stranger.txt").write_text("not ours\n")
+    foreign = beside("U32 Shadow 2")
+    (foreign / drive.root.name).mkdir()
+    (foreign / drive.root.name / ".objlibd-library").write_text(
+        json.dumps({"library_id": "someone-else"}), encoding="utf-8"
+    )
+
+    code = main(["sync", "--config", str(path)])
+
+    assert code == 3
+    assert "nothing is mounted" in capsys.readouterr().err
+    assert counts(cfg)["missing"] == 0
+    assert sorted(p.name for p in (unmarked / drive.root.name).iterdir()) == ["stranger.txt"]
+
+
+def test_two_drives_carrying_our_marker_beside_an_empty_mount_point_are_not_guessed(  # type: ignore[no-untyped-def]
+    synced, beside, capsys
+) -> None:
+    drive, path, cfg = synced
+    drive.unmount()
+    beside("U32 Shadow 1", drive.backing)
+    beside("U32 Shadow 2", drive.backing)  # e.g. a clone of the drive
+
+    code = main(["sync", "--config", str(path)])
+
+    assert code == 3
+    assert "marker is on 2 drives" in capsys.readouterr().err
+    assert counts(cfg)["missing"] == 0

@@ -38,6 +38,7 @@ class VolumeState:
     # Why it is unavailable, for the health model: "not_connected" (the daemon waits),
     # "unreadable" (permission, TCC: a person must act), "io_error" (a failing or pulled drive).
     cause: str = ""
+    found_at: str = ""  # the mount point it was found at, when not the configured one
 
     @property
     def available(self) -> bool:

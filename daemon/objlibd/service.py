@@ -34,7 +34,7 @@ from typing import Any
 
 import structlog
 
-from objlibd import __version__, heap, heartbeat, notify, status, statuscache
+from objlibd import __version__, heap, heartbeat, notify, status, statuscache, volume
 from objlibd.config import Config
 from objlibd.debounce import Debouncer, DebounceWindow
 from objlibd.errors import ObjlibdError
@@ -59,9 +59,12 @@ TRIM_EVERY = 60.0  # seconds between malloc trims, and only after the worker wro
 
 
 def volume_transition(before: VolumeState | None, after: VolumeState) -> str | None:
-    """Return "mounted", "unavailable", "changed" (still unavailable, new reason) or None."""
+    """Return "mounted", "moved" (available elsewhere now), "unavailable", "changed" (still
+    unavailable, new reason) or None."""
     if after.available:
-        return None if before is not None and before.available else "mounted"
+        if before is None or not before.available:
+            return "mounted"
+        return "moved" if before.found_at != after.found_at else None
     if before is None or before.available:
         return "unavailable"
     same = (before.availability, before.reason) == (after.availability, after.reason)
@@ -301,7 +304,7 @@ class Daemon:
             self.vitals.volume_since = time.time()
         if change == "first":
             change = "mounted" if found.available else "unavailable"
-        if change == "mounted":
+        if change in ("mounted", "moved"):
             self._on_mounted()
         elif change == "unavailable":
             self._on_unavailable(found, was_available=before.available)
@@ -326,7 +329,8 @@ class Daemon:
         self.vitals.volume_since = time.time()
 
     def _on_mounted(self) -> None:
-        log.info("volume.mounted", reason=self.volume.reason)
+        where = volume.located(self.config.library, self.volume)
+        log.info("volume.mounted", reason=self.volume.reason, root=str(where.root))
         self._backoff = WatchBackoff()
         self._start_watch(reason="mount")
         self.worker.submit(Work.catch_up("mount"))
@@ -343,7 +347,7 @@ class Daemon:
 
     def _start_watch(self, *, reason: str) -> bool:
         try:
-            self.watcher.start()
+            self.watcher.start(volume.located(self.config.library, self.volume).root)
         except Exception as err:  # noqa: BLE001 - any failure: reconcile on a timer instead
             now = time.monotonic()
             retry = self._backoff.on_failure(now) - now
@@ -360,7 +364,7 @@ class Daemon:
             )  # fmt: skip
             return False
         self._watch_problem = None
-        log.info("watcher.started", root=str(self.config.library.root), reason=reason)
+        log.info("watcher.started", root=str(self.watcher.root), reason=reason)
         return True
 
     def _check_watch(self, now: float) -> None:
@@ -429,7 +433,8 @@ class Daemon:
             "stopped": stopped,
             "rss_mb": round(self._process.memory_info().rss / 2**20, 1),
             "volume": {"state": self.volume.availability.value, "reason": self.volume.reason,
-                       "hint": self.volume.hint, "cause": self.volume.cause},
+                       "hint": self.volume.hint, "cause": self.volume.cause,
+                       "found_at": self.volume.found_at},
             "watcher": {"alive": self.watcher.alive(), "rebuilds": self._rebuilds,
                         "events_seen": self.watcher.events_seen},
             "paused": self._paused,

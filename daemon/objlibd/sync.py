@@ -13,6 +13,7 @@ checkpointed operation or adopting the document whose identity metadata matches.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -24,7 +25,7 @@ import structlog
 from objlibd import progress, rebuild, scanner, status, volume
 from objlibd.changes import Diff, diff, diff_quiet
 from objlibd.classify import Classifier
-from objlibd.config import Config
+from objlibd.config import Config, LibrarySettings
 from objlibd.errors import (
     ForeignMarkerError,
     ObjlibdError,
@@ -90,6 +91,7 @@ class SyncEngine:
         stop: threading.Event | None = None,
         progress: Report | None = None,
     ) -> None:
+        self.configured = config  # `config` follows the library if it is found elsewhere
         self.config = config
         self.state = state
         self.store = store
@@ -113,8 +115,21 @@ class SyncEngine:
     # -- checks ------------------------------------------------------------------------------
 
     def probe(self) -> VolumeState:
-        """Return the library's availability right now."""
-        return volume.probe(self.config.library, self.state.get_config(volume.LIBRARY_ID_KEY))
+        """Return the library's availability right now (following it if found elsewhere)."""
+        library = self.configured.library
+        found = volume.probe(library, self.state.get_config(volume.LIBRARY_ID_KEY))
+        if found.available:
+            self._locate(volume.located(library, found))
+        return found
+
+    def _locate(self, library: LibrarySettings) -> None:
+        """Read the library where it is now (a drive that mounted under another name)."""
+        if library == self.config.library:
+            return
+        self.config = dataclasses.replace(self.config, library=library)
+        self.uploads.config = self.classifier.config = self.missing.config = self.config
+        log.info("library.located", root=str(library.root),
+                 expected=str(self.configured.library.root))  # fmt: skip
 
     def require_available(self) -> VolumeState:
         """Probe, raising VolumeUnavailableError unless the library is available."""

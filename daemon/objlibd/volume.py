@@ -5,12 +5,19 @@ readable, and the marker file at the root carries the library id this state DB r
 Everything else is `unavailable` (nothing to read) or `degraded` (something is mounted, but
 it is not provably our library). Neither ever means "the files were deleted".
 
+Found by identity, not by name: when our library is not at `mount_point` (macOS mounts a
+second volume with a taken name as "U32 Shadow 1"; a renamed drive mounts elsewhere under
+/Volumes), the other mounts beside it are looked at, and one whose library folder carries
+*this* library's marker is used (`found_at` says where; `located` gives its settings). A
+volume without our marker is never used, and neither is any when two carry it.
+
 Nothing is created under the mount point except the marker, inside an existing root.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
@@ -39,9 +46,70 @@ def probe(library: LibrarySettings, expected_id: str | None) -> VolumeState:
     """Check the volume and the library on it; `expected_id` is the DB's library id or None.
 
     With no recorded id (before the first successful sync) a readable root is available,
-    unless it carries another library's marker.
+    unless it carries another library's marker. With one, a library that is not at the
+    mount point may be found beside it by its marker (see the module docstring).
     """
-    return probe_root(library) or _check_marker(library, expected_id)
+    found = probe_root(library) or _check_marker(library, expected_id)
+    if found.available or expected_id is None:
+        return found
+    return _found_elsewhere(library, expected_id) or found
+
+
+def located(library: LibrarySettings, found: VolumeState) -> LibrarySettings:
+    """Return the library's settings where `found` says it is (the configured ones if there)."""
+    if not found.found_at:
+        return library
+    return _moved(library, Path(found.found_at)) or library
+
+
+def _moved(library: LibrarySettings, mount: Path) -> LibrarySettings | None:
+    """Return `library` as if its drive were mounted at `mount` (None: root not on the drive)."""
+    try:
+        inside = Path(os.path.normpath(library.root)).relative_to(
+            os.path.normpath(library.mount_point)
+        )
+    except ValueError:
+        return None
+    return dataclasses.replace(library, mount_point=mount, root=mount / inside)
+
+
+def _found_elsewhere(library: LibrarySettings, expected_id: str) -> VolumeState | None:
+    """Look at the mounts beside the mount point for one carrying this library's marker."""
+    home = library.mount_point
+    try:
+        with os.scandir(home.parent) as entries:
+            names = sorted(e.name for e in entries if not e.is_symlink() and e.is_dir())
+    except OSError:
+        return None
+    matches: list[Path] = []
+    for name in names:
+        candidate = home.parent / name
+        moved = _moved(library, candidate)
+        if candidate == home or moved is None or not os.path.ismount(candidate):
+            continue
+        try:  # one small read before anything else: most mounts are not ours at all
+            marker = read_marker(moved.root / moved.marker_name)
+        except (OSError, ValueError):
+            continue
+        if marker.library_id != expected_id:
+            continue
+        if probe_root(moved) is None and _check_marker(moved, expected_id).available:
+            matches.append(candidate)
+    if len(matches) > 1:
+        places = ", ".join(f'"{m}"' for m in matches)
+        return VolumeState(
+            Availability.DEGRADED,
+            f"this library's marker is on {len(matches)} drives ({places}) and none is at "
+            f'"{home}": objlibd will not guess which one is the library',
+            "eject all but the library drive",
+        )
+    if not matches:
+        return None
+    return VolumeState(
+        Availability.AVAILABLE,
+        f'library found by its marker at "{matches[0]}" (expected at "{home}")',
+        found_at=str(matches[0]),
+    )
 
 
 def probe_root(library: LibrarySettings) -> VolumeState | None:
