@@ -4,6 +4,7 @@ engine, and one real in-process daemon on a tmpfs drive (threads joined, nothing
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,6 +20,7 @@ from objlibd.models import Availability, Batch, VolumeState
 from objlibd.service import Daemon, volume_transition
 from objlibd.state import StateStore
 from objlibd.summary import SyncSummary
+from objlibd.suspend import SleepWatch
 from objlibd.worker import Work, Worker
 
 OK = VolumeState(Availability.AVAILABLE, "verified")
@@ -240,3 +242,58 @@ def test_lost_fsevents_become_a_reconcile_of_what_the_flags_name(worker_env) -> 
     assert engine.calls == [
         ("batch", (frozenset(), frozenset({""}), "fsevents_must_scan+fsevents_dropped"))
     ]
+
+
+@pytest.mark.parametrize(
+    ("looks", "expected"),
+    [
+        ([(1000.0, 5.0), (1000.5, 5.5)], None),  # a tick
+        ([(1000.0, 5.0), (1012.0, 5.5)], None),  # a clock step under the threshold (NTP)
+        ([(1000.0, 5.0), (4600.0, 5.5)], 3599.5),  # an hour asleep: wall ran, monotonic did not
+        ([(1000.0, 5.0), (900.0, 5.5)], None),  # the wall clock set back: no suspend
+        ([(1000.0, 5.0), (1030.5, 5.5), (1031.0, 6.0)], None),  # seen once, not again
+    ],
+)
+def test_sleep_watch_notices_the_wall_clock_running_ahead(looks, expected) -> None:
+    watch = SleepWatch(threshold=30.0)
+    seen = [watch.check(wall, mono) for wall, mono in looks]
+
+    assert seen[0] is None
+    assert seen[-1] == expected
+
+
+@pytest.mark.usefixtures("no_thread_leaks")
+def test_a_clock_jump_reprobes_rebuilds_the_watch_and_reconciles(
+    tmp_path: Path, drive: Drive
+) -> None:
+    """The suspend is injected: the daemon's wall clock jumps an hour, its monotonic one not."""
+    from structlog.testing import capture_logs
+
+    (drive.root / "before.txt").write_text("synced before the laptop slept")
+    path = write_config(tmp_path / "c.toml", drive.mount_point, tmp_path / "state", tmp_path / "l")
+    config = config_module.load(path)
+    stop, slept = threading.Event(), [0.0]
+    daemon = Daemon(config, stop=stop, wall=lambda: time.time() + slept[0])
+    thread = threading.Thread(target=daemon.run)
+
+    def wake_batch() -> bool:
+        state = StateStore.open(config.db_path, readonly=True)
+        try:
+            return any(j.trigger == "wake" and j.status == "completed" for j in state.jobs())
+        finally:
+            state.close()
+
+    with capture_logs() as logs:
+        thread.start()
+        try:
+            assert wait_for(lambda: status.snapshot(config)["files"].get("uploaded") == 1, 15)
+            slept[0] = 3600.0
+            assert wait_for(wake_batch, 15)
+        finally:
+            stop.set()
+            thread.join(15)
+
+    woke = [e for e in logs if e["event"] == "daemon.woke"]
+    started = [e["reason"] for e in logs if e["event"] == "watcher.started"]
+    assert len(woke) == 1 and woke[0]["slept_s"] >= 3599 and woke[0]["volume"] == "available"
+    assert started == ["mount", "wake"], "a fresh watch after the wake"

@@ -3,10 +3,12 @@
 Threads, and who talks to whom:
 - main thread: signals, and a 0.5 s monitor loop that probes the volume every
   `volume_poll_seconds` (sooner when the mount-point parent changes), checks the watch's
-  liveness every second (rebuilding a dead one with backoff, then reconciling), notices
-  `objlibd pause`/`resume`, and rewrites the heartbeat file `status` reads (its live facts
-  for the health model and the notifications: `objlibd.vitals`);
-- watchdog observer + emitter: RawEvents into the debouncer;
+  liveness every second (rebuilding a dead one with backoff, then reconciling), notices a
+  suspend (`suspend.py`: re-probe, rebuild the watch, reconcile), notices `objlibd
+  pause`/`resume`, and rewrites the heartbeat file `status` reads (its live facts for the
+  health model and the notifications: `objlibd.vitals`);
+- watchdog observer + emitter: RawEvents into the debouncer; an inotify overflow or lost
+  FSEvents become a reconcile of the library or of the subtree named;
 - debouncer: due batches into the worker's queue;
 - APScheduler: job names into the worker's queue;
 - worker: the only writer. It runs batches, reconciles and jobs through the engine's
@@ -43,6 +45,7 @@ from objlibd.models import Availability, Batch, VolumeState
 from objlibd.pidfile import PIDFILE_NAME, PidFile
 from objlibd.scanner import Filters
 from objlibd.state import StateStore
+from objlibd.suspend import SleepWatch
 from objlibd.vitals import Vitals
 from objlibd.volume import LIBRARY_ID_KEY, probe
 from objlibd.watcher import LibraryWatcher, MountWatch, Rescan, WatchBackoff
@@ -59,8 +62,7 @@ TRIM_EVERY = 60.0  # seconds between malloc trims, and only after the worker wro
 
 
 def volume_transition(before: VolumeState | None, after: VolumeState) -> str | None:
-    """Return "mounted", "moved" (available elsewhere now), "unavailable", "changed" (still
-    unavailable, new reason) or None."""
+    """Return "mounted", "moved" (elsewhere now), "unavailable", "changed" (reason) or None."""
     if after.available:
         if before is None or not before.available:
             return "mounted"
@@ -81,10 +83,14 @@ class Daemon:
         stop: threading.Event | None = None,
         on_claimed: Callable[[], None] = lambda: None,
         notify_runner: notify.Runner = notify.run_command,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.stop = stop or threading.Event()
         self._on_claimed = on_claimed
+        self._wall, self._monotonic = wall, monotonic
+        self._sleep = SleepWatch()
         self.volume = VolumeState(Availability.UNAVAILABLE, "not probed yet")
         self._wake = threading.Event()
         self._started = time.time()
@@ -124,7 +130,7 @@ class Daemon:
             self._install_signals()
             self._start()
             while not self.stop.is_set():
-                self._guarded_tick(time.monotonic())
+                self._guarded_tick(self._monotonic())
                 self.stop.wait(TICK)
         finally:
             self._shutdown()
@@ -218,10 +224,8 @@ class Daemon:
         self.worker.submit(Work.reconcile("overflow"))
 
     def _on_rescan(self, rescan: Rescan) -> None:
-        """The OS says events were lost (FSEvents flags): reconcile where it says."""
-        where = rescan.subtree or "the library"
-        log.warning("watcher.events_lost", reason=rescan.reason, subtree=rescan.subtree,
-                    action=f"reconcile {where}")  # fmt: skip
+        """The OS says events were lost (FSEvents flags): reconcile where it says ("" = all)."""
+        log.warning("watcher.events_lost", reason=rescan.reason, subtree=rescan.subtree)
         batch = Batch(rescan=frozenset({rescan.subtree}), reason=rescan.reason)
         self.worker.submit(Work("batch", batch, reason=rescan.reason))
 
@@ -262,6 +266,8 @@ class Daemon:
             self._tick_error = None
 
     def _tick(self, now: float) -> None:
+        if (slept := self._sleep.check(self._wall(), now)) is not None and self._probed:
+            self._on_woke(slept, now)
         if now >= self._next_probe or self._wake.is_set():
             self._wake.clear()
             self._next_probe = now + self.config.sync.volume_poll_seconds
@@ -313,6 +319,19 @@ class Daemon:
 
     _probed = False
 
+    def _on_woke(self, slept: float, now: float) -> None:
+        """After a suspend: re-probe, rebuild the watch, reconcile, let late jobs run."""
+        before = self.volume
+        self._next_probe = now + self.config.sync.volume_poll_seconds
+        self._check_volume()  # a mount or an unmount in between is handled there
+        log.info("daemon.woke", slept_s=round(slept, 1), volume=self.volume.availability.value,
+                 action="re-probed the volume; rebuild the watch, reconcile")  # fmt: skip
+        if before.available and self.volume.available and before.found_at == self.volume.found_at:
+            # Still there, as far as a probe tells: events may have been lost meanwhile.
+            self._start_watch(reason="wake")
+            self.worker.submit(Work.reconcile("wake"))
+        self.scheduler.wakeup()  # jobs missed while asleep run once (misfire grace, coalesce)
+
     def _on_volume_lost(self, reason: str) -> None:
         """The worker's engine found the drive gone mid-batch (worker thread)."""
         self._lost = reason
@@ -349,7 +368,7 @@ class Daemon:
         try:
             self.watcher.start(volume.located(self.config.library, self.volume).root)
         except Exception as err:  # noqa: BLE001 - any failure: reconcile on a timer instead
-            now = time.monotonic()
+            now = self._monotonic()
             retry = self._backoff.on_failure(now) - now
             every = self.config.sync.max_wait_seconds
             why = str(err) if isinstance(err, OSError) else f"{type(err).__name__}: {err}"
