@@ -125,14 +125,18 @@ def test_add_edit_delete_rename_reach_the_store_within_the_quiet_window(env: Env
     (env.root / "books/b1.txt").unlink()
     env.wait_files(uploaded=6, missing=1, timeout=5)
     (env.root / "books/b2.txt").rename(env.root / "books/b2 renamed.txt")
-    env.wait_files(uploaded=6, missing=2, timeout=5)
+    env.wait_files(uploaded=6, missing=1, deleted=1, timeout=5)  # a rename is a move
     snap = env.status()
     stop_ok(daemon)
 
     assert added_s < 0.3 + 3
     assert env.store_matches_disk()
+    assert "books/b2.txt" not in store_docs(env.state)
     assert set(snap) == STATUS_KEYS
-    assert snap["last_batch"]["counts"]["missing"] == 1
+    assert (snap["last_batch"]["counts"]["moved"], snap["last_batch"]["counts"]["missing"]) == (
+        1,
+        0,
+    )
     assert snap["healthy"] is True
     assert snap["watcher"]["alive"] is True
 
