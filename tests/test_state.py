@@ -239,3 +239,31 @@ def test_an_unreadable_cached_walk_is_ignored_not_fatal() -> None:
         conn.execute("UPDATE walk_cache SET listing = x'ff00ff'")
 
     assert state.cached_walk() is None
+
+
+def test_a_readers_data_version_changes_only_when_another_connection_commits(
+    tmp_path: Path,
+) -> None:
+    """What the daemon's heartbeat keys its DB facts on (a one-shot CLI is another writer)."""
+    writer = StateStore.open(tmp_path / "state.db")
+    reader = StateStore.open(tmp_path / "state.db", readonly=True)
+    try:
+        first = reader.data_version()
+        reader.counts_by_status()
+        quiet = reader.data_version()
+        writer.set_config("note", "changed elsewhere")
+        changed = reader.data_version()
+    finally:
+        reader.close()
+        writer.close()
+
+    assert first == quiet != changed
+
+
+def test_a_reader_meeting_a_database_not_migrated_yet_gets_a_clear_error(tmp_path: Path) -> None:
+    """The daemon creates the file, then migrates it; `status` may look in between."""
+    db = tmp_path / "objlibd.db"
+    sqlite3.connect(db).close()  # created, nothing in it yet
+
+    with pytest.raises(StateError, match="is being created"):
+        StateStore.open(db, readonly=True)

@@ -110,6 +110,11 @@ class Database:
             rows = self._conn.execute("PRAGMA integrity_check").fetchall()
         return "; ".join(str(row[0]) for row in rows)
 
+    def data_version(self) -> int:
+        """Return SQLite's data_version: it changes whenever another connection commits."""
+        with self._lock:
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
     @property
     def schema_version(self) -> int:
         """Return the schema version."""
