@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -211,6 +212,8 @@ def main() -> int:
     finally:
         for path in (point, base / "backing"):
             subprocess.run(["umount", "-l", str(path)], check=False)
+        if not any(os.path.ismount(p) for p in (point, base / "backing")):
+            shutil.rmtree(base, ignore_errors=True)  # the state dir and logs, off the drive
 
 
 def run(base: Path, point: Path, files: int, idle_s: float, backstop_s: float) -> int:
