@@ -350,11 +350,6 @@ class StateStore(JobLog, FailureLog):
                 [(d.path, d.sha256, d.sha256, d.doc_id, d.file_id) for d in docs],
             )
 
-    def retire(self, path: str) -> None:
-        """A file moved away: its row is deleted, its document kept as an orphan to delete."""
-        with self.transaction() as conn:
-            conn.execute(_RETIRE, (path,))
-
     def record_failure(self, path: str, status: FileStatus, error: str) -> None:
         """Record that `path` failed (upload refused, unreadable...), keeping its remote ids."""
         with self.transaction() as conn:
