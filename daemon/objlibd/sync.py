@@ -343,6 +343,7 @@ class SyncEngine:
     ) -> None:
         # The hold's arithmetic counts the files believed present before this run's changes.
         present = self.state.count_present()
+        reading = self.config.library  # where this run reads the library (see below)
         summary.problems.extend(walked.problems)
         summary.unchanged += changes.unchanged
         uploads = self.classifier.classify(changes, options, summary)
@@ -367,6 +368,12 @@ class SyncEngine:
             # Anything that looks like an absence or a read failure is believed only while the
             # volume is still there: a yanked drive parks the whole batch, records nothing.
             self.require_available()
+        if unreadable and self.config.library != reading:
+            # The library is now read elsewhere (its drive found beside the mount point): a
+            # read failure at the old place says nothing about the file. The next run retries.
+            log.info("library.moved_mid_run", root=str(self.config.library.root),
+                     left_for_next_run=len(unreadable))  # fmt: skip
+            unreadable = []
         gone_paths += self._settle_unreadable(unreadable, summary, dry_run=options.dry_run)
         gone = list(self.state.records(gone_paths).values())
         if options.dry_run:
