@@ -50,6 +50,25 @@ def start_from_env(environ: Mapping[str, str] = os.environ) -> bool:
     return True
 
 
+M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
+ARENAS = 2
+
+
+def limit_arenas(count: int = ARENAS) -> bool:
+    """Cap glibc's malloc arenas at `count`; return whether it could (glibc only).
+
+    glibc gives each thread that allocates concurrently its own arena (up to 8 per core), and
+    a batch's short-lived threads (uploads, the watcher, the scheduler) leave free holes in
+    each, so RSS ratchets up with fragmentation although nothing is alive. Two arenas are
+    plenty for a daemon whose threads mostly wait; this is `MALLOC_ARENA_MAX=2`, set before
+    the threads start. An explicit `MALLOC_ARENA_MAX` in the environment wins.
+    """
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt") or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    return bool(libc.mallopt(M_ARENA_MAX, count))
+
+
 def trim() -> bool:
     """Hand the allocator's free pages back to the OS; return whether it could (glibc only).
 
