@@ -16,7 +16,7 @@ from typing import Any
 from objlibd.models import FileStatus
 from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
 from objlibd.remote.local import LocalStore
-from objlibd.state import StateStore
+from objlibd.state.store import StateStore
 
 
 def quiet_logs() -> None:

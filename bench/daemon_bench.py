@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import MetadataOnlyStore, make_library
 from objlibd import config as config_module
 from objlibd import logs
-from objlibd.state import StateStore
-from objlibd.sync import SyncEngine, SyncOptions
+from objlibd.engine.sync import SyncEngine, SyncOptions
+from objlibd.state.store import StateStore
 
 QUIET = 1.0
 BACKSTOP_WINDOW = 100.0  # at reconcile_minutes = 0.5: three scheduled reconciles
@@ -133,7 +133,7 @@ def edit_latency(config: config_module.Config, root: Path, index: int) -> float:
 
 def scheduled_reconciles(config: config_module.Config, since: float) -> int:
     """Count the scheduled full reconciles that finished after `since` (epoch seconds)."""
-    from objlibd.jobs import parse_db_time
+    from objlibd.runtime.jobs import parse_db_time
 
     state = StateStore.open(config.db_path, readonly=True)
     try:
@@ -150,7 +150,7 @@ def scheduled_reconciles(config: config_module.Config, since: float) -> int:
 
 def idle_cpu(conf_path: Path, config: config_module.Config, seconds: float) -> tuple[float, int]:
     """Start a daemon on `conf_path`, wait for its catch-up, idle `seconds`: CPU %, reconciles."""
-    from objlibd.jobs import parse_db_time
+    from objlibd.runtime.jobs import parse_db_time
 
     started = time.time()
     daemon = subprocess.Popen(

@@ -28,8 +28,8 @@ from common import (
     quiet_logs,
 )
 from engine_fixtures import make_config, write_config_file
-from objlibd.state import StateStore
-from objlibd.sync import SyncEngine, SyncOptions
+from objlibd.engine.sync import SyncEngine, SyncOptions
+from objlibd.state.store import StateStore
 
 RUNS = 7
 

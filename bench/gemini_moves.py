@@ -26,11 +26,11 @@ sys.path.insert(0, str(HERE))
 from common import quiet_logs
 from fakes.gemini_server import FakeGemini, Faults
 from objlibd import config as config_module
-from objlibd.demo import mount_point_of
+from objlibd.cli.demo import mount_point_of
+from objlibd.engine.summary import SyncSummary
+from objlibd.engine.sync import SyncEngine, SyncOptions
 from objlibd.remote.gemini import GeminiStore
-from objlibd.state import StateStore
-from objlibd.summary import SyncSummary
-from objlibd.sync import SyncEngine, SyncOptions
+from objlibd.state.store import StateStore
 
 FOLDERS = 4
 

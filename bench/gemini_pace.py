@@ -38,11 +38,11 @@ from fake_clock import ScaledClock
 from fakes.gemini_server import FakeGemini, Quota
 from gemini_throughput import make_library
 from objlibd import config as config_module
-from objlibd import status
-from objlibd.demo import mount_point_of
+from objlibd.cli.demo import mount_point_of
+from objlibd.engine.sync import SyncEngine, SyncOptions
 from objlibd.remote.gemini import GeminiStore
-from objlibd.state import StateStore
-from objlibd.sync import SyncEngine, SyncOptions
+from objlibd.state import keys
+from objlibd.state.store import StateStore
 
 # Compression per quota: about 30 s of real time per run at 500 files.
 SCALE = {60: 32.0, 300: 7.0, 1200: 2.0}
@@ -86,14 +86,14 @@ def run(files: int, quota_rpm: int, scale: float, *, oracle: bool) -> Result:
         state = StateStore.open(config.db_path)
         store = GeminiStore(
             config.gemini, "test-key", clock=clock.clock, sleep=clock.sleep,
-            stop=threading.Event(), save_pace=lambda pace: state.set_json(status.PACE_KEY, pace),
+            stop=threading.Event(), save_pace=lambda pace: state.set_json(keys.PACE, pace),
         )  # fmt: skip
         started = clock.clock()
         summary = SyncEngine(config, state, store).run(SyncOptions())
         wall = clock.clock() - started
         assert summary.uploaded == files and summary.exit_code == 0, summary.to_dict()
         trips = int(store.health()["breaker"]["trips"])  # type: ignore[index]
-        learned = state.get_json(status.PACE_KEY)
+        learned = state.get_json(keys.PACE)
         store.close()
         state.close()
         return Result(wall, fake.quota_calls, fake.quota_429s, learned, trips)

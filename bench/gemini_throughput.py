@@ -35,11 +35,11 @@ sys.path.insert(0, str(HERE))
 from common import quiet_logs
 from fakes.gemini_server import FakeGemini, Faults
 from objlibd import config as config_module
-from objlibd.demo import mount_point_of
+from objlibd.cli.demo import mount_point_of
+from objlibd.engine.sync import SyncEngine, SyncOptions
 from objlibd.remote.gemini import GeminiStore
 from objlibd.remote.ratelimit import TIER_RPM
-from objlibd.state import StateStore
-from objlibd.sync import SyncEngine, SyncOptions
+from objlibd.state.store import StateStore
 
 POLL_INTERVAL = 0.01
 GATED_CALLS_PER_FILE = 2

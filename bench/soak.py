@@ -41,7 +41,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import compare_store, make_library, tmpfs
-from objlibd import heap
+from objlibd.runtime import heap
 
 CONFIG = """
 [library]

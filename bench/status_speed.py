@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import best_of_pairs, make_library
 from daemon_bench import CONFIG, heartbeat, mount_drive, seed, wait
 from objlibd import config as config_module
-from objlibd import statuscache
+from objlibd.status import cache as statuscache
 
 CLI = [sys.executable, "-m", "objlibd"]
 BUDGET_NO_DAEMON = 4.0

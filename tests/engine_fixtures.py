@@ -12,11 +12,11 @@ import pytest
 
 from fake_clock import FakeClock
 from objlibd import config as config_module
+from objlibd.cli.demo import mount_point_of
 from objlibd.config import Config
-from objlibd.demo import mount_point_of
+from objlibd.engine.sync import SyncEngine
 from objlibd.remote.local import LocalStore
-from objlibd.state import StateStore
-from objlibd.sync import SyncEngine
+from objlibd.state.store import StateStore
 
 
 def make_config(library_root: Path, state_dir: Path, mount_point: Path | None = None,

@@ -10,12 +10,12 @@ import pytest
 
 from engine_fixtures import make_config, make_library, write_config_file
 from fake_clock import FakeClock
-from objlibd import activity
 from objlibd.cli import main
 from objlibd.config import Config
+from objlibd.engine.sync import SyncEngine, SyncOptions
 from objlibd.remote.local import LocalStore
-from objlibd.state import StateStore
-from objlibd.sync import SyncEngine, SyncOptions
+from objlibd.state.store import StateStore
+from objlibd.status import activity
 
 
 @pytest.fixture

@@ -39,9 +39,9 @@ from daemon_fixtures import (
     wait_for,
 )
 from engine_fixtures import Env, make_config, make_library, write_config_file
-from objlibd.demo import mount_point_of
+from objlibd.cli.demo import mount_point_of
+from objlibd.engine.sync import SyncOptions
 from objlibd.models import FileStatus
-from objlibd.sync import SyncOptions
 from test_scanner import flatten, nest
 
 
@@ -95,7 +95,7 @@ def test_a_file_over_max_file_mb_is_skipped_with_its_size(env: Env) -> None:
     from dataclasses import replace
 
     env.config = replace(env.config, library=replace(env.config.library, max_file_mb=0.001))
-    from objlibd.sync import SyncEngine
+    from objlibd.engine.sync import SyncEngine
 
     env.engine = SyncEngine(env.config, env.state, env.store, clock=env.clock)
     (env.root / "small.txt").write_text("ok", encoding="utf-8")
@@ -629,9 +629,9 @@ def test_a_rebuild_keeps_the_document_that_holds_what_the_disk_holds(env: Env) -
     """Two documents for one path (an old and a current one): adopt the current, sweep the old."""
     import hashlib
 
+    from objlibd.engine.sync import SyncEngine
     from objlibd.remote.base import UploadRequest
-    from objlibd.state import StateStore
-    from objlibd.sync import SyncEngine
+    from objlibd.state.store import StateStore
 
     paths = make_library(env.root, 4)
     env.engine.run(SyncOptions())
@@ -657,7 +657,7 @@ def test_a_rebuild_keeps_the_document_that_holds_what_the_disk_holds(env: Env) -
 def test_a_rebuild_chooses_by_content_whatever_the_listing_order(env: Env, order: str) -> None:
     import hashlib
 
-    from objlibd import rebuild
+    from objlibd.engine import rebuild
     from objlibd.remote.base import RemoteDoc
 
     (env.root / "a.txt").write_text("now", encoding="utf-8")

@@ -21,19 +21,20 @@ import pytest
 
 from daemon_fixtures import write_config
 from objlibd import config as config_module
-from objlibd import status, statuscache
 from objlibd.cli import build_parser, guarded, main, plain_status
-from objlibd.state import StateStore
+from objlibd.state.store import StateStore
+from objlibd.status import cache as statuscache
+from objlibd.status import view as status
 
 # Never for `status`: the daemon's libraries, the store SDKs, the other CLI areas, and argparse
 # and platformdirs, which the plain path and a config naming its dirs do not need.
 NEVER = {
     "structlog", "watchdog", "apscheduler", "google", "google.genai", "tenacity", "httpx2",
     "psutil", "keyring", "subprocess", "argparse", "platformdirs", "objlibd.logs",
-    "objlibd.service", "objlibd.remote", "objlibd.cli.engine", "objlibd.cli.service",
+    "objlibd.runtime.daemon", "objlibd.remote", "objlibd.cli.engine", "objlibd.cli.service",
 }  # fmt: skip
 # While the daemon runs its heartbeat carries the DB facts and the volume: no SQLite at all.
-NOT_WITH_A_HEARTBEAT = {"sqlite3", "objlibd.state", "objlibd.volume", "objlibd.models"}
+NOT_WITH_A_HEARTBEAT = {"sqlite3", "objlibd.state.store", "objlibd.engine.volume", "objlibd.models"}
 
 
 def make_setup(tmp_path: Path) -> tuple[Path, config_module.Config]:
@@ -155,13 +156,20 @@ def test_status_without_a_daemon_opens_the_db_but_loads_no_daemon_library(
 
     assert json.loads(done.stdout)["daemon"]["running"] is False
     assert done.returncode == 1
-    assert "objlibd.state" in modules  # it did read the DB
+    assert "objlibd.state.store" in modules  # it did read the DB
     assert modules & NEVER == set()
 
 
 # -- without a daemon: the cache with exact keys ----------------------------------------------------
 
-HEAVY = {"objlibd.config", "objlibd.state", "sqlite3", "tomllib", "dataclasses", "objlibd.volume"}
+HEAVY = {
+    "objlibd.config",
+    "objlibd.state.store",
+    "sqlite3",
+    "tomllib",
+    "dataclasses",
+    "objlibd.engine.volume",
+}
 
 
 def strip_uptime(out: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import pytest
 from engine_fixtures import make_config, make_library, write_config_file
 from objlibd.models import FileStatus
 from objlibd.remote.local import LocalStore
-from objlibd.state import StateStore
+from objlibd.state.store import StateStore
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from daemon_fixtures import FakeClock, wait_for
-from objlibd.debounce import (
+from objlibd.models import Batch, EventKind, RawEvent
+from objlibd.runtime.debounce import (
     Change,
     Debouncer,
     DebounceWindow,
@@ -17,7 +18,6 @@ from objlibd.debounce import (
     minimize_subtrees,
     shape_batch,
 )
-from objlibd.models import Batch, EventKind, RawEvent
 
 C, M, D, MV = EventKind.CREATED, EventKind.MODIFIED, EventKind.DELETED, EventKind.MOVED
 

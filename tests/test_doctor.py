@@ -25,13 +25,18 @@ import pytest
 from daemon_fixtures import LIBRARY_DIR, Drive, write_config
 from fakes.gemini_server import Behaviour, FakeGemini
 from objlibd import config as config_module
-from objlibd import doctor, pidfile, servicechecks, status, volume
+from objlibd.autostart.launchd import Launchd
+from objlibd.autostart.plan import ServiceSpec
 from objlibd.cli import service as service_cli
 from objlibd.config import Config
-from objlibd.doctor import Check, DaemonHealth, DiskUsage, Level, Probes
-from objlibd.launchd import Launchd
-from objlibd.serviceplan import ServiceSpec
-from objlibd.state import StateStore
+from objlibd.doctor import report as doctor
+from objlibd.doctor import service as servicechecks
+from objlibd.doctor.report import Check, DaemonHealth, DiskUsage, Level, Probes
+from objlibd.engine import volume
+from objlibd.runtime import pidfile
+from objlibd.state import keys
+from objlibd.state.store import StateStore
+from objlibd.status import view as status
 from test_launchd import FakeLaunchctl, execute
 
 SECRET = "objlibd-canary-THIS-IS-NOT-A-REAL-KEY-0123456789"
@@ -86,7 +91,7 @@ class Setup:
         """Do what a first sync leaves behind: a library id in the DB, the marker on the drive."""
         library_id = volume.new_library_id()
         state = StateStore.open(self.config.db_path)
-        state.set_config(volume.LIBRARY_ID_KEY, library_id)
+        state.set_config(keys.LIBRARY_ID, library_id)
         state.set_config("store_name", self.config.store.name)
         state.close()
         volume.write_marker(self.config.library, volume.Marker(library_id))

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from engine_fixtures import Env, make_library, touch_later
 from objlibd.config import DEFAULT_INCLUDE, LibrarySettings
-from objlibd.failures import FailurePolicy, Verdict, iso, verdict
+from objlibd.engine.failures import FailurePolicy, Verdict, iso, verdict
+from objlibd.engine.sync import SyncOptions
 from objlibd.models import FileRecord, FileStatus
 from objlibd.remote.filetypes import (
     GEMINI_MAX_FILE_BYTES,
@@ -22,7 +23,6 @@ from objlibd.remote.filetypes import (
     include_warnings,
     refused_extensions,
 )
-from objlibd.sync import SyncOptions
 
 POLICY = FailurePolicy(quarantine_after=3, backoff_seconds=60.0, backoff_max_seconds=3600.0)
 NOW = "2026-11-23T12:00:00.000Z"

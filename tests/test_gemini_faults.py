@@ -27,13 +27,13 @@ from engine_fixtures import make_library, touch_later
 from fakes.gemini_server import Behaviour, FakeGemini, Faults
 from objlibd import cli
 from objlibd import config as config_module
+from objlibd.cli.demo import mount_point_of
 from objlibd.config import Config
-from objlibd.demo import mount_point_of
+from objlibd.engine.summary import SyncSummary
+from objlibd.engine.sync import SyncEngine, SyncOptions
 from objlibd.models import FileStatus
 from objlibd.remote.gemini import GeminiStore
-from objlibd.state import StateStore
-from objlibd.summary import SyncSummary
-from objlibd.sync import SyncEngine, SyncOptions
+from objlibd.state.store import StateStore
 
 KEY = "test-key"
 

@@ -36,16 +36,17 @@ from engine_fixtures import make_library
 from fake_clock import FakeClock, ScaledClock
 from fakes.gemini_server import Behaviour, FakeGemini, Faults, Quota
 from objlibd import config as config_module
-from objlibd import status
+from objlibd.cli.demo import mount_point_of
 from objlibd.config import Config, GeminiSettings, StateSettings, StoreSettings
-from objlibd.demo import mount_point_of
+from objlibd.engine.summary import SyncSummary, render
+from objlibd.engine.sync import SyncEngine, SyncOptions
 from objlibd.errors import RemoteStoppedError
 from objlibd.remote.base import UploadRequest
 from objlibd.remote.gemini import GeminiStore
 from objlibd.remote.gemini.calls import poll_delays
-from objlibd.state import StateStore
-from objlibd.summary import SyncSummary, render
-from objlibd.sync import SyncEngine, SyncOptions
+from objlibd.state import keys
+from objlibd.state.store import StateStore
+from objlibd.status import view as status
 
 KEY = "test-key"
 
@@ -281,8 +282,8 @@ def paced_sync(config: Config, clock: ScaledClock) -> tuple[SyncSummary, dict[st
     state = StateStore.open(config.db_path)
     store = GeminiStore(
         config.gemini, KEY, clock=clock.clock, sleep=clock.sleep, stop=threading.Event(),
-        learned_pace=state.get_json(status.PACE_KEY),
-        save_pace=lambda pace: state.set_json(status.PACE_KEY, pace),
+        learned_pace=state.get_json(keys.PACE),
+        save_pace=lambda pace: state.set_json(keys.PACE, pace),
     )  # fmt: skip
     try:
         started = clock.clock()
@@ -344,7 +345,7 @@ def test_a_true_quota_below_the_start_pulls_the_pace_down_to_it(tmp_path: Path) 
 def read_pace(config: Config) -> dict[str, Any] | None:
     state = StateStore.open(config.db_path, readonly=True)
     try:
-        learned: dict[str, Any] | None = state.get_json(status.PACE_KEY)
+        learned: dict[str, Any] | None = state.get_json(keys.PACE)
         return learned
     finally:
         state.close()
@@ -392,9 +393,7 @@ def test_status_without_a_daemon_shows_the_learned_pace(tmp_path: Path) -> None:
         state=StateSettings(dir=tmp_path / "state"), store=StoreSettings(backend="gemini")
     )
     state = StateStore.open(config.db_path)
-    state.set_json(
-        status.PACE_KEY, {"rpm": 210.5, "limit": 200.0, "start_rpm": 20.0, "quota_429s": 7}
-    )
+    state.set_json(keys.PACE, {"rpm": 210.5, "limit": 200.0, "start_rpm": 20.0, "quota_429s": 7})
     state.close()
 
     snap = status.snapshot(config)

@@ -28,9 +28,9 @@ import pytest
 
 from engine_fixtures import make_library, touch_later
 from fakes.gemini_server import Behaviour, Call, FakeGemini, Faults
-from objlibd.demo import mount_point_of
+from objlibd.cli.demo import mount_point_of
 from objlibd.models import FileStatus
-from objlibd.state import StateStore
+from objlibd.state.store import StateStore
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from objlibd import health
+from objlibd.status import health
 
 NOW = 1_800_000_000.0
 TCC = (

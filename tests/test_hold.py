@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from objlibd.hold import Hold, Limits, mass_reason, on_batch, on_confirm, on_full
+from objlibd.engine.hold import Hold, Limits, mass_reason, on_batch, on_confirm, on_full
 
 LIMITS = Limits(files=200, percent=20.0, min_files=5)
 NOW, LATER = "2026-11-30T10:00:00.000Z", "2026-11-30T11:00:00.000Z"

@@ -7,7 +7,7 @@ import queue
 import pytest
 
 from objlibd.config import JobSettings
-from objlibd.jobs import JobScheduler, LastRun, catch_up, parse_db_time, specs
+from objlibd.runtime.jobs import JobScheduler, LastRun, catch_up, parse_db_time, specs
 
 SPECS = specs(JobSettings(orphan_cleanup_minutes=60, prune_minutes=1440, reconcile_minutes=60))
 NOW = 1_000_000.0

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from objlibd import launchd
+from objlibd.autostart import launchd
+from objlibd.autostart.launchd import Launchd
+from objlibd.autostart.plan import Executor, Note, ServiceSpec, Step, run_command
 from objlibd.errors import ServiceError
-from objlibd.launchd import Launchd
-from objlibd.serviceplan import Executor, Note, ServiceSpec, Step, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 UID = 501

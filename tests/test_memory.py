@@ -25,9 +25,11 @@ from hypothesis import strategies as st
 from daemon_fixtures import Drive, wait_for, write_config
 from engine_fixtures import make_library
 from objlibd import config as config_module
-from objlibd import heap
-from objlibd.changes import Diff
-from objlibd.debounce import MAX_RESCAN_DIRS, Debouncer, DebounceWindow, merge_batches
+from objlibd.engine.changes import Diff
+from objlibd.engine.scanner import WalkResult
+from objlibd.engine.summary import SyncSummary
+from objlibd.engine.sync import SyncEngine, SyncOptions
+from objlibd.engine.uploads import Upload
 from objlibd.models import (
     Availability,
     Batch,
@@ -40,12 +42,10 @@ from objlibd.models import (
 )
 from objlibd.remote.base import RemoteDoc
 from objlibd.remote.local import LocalStore
-from objlibd.scanner import WalkResult
-from objlibd.state import StateStore
-from objlibd.summary import SyncSummary
-from objlibd.sync import SyncEngine, SyncOptions
-from objlibd.uploads import Upload
-from objlibd.worker import Work, Worker
+from objlibd.runtime import heap
+from objlibd.runtime.debounce import MAX_RESCAN_DIRS, Debouncer, DebounceWindow, merge_batches
+from objlibd.runtime.worker import Work, Worker
+from objlibd.state.store import StateStore
 
 FOLDERS = [f"f{i}" for i in range(20)] + [f"f{i}/g{j}" for i in range(4) for j in range(6)]
 paths = st.builds(lambda d, n: f"{d}/n{n}.txt", st.sampled_from(FOLDERS), st.integers(0, 40))

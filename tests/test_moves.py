@@ -17,13 +17,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine_fixtures import Env, make_library
+from objlibd.engine.moves import Gone, Move, pair
+from objlibd.engine.summary import render
+from objlibd.engine.sync import SyncEngine, SyncOptions
 from objlibd.errors import RemoteRejectedError
 from objlibd.models import DiskEntry, FileStatus
-from objlibd.moves import Gone, Move, pair
 from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
 from objlibd.remote.local import LocalStore
-from objlibd.summary import render
-from objlibd.sync import SyncEngine, SyncOptions
 
 # -- the pure pairing ------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fakes.gemini_server import Behaviour, FakeGemini, Faults
-from objlibd.state import StateStore
+from objlibd.state.store import StateStore
 from test_gemini_sync import (
     FAKE_KEY,
     Killer,

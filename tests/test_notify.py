@@ -11,8 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from objlibd import health, logs, notify
+from objlibd import logs
 from objlibd.config import NotifySettings
+from objlibd.runtime import notify
+from objlibd.status import health
 
 HOLD = "mass_missing_held"
 

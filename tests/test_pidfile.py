@@ -12,8 +12,8 @@ import psutil
 import pytest
 
 from daemon_fixtures import wait_for
-from objlibd import pidfile
 from objlibd.errors import AlreadyRunningError
+from objlibd.runtime import pidfile
 
 
 def write(path: Path, pid: int, create_time: float) -> None:

@@ -7,8 +7,8 @@ from io import StringIO
 import pytest
 
 from fake_clock import FakeClock
-from objlibd import progress
 from objlibd.cli.progressbar import ProgressBar
+from objlibd.engine import progress
 
 TIER1 = {"rate_limit": {"rpm": 20, "calls": 0}, "calls_per_file": 2, "rate_limit_tier": "tier1"}
 

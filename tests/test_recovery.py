@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from engine_fixtures import Env, make_library, touch_later
-from objlibd import enrichment
+from objlibd.engine.scanner import sha256_file
+from objlibd.engine.sync import SyncEngine, SyncOptions
 from objlibd.errors import RemoteUnavailableError, RemoteUncertainError
 from objlibd.models import FileStatus
+from objlibd.remote import enrichment
 from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
 from objlibd.remote.local import LocalStore
-from objlibd.scanner import sha256_file
-from objlibd.sync import SyncEngine, SyncOptions
 
 
 def request_for(env: Env, path: str) -> UploadRequest:

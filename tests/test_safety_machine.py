@@ -50,17 +50,18 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from engine_fixtures import make_config
 from fake_clock import FakeClock
-from objlibd import volume
 from objlibd.config import LibrarySettings
-from objlibd.hold import HOLD_KEY, Hold, mass_reason
-from objlibd.missing import limits_of
+from objlibd.engine import volume
+from objlibd.engine.hold import Hold, mass_reason
+from objlibd.engine.missing import limits_of
+from objlibd.engine.scanner import Filters, walk
+from objlibd.engine.sync import SyncEngine
 from objlibd.models import Batch, FileStatus
 from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
 from objlibd.remote.local import LocalStore
-from objlibd.scanner import Filters, walk
-from objlibd.state import StateStore
-from objlibd.sync import SyncEngine
-from objlibd.worker import Work, Worker
+from objlibd.runtime.worker import Work, Worker
+from objlibd.state import keys
+from objlibd.state.store import StateStore
 
 pytestmark = [
     pytest.mark.mount,
@@ -262,7 +263,7 @@ class SafetyMachine(RuleBasedStateMachine):
 
     def _monitor(self) -> None:
         self.worker.volume = volume.probe(
-            self.config.library, self.state.get_config(volume.LIBRARY_ID_KEY)
+            self.config.library, self.state.get_config(keys.LIBRARY_ID)
         )
 
     @rule(after=st.integers(0, 3))
@@ -374,7 +375,7 @@ class SafetyMachine(RuleBasedStateMachine):
 
     @rule()
     def confirm(self) -> None:
-        hold = Hold.from_json(self.state.get_json(HOLD_KEY))
+        hold = Hold.from_json(self.state.get_json(keys.HOLD))
         self._submit(Work.confirm_missing(hold.revision if hold else None))
 
     @rule()
@@ -410,7 +411,7 @@ class SafetyMachine(RuleBasedStateMachine):
             {path: r.status for path, r in records.items()},
             self.state.count_present(),
             len(self.state.decisions()),
-            Hold.from_json(self.state.get_json(HOLD_KEY)),
+            Hold.from_json(self.state.get_json(keys.HOLD)),
             self.engine.full_views,
         )
 

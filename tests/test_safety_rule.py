@@ -19,15 +19,16 @@ import pytest
 from daemon_fixtures import Drive, make_drive, objlibd, store_docs, write_config
 from fake_clock import FakeClock
 from objlibd import config as config_module
-from objlibd import volume
 from objlibd.config import LibrarySettings
+from objlibd.engine import volume
+from objlibd.engine.hold import Hold
+from objlibd.engine.sync import SyncEngine, SyncOptions
 from objlibd.errors import VolumeUnavailableError
-from objlibd.hold import HOLD_KEY, Hold
 from objlibd.models import FileStatus
 from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
 from objlibd.remote.local import LocalStore
-from objlibd.state import StateStore
-from objlibd.sync import SyncEngine, SyncOptions
+from objlibd.state import keys
+from objlibd.state.store import StateStore
 
 pytestmark = [pytest.mark.mount]
 
@@ -75,7 +76,7 @@ class Library:
     def hold(self) -> Hold | None:
         state = self.state()
         try:
-            return Hold.from_json(state.get_json(HOLD_KEY))
+            return Hold.from_json(state.get_json(keys.HOLD))
         finally:
             state.close()
 
@@ -184,7 +185,7 @@ def test_a_batch_never_clears_a_hold_new_absences_join_it(lib: Library, engine: 
     (lib.root / paths[30]).unlink()
     batch = engine.run_paths([paths[30]])  # the daemon's batch for one unrelated deletion
 
-    hold = Hold.from_json(engine.state.get_json(HOLD_KEY))
+    hold = Hold.from_json(engine.state.get_json(keys.HOLD))
     assert hold is not None, "the hold must still stand"
     assert set(hold.paths) == {*paths[:20], paths[30]}
     assert batch.missing == 0
@@ -229,7 +230,7 @@ def test_a_daemon_batch_that_sees_held_files_back_takes_a_full_view(
 
     engine.run_paths(list(saved)[:3])  # the watcher saw a few of them come back
 
-    assert engine.state.get_json(HOLD_KEY) is None
+    assert engine.state.get_json(keys.HOLD) is None
 
 
 def test_confirm_marks_only_the_held_files_still_absent(lib: Library) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from objlibd.changes import diff, diff_quiet
 from objlibd.config import LibrarySettings
+from objlibd.engine.changes import diff, diff_quiet
+from objlibd.engine.scanner import OPEN_FOLDERS, Filters, sha256_file, stat_paths, walk
 from objlibd.models import DiskEntry, FileStatus, StateIndex
-from objlibd.scanner import OPEN_FOLDERS, Filters, sha256_file, stat_paths, walk
 
 FILTERS = Filters.from_settings(LibrarySettings())
 

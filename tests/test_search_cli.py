@@ -16,18 +16,19 @@ import pytest
 from daemon_fixtures import Drive
 from engine_fixtures import Env, make_config, touch_later, write_config_file
 from fake_clock import FakeClock
-from objlibd import citations, doctor
-from objlibd.checks import Level
-from objlibd.citations import FileState, file_state
 from objlibd.cli import main
 from objlibd.config import Config
-from objlibd.doctor import Probes
+from objlibd.doctor import report as doctor
+from objlibd.doctor.checks import Level
+from objlibd.doctor.report import Probes
+from objlibd.doctor.search import NAME as DEEP_CHECK
+from objlibd.doctor.search import distinctive_phrase
+from objlibd.engine import citations
+from objlibd.engine.citations import FileState, file_state
+from objlibd.engine.sync import SyncEngine, SyncOptions
 from objlibd.models import FileRecord, FileStatus
 from objlibd.remote.search import SearchQuery
-from objlibd.searchcheck import NAME as DEEP_CHECK
-from objlibd.searchcheck import distinctive_phrase
-from objlibd.state import StateStore
-from objlibd.sync import SyncEngine, SyncOptions
+from objlibd.state.store import StateStore
 
 TEXTS = {
     "Lectures/01 Reason.txt": "Reason is the faculty that identifies the material of the senses.",

@@ -22,11 +22,11 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from fakes.gemini_server import Behaviour, FakeGemini
-from objlibd import doctor
-from objlibd.checks import Level
 from objlibd.cli import main
-from objlibd.doctor import Probes
-from objlibd.searchcheck import NAME as DEEP_CHECK
+from objlibd.doctor import report as doctor
+from objlibd.doctor.checks import Level
+from objlibd.doctor.report import Probes
+from objlibd.doctor.search import NAME as DEEP_CHECK
 from test_gemini_sync import FAKE_KEY, Site, write_config
 
 TOPICS = (

@@ -13,15 +13,16 @@ import pytest
 
 from daemon_fixtures import Drive, wait_for, write_config
 from objlibd import config as config_module
-from objlibd import status
 from objlibd.config import Config
+from objlibd.engine.summary import SyncSummary
 from objlibd.errors import VolumeUnavailableError
 from objlibd.models import Availability, Batch, VolumeState
-from objlibd.service import Daemon, volume_transition
-from objlibd.state import StateStore
-from objlibd.summary import SyncSummary
-from objlibd.suspend import SleepWatch
-from objlibd.worker import Work, Worker
+from objlibd.runtime.daemon import Daemon, volume_transition
+from objlibd.runtime.suspend import SleepWatch
+from objlibd.runtime.worker import Work, Worker
+from objlibd.state import keys
+from objlibd.state.store import StateStore
+from objlibd.status import view as status
 
 OK = VolumeState(Availability.AVAILABLE, "verified")
 GONE = VolumeState(Availability.UNAVAILABLE, "nothing is mounted")
@@ -172,7 +173,7 @@ def test_parked_work_is_persisted_and_loaded_by_the_next_worker(worker_env) -> N
     worker._persist()
     again = Worker(Config(), state, RecordingEngine(), threading.Event(), dict)  # type: ignore[arg-type]
 
-    assert state.get_json(status.PENDING_KEY)["paths"] == ["a.pdf", "b.pdf"]
+    assert state.get_json(keys.PENDING)["paths"] == ["a.pdf", "b.pdf"]
     assert again.parked_paths == 2
 
 
@@ -195,7 +196,7 @@ def test_a_worker_stuck_in_a_call_still_gets_its_batch_persisted(worker_env) -> 
 
     worker.persist_now()
 
-    assert state.get_json(status.PENDING_KEY)["paths"] == ["stuck.pdf"]
+    assert state.get_json(keys.PENDING)["paths"] == ["stuck.pdf"]
     release.set()
     worker.finish(timeout=10)
 
@@ -228,7 +229,7 @@ def test_daemon_in_process_syncs_and_stops_cleanly(tmp_path: Path, drive: Drive)
 
 def test_lost_fsevents_become_a_reconcile_of_what_the_flags_name(worker_env) -> None:
     """Synthetic flags, through the daemon's handler and the worker, to the engine."""
-    from objlibd.watcher import Rescan
+    from objlibd.runtime.watcher import Rescan
 
     worker, engine, _ = worker_env
     worker.volume = OK

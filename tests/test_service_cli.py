@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from daemon_fixtures import DaemonProcess, Drive, objlibd, write_config
+from objlibd.autostart.plan import run_command
 from objlibd.cli import main
 from objlibd.cli import service as service_cli
 from objlibd.cli.service import ServiceContext
 from objlibd.errors import ConfigError, CredentialsMissingError, ServiceError
-from objlibd.serviceplan import run_command
 from test_doctor import SECRET, FakeKeyStore, NoKeychain
 from test_launchd import FakeLaunchctl
 from test_systemd import FakeSystemctl

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from objlibd import migrations
 from objlibd.errors import StateError
 from objlibd.models import FileStatus, Listing
-from objlibd.state import StateStore
+from objlibd.state import migrations
+from objlibd.state.store import StateStore
 
 
 def columns(db: Path, table: str) -> set[str]:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from objlibd import status
 from objlibd.config import Config, LibrarySettings, StateSettings
 from objlibd.models import FileStatus
-from objlibd.state import StateStore
+from objlibd.state.store import StateStore
+from objlibd.status import view as status
 
 
 def make_config(tmp_path: Path) -> Config:

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from engine_fixtures import Env, make_config, make_library, touch_later
+from objlibd.engine.hold import mass_reason
+from objlibd.engine.missing import limits_of
+from objlibd.engine.summary import render
+from objlibd.engine.sync import SyncEngine, SyncOptions
 from objlibd.errors import StoreMismatchError
-from objlibd.hold import mass_reason
-from objlibd.missing import limits_of
 from objlibd.models import FileStatus
 from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
 from objlibd.remote.local import LocalStore
-from objlibd.state import StateStore
-from objlibd.summary import render
-from objlibd.sync import SyncEngine, SyncOptions
+from objlibd.state.store import StateStore
 
 
 class RecordingStore(LocalStore):
@@ -232,7 +232,7 @@ def test_fresh_state_db_adopts_documents_already_in_the_store(env: Env, tmp_path
     env.engine.run(SyncOptions())
     env.state.close()
     env.config.db_path.unlink()
-    from objlibd.state import StateStore
+    from objlibd.state.store import StateStore
 
     env.state = StateStore.open(env.config.db_path)
     env.reconfigure()

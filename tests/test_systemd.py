@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from objlibd import systemd
+from objlibd.autostart import systemd
+from objlibd.autostart.plan import Executor, Note, ServiceSpec, Step, Terminate, run_command
+from objlibd.autostart.systemd import Systemd
 from objlibd.errors import ServiceError
-from objlibd.serviceplan import Executor, Note, ServiceSpec, Step, Terminate, run_command
-from objlibd.systemd import Systemd
 from test_launchd import make_spec
 
 UNIT = "objlibd.service"

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from fake_clock import FakeClock
-from objlibd import status
 from objlibd.config import Config, LibrarySettings, NotifySettings, StateSettings
+from objlibd.engine.summary import SyncSummary
 from objlibd.remote.local import LocalStore
-from objlibd.summary import SyncSummary
-from objlibd.vitals import STATS_EVERY, StoreNotes, Vitals
+from objlibd.runtime.vitals import STATS_EVERY, StoreNotes, Vitals
+from objlibd.status import view as status
 
 
 def test_a_full_store_stands_until_an_upload_goes_through(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ import pytest
 
 from engine_fixtures import make_config, make_library, write_config_file
 from objlibd.cli import main
+from objlibd.engine.volume import probe
 from objlibd.models import Availability
-from objlibd.state import StateStore
-from objlibd.volume import probe
+from objlibd.state.store import StateStore
 
 pytestmark = pytest.mark.mount
 
@@ -152,9 +152,9 @@ def test_half_the_library_gone_is_held_until_confirmed(synced, capsys) -> None: 
 
 def test_unmount_between_detection_and_marking_marks_nothing(drive, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The availability re-check right before marking catches an eject mid-run."""
+    from objlibd.engine.sync import SyncEngine, SyncOptions
     from objlibd.errors import VolumeUnavailableError
     from objlibd.remote.local import LocalStore
-    from objlibd.sync import SyncEngine, SyncOptions
 
     paths = make_library(drive.root, 10)
     cfg = make_config(drive.root, tmp_path / "state", mount_point=drive.mount_point)

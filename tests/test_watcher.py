@@ -12,9 +12,9 @@ import pytest
 
 from daemon_fixtures import wait_for
 from objlibd.config import LibrarySettings
+from objlibd.engine.scanner import Filters
 from objlibd.models import EventKind, RawEvent
-from objlibd.scanner import Filters
-from objlibd.watcher import (
+from objlibd.runtime.watcher import (
     LibraryWatcher,
     MountWatch,
     NativeTap,

@@ -66,3 +66,11 @@ def require_api_key(
             f"(or `python -m keyring set {KEYRING_SERVICE} {KEYRING_USER}`)"
         ),
     )
+
+
+def system_keystore() -> KeyStore:
+    """The OS keychain (macOS Keychain, Secret Service on Linux), loaded on first use."""
+    import keyring
+
+    store: KeyStore = keyring.get_keyring()
+    return store

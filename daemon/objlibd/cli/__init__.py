@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     plain = plain_status(words)
     if plain is not None:
-        from objlibd import statuscache
+        from objlibd.status import cache as statuscache
 
         snap = statuscache.quick(plain[0])
         if snap is not None:  # answered without loading the config (heartbeat, or cache)
@@ -67,7 +67,7 @@ def print_status(snap: dict[str, object], *, as_json: bool) -> int:
 
         print(json.dumps(snap, indent=2, sort_keys=True))
     else:
-        from objlibd import statustext
+        from objlibd.status import text as statustext
 
         print(statustext.render(snap))
     return 0 if snap["healthy"] else 1

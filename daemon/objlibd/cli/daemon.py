@@ -69,8 +69,9 @@ def register(subparsers: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
-    from objlibd import folders, logs
-    from objlibd.service import Daemon
+    from objlibd import logs
+    from objlibd.engine import folders
+    from objlibd.runtime.daemon import Daemon
 
     config = load_config(args)
     folders.prepare_state(config)  # both exit 2 with the path and the fix, before anything
@@ -102,8 +103,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def show_status(config_path: str | None, as_json: bool) -> int:
     """Print the status of the config at `config_path` (see `cmd_status`)."""
-    from objlibd import status
     from objlibd.cli import print_status
+    from objlibd.status import view as status
 
     config = load_config_at(config_path)
     return print_status(status.snapshot(config), as_json=as_json)
@@ -113,8 +114,9 @@ def cmd_activity(args: argparse.Namespace) -> int:
     """Print what objlibd did (jobs and decisions), newest first."""
     import datetime as dt
 
-    from objlibd import activity, logs
-    from objlibd.state import StateStore
+    from objlibd import logs
+    from objlibd.state.store import StateStore
+    from objlibd.status import activity
 
     config = load_config(args)
     try:
@@ -185,7 +187,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _set_pause(args: argparse.Namespace, *, paused: bool) -> int:
     import time
 
-    from objlibd import status
+    from objlibd.status import view as status
 
     config = load_config(args)
     changed = status.set_pause(config.state.dir, paused)

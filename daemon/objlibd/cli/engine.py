@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 from objlibd.cli.common import add_config_option, load_config, setup_console_logging
 from objlibd.cli.progressbar import ProgressBar
 from objlibd.errors import ObjlibdError
+from objlibd.state import keys
 
 if TYPE_CHECKING:  # the engine (and structlog) load only when a command here runs
     from objlibd.config import Config
-    from objlibd.hold import Hold
-    from objlibd.state import StateStore
-    from objlibd.sync import SyncEngine
+    from objlibd.engine.hold import Hold
+    from objlibd.engine.sync import SyncEngine
+    from objlibd.state.store import StateStore
 
 
 def register(subparsers: Any) -> None:
@@ -105,8 +106,8 @@ def engine_for(
     `read_only` (dry runs, `store list`) opens the state DB read-only, or an empty one in
     memory when there is none yet: nothing is created, written or bound.
     """
-    from objlibd.state import StateStore
-    from objlibd.sync import SyncEngine, open_store_for
+    from objlibd.engine.sync import SyncEngine, open_store_for
+    from objlibd.state.store import StateStore
 
     if not read_only:
         state = StateStore.open(config.db_path, repair=True)
@@ -133,9 +134,8 @@ def engine_for(
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """Run one sync and print its summary."""
-    from objlibd import volume
-    from objlibd.summary import render
-    from objlibd.sync import SyncOptions
+    from objlibd.engine.summary import render
+    from objlibd.engine.sync import SyncOptions
 
     config = load_config(args)
     setup_console_logging(config)
@@ -149,7 +149,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     with claim, engine_for(config, progress=bar, read_only=options.dry_run) as engine:
         if bar is not None:
             bar.use_quota(engine.store.health())
-            first = engine.state.get_config(volume.LIBRARY_ID_KEY) is None
+            first = engine.state.get_config(keys.LIBRARY_ID) is None
             bar.first_sync = first and not options.dry_run
         summary = engine.run(options)
     if bar is not None:
@@ -163,7 +163,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_store_list(args: argparse.Namespace) -> int:
     """List the store's documents; strictly read-only (creates, binds and deletes nothing)."""
-    from objlibd.names import printable
+    from objlibd.engine.names import printable
 
     config = load_config(args)
     setup_console_logging(config)
@@ -198,9 +198,9 @@ def cmd_store_list(args: argparse.Namespace) -> int:
 
 def cmd_missing(args: argparse.Namespace) -> int:
     """Show missing files and the hold, or confirm the hold."""
-    from objlibd.hold import HOLD_KEY, Hold
+    from objlibd.engine.hold import Hold
     from objlibd.models import FileStatus
-    from objlibd.state import StateStore
+    from objlibd.state.store import StateStore
 
     config = load_config(args)
     setup_console_logging(config)
@@ -208,7 +208,7 @@ def cmd_missing(args: argparse.Namespace) -> int:
     if config.db_path.exists():
         state = StateStore.open(config.db_path, readonly=True)
         try:
-            hold = Hold.from_json(state.get_json(HOLD_KEY))
+            hold = Hold.from_json(state.get_json(keys.HOLD))
             missing = [] if args.confirm else state.with_status(FileStatus.MISSING)
         finally:
             state.close()
@@ -242,7 +242,8 @@ def _confirm(config: Config, hold: Hold | None) -> int:
 
 def _ask_daemon_to_confirm(config: Config, hold: Hold) -> bool:
     """Leave the confirmation for a running daemon (the only writer); False if none runs."""
-    from objlibd import pidfile, status
+    from objlibd.runtime import pidfile
+    from objlibd.status import view as status
 
     owner = pidfile.live_owner(config.state.dir / pidfile.PIDFILE_NAME)
     if owner is None:
@@ -259,7 +260,7 @@ def _ask_daemon_to_confirm(config: Config, hold: Hold) -> bool:
 
 
 def _print_missing(config: Config, hold: Hold | None, missing: list[Any]) -> None:
-    from objlibd.names import printable
+    from objlibd.engine.names import printable
 
     if hold:
         print(f"HELD since {hold.since}: {hold.reason}")
@@ -283,8 +284,8 @@ def _print_missing(config: Config, hold: Hold | None, missing: list[Any]) -> Non
 
 def cmd_marker(args: argparse.Namespace) -> int:
     """Show the marker state, re-write it, or adopt the drive's library for this state."""
-    from objlibd import volume
-    from objlibd.state import StateStore
+    from objlibd.engine import volume
+    from objlibd.state.store import StateStore
 
     config = load_config(args)
     if not (args.write or args.adopt):
@@ -292,7 +293,7 @@ def cmd_marker(args: argparse.Namespace) -> int:
         if config.db_path.exists():
             state = StateStore.open(config.db_path, readonly=True)
             try:
-                library_id = state.get_config(volume.LIBRARY_ID_KEY)
+                library_id = state.get_config(keys.LIBRARY_ID)
             finally:
                 state.close()
         found = volume.probe(config.library, library_id)
@@ -310,10 +311,10 @@ def cmd_marker(args: argparse.Namespace) -> int:
 
 
 def _write_marker(config: Config, state: StateStore, *, force: bool) -> int:
-    from objlibd import volume
+    from objlibd.engine import volume
     from objlibd.errors import ForeignMarkerError
 
-    library_id = state.get_config(volume.LIBRARY_ID_KEY)
+    library_id = state.get_config(keys.LIBRARY_ID)
     if library_id is None:
         raise ObjlibdError(
             "this state DB has no library id yet",
@@ -340,7 +341,7 @@ def _write_marker(config: Config, state: StateStore, *, force: bool) -> int:
 
 
 def _adopt_marker(config: Config, state: StateStore) -> int:
-    from objlibd import volume
+    from objlibd.engine import volume
 
     _require_drive(config)
     path = config.library.root / config.library.marker_name
@@ -351,11 +352,11 @@ def _adopt_marker(config: Config, state: StateStore) -> int:
             f"cannot adopt: {path} is not a readable objlibd marker ({err})",
             hint="a drive objlibd never synced has no library to adopt: `objlibd sync` marks it",
         ) from None
-    previous = state.get_config(volume.LIBRARY_ID_KEY)
+    previous = state.get_config(keys.LIBRARY_ID)
     if previous == marker.library_id:
         print(f"objlibd: this state already is library {marker.library_id}; nothing to do")
         return 0
-    state.set_config(volume.LIBRARY_ID_KEY, marker.library_id)
+    state.set_config(keys.LIBRARY_ID, marker.library_id)
     state.record_decision("marker_adopted", {"library_id": marker.library_id, "previous": previous})
     print(f"objlibd: this state dir now syncs library {marker.library_id} (was {previous}).")
     print("  The next sync compares the drive with what this state recorded; a mass")
@@ -365,7 +366,7 @@ def _adopt_marker(config: Config, state: StateStore) -> int:
 
 def _require_drive(config: Config) -> None:
     """Raise unless the library folder is there and readable (whatever its marker says)."""
-    from objlibd import volume
+    from objlibd.engine import volume
 
     found = volume.probe_root(config.library)
     if found is not None:
@@ -374,7 +375,7 @@ def _require_drive(config: Config) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Create a sample library and config, sync it into the local store, show the result."""
-    from objlibd import demo
+    from objlibd.cli import demo
 
     config_path = demo.create(Path(args.dir).resolve())
     print(f"objlibd: sample library and config written; config: {config_path}")
@@ -400,8 +401,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 @contextmanager
 def _instance(config: Config) -> Iterator[None]:
     """Own the state dir for one command; refuse while the daemon (or another sync) does."""
-    from objlibd import folders, pidfile
+    from objlibd.engine import folders
     from objlibd.errors import AlreadyRunningError
+    from objlibd.runtime import pidfile
 
     folders.prepare_state(config)  # private, writable, or exit 2 with the path and the fix
     claim = pidfile.PidFile(config.state.dir / pidfile.PIDFILE_NAME)

@@ -12,7 +12,7 @@ from objlibd.errors import ObjlibdError
 
 if TYPE_CHECKING:
     from objlibd.config import Config
-    from objlibd.failurelog import FailureRow
+    from objlibd.state.failurelog import FailureRow
 
 
 def register(subparsers: Any) -> None:
@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
 
 def cmd_failures(args: argparse.Namespace) -> int:
     """List quarantined files (with the store's message) and files backing off."""
-    from objlibd.state import StateStore
+    from objlibd.state.store import StateStore
 
     config = load_config(args)
     if not config.db_path.exists():
@@ -81,7 +81,7 @@ def _row(row: FailureRow) -> dict[str, Any]:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     """Release held-back files; the next sync (or the daemon's next reconcile) tries them."""
-    from objlibd.state import StateStore
+    from objlibd.state.store import StateStore
 
     if bool(args.paths) == bool(args.all):
         raise ObjlibdError(

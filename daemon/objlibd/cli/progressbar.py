@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
-from objlibd import progress
+from objlibd.engine import progress
 
 
 class ProgressBar:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from objlibd.cli.common import add_config_option, load_config, setup_console_logging
 
 if TYPE_CHECKING:
-    from objlibd.citations import Answer
+    from objlibd.engine.citations import Answer
 
 WIDTH = 96
 SNIPPET_CHARS = 300
@@ -50,7 +50,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Ask the store; print the answer and where each citation lives on the drive."""
     import sys
 
-    from objlibd import citations
+    from objlibd.engine import citations
     from objlibd.remote.search import SearchQuery
 
     config = load_config(args)

@@ -26,31 +26,30 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 from objlibd import config as config_module
 from objlibd.cli.common import add_config_option
 from objlibd.config import Config
-from objlibd.credentials import API_KEY_ENV, KEYRING_SERVICE, KEYRING_USER, KeyStore
+from objlibd.credentials import (
+    API_KEY_ENV,
+    KEYRING_SERVICE,
+    KEYRING_USER,
+    KeyStore,
+    system_keystore,
+)
 from objlibd.errors import ConfigError, CredentialsMissingError, ObjlibdError, ServiceError
 
 if TYPE_CHECKING:
     import argparse
     import subprocess
 
-    from objlibd.launchd import Launchd
-    from objlibd.serviceplan import Runner, ServiceSpec, Step
-    from objlibd.systemd import Systemd
+    from objlibd.autostart.launchd import Launchd
+    from objlibd.autostart.plan import Runner, ServiceSpec, Step
+    from objlibd.autostart.systemd import Systemd
 
     Manager = Launchd | Systemd
 
 T = TypeVar("T")
 
 
-def _system_keystore() -> KeyStore:
-    import keyring
-
-    store: KeyStore = keyring.get_keyring()
-    return store
-
-
 def _run_command(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    from objlibd.serviceplan import run_command
+    from objlibd.autostart.plan import run_command
 
     return run_command(argv)
 
@@ -71,7 +70,7 @@ class ServiceContext:
     uid: int = field(default_factory=os.getuid)
     python: Path = field(default_factory=lambda: Path(sys.executable))
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    keystore: Callable[[], KeyStore] = _system_keystore
+    keystore: Callable[[], KeyStore] = system_keystore
     read_secret: Callable[[str], str] = _read_secret
     stdin: Callable[[], TextIO] = field(default=lambda: sys.stdin)
     stop_timeout: float | None = None  # None: launchd/systemd's own budget plus a margin
@@ -126,17 +125,17 @@ def manager_for(ctx: ServiceContext, config: Config) -> Manager:
     """Return launchd on macOS, systemd elsewhere, for this config."""
     spec = service_spec(ctx, config)
     if ctx.platform == "darwin":
-        from objlibd.launchd import Launchd
+        from objlibd.autostart.launchd import Launchd
 
         return Launchd(spec, ctx.runner)
-    from objlibd.systemd import Systemd
+    from objlibd.autostart.systemd import Systemd
 
     return Systemd(spec, ctx.runner, ctx.environ)
 
 
 def service_spec(ctx: ServiceContext, config: Config) -> ServiceSpec:
     """Return the service definition's inputs; refuse relative dirs (the daemon's cwd differs)."""
-    from objlibd.serviceplan import ServiceSpec
+    from objlibd.autostart.plan import ServiceSpec
 
     for where, path in (("[state] dir", config.state.dir), ("[logs] dir", config.logs.dir)):
         if not path.is_absolute():
@@ -163,7 +162,7 @@ def _config(args: argparse.Namespace, *, strict: bool = True) -> Config:
 
 
 def _execute(ctx: ServiceContext, steps: list[Step], *, dry_run: bool = False) -> None:
-    from objlibd.serviceplan import Executor
+    from objlibd.autostart.plan import Executor
 
     Executor(ctx.runner, print, dry_run=dry_run).execute(steps)
 
@@ -173,7 +172,7 @@ def _execute(ctx: ServiceContext, steps: list[Step], *, dry_run: bool = False) -
 
 def cmd_install(context: ContextFactory, args: argparse.Namespace) -> int:
     """Install (or update) the service and start it; safe to run again."""
-    from objlibd.serviceplan import Run
+    from objlibd.autostart.plan import Run
 
     ctx = context()
     manager = manager_for(ctx, _config(args))
@@ -188,7 +187,7 @@ def cmd_install(context: ContextFactory, args: argparse.Namespace) -> int:
 
 
 def _after_install(ctx: ServiceContext, manager: Manager) -> str:
-    from objlibd.launchd import Launchd
+    from objlibd.autostart.launchd import Launchd
 
     lines = ["", f"objlibd runs as {manager.name} service; check it with `objlibd doctor`."]
     if isinstance(manager, Launchd):
@@ -241,8 +240,9 @@ def cmd_restart(context: ContextFactory, args: argparse.Namespace) -> int:
 
 def cmd_doctor(context: ContextFactory, args: argparse.Namespace) -> int:
     """Run the checks; exit 0 when nothing FAILs."""
-    from objlibd import doctor, logs
+    from objlibd import logs
     from objlibd.config import LogSettings
+    from objlibd.doctor import report as doctor
 
     # The store's retry lines (warnings and up) go to stderr, never into the report or --json.
     logs.setup(LogSettings(level="warning"), console=True, to_file=False)

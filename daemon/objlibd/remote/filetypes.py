@@ -11,7 +11,7 @@ everything.
 from __future__ import annotations
 
 from objlibd.config import LibrarySettings
-from objlibd.enrichment import mime_type
+from objlibd.remote.enrichment import mime_type
 
 GEMINI_MAX_FILE_BYTES = 100_000_000
 

@@ -42,6 +42,10 @@ from objlibd.remote.ftsquery import fold, match_expression
 from objlibd.remote.metadatafilter import parse_filter, to_sql
 from objlibd.remote.search import Passage, SearchQuery
 
+# The local store catches index faults by these names: sqlite3 is imported only here.
+IndexFault = sqlite3.Error
+IndexDamaged = sqlite3.DatabaseError
+
 log = structlog.get_logger("objlibd.remote.local")
 
 INDEX_NAME = "index.sqlite"

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import secrets
-import sqlite3
 import stat
 import threading
 import time
@@ -36,7 +35,14 @@ from objlibd.errors import (
 )
 from objlibd.remote.base import Checkpoint, RemoteDoc, Resumed, UploadRequest
 from objlibd.remote.extraction import PdfSource, pypdf_pages
-from objlibd.remote.fulltext import INDEX_NAME, Entry, FullTextIndex, Loaded
+from objlibd.remote.fulltext import (
+    INDEX_NAME,
+    Entry,
+    FullTextIndex,
+    IndexDamaged,
+    IndexFault,
+    Loaded,
+)
 from objlibd.remote.search import SearchQuery, SearchResult, group_citations
 
 log = structlog.get_logger("objlibd.remote.local")
@@ -98,7 +104,7 @@ class LocalStore:
         try:
             self._index = FullTextIndex.open(folder / INDEX_NAME, pdf=self._pdf)
             self._index.reconcile(folder / "docs", self._load)
-        except (sqlite3.Error, OSError) as err:
+        except (IndexFault, OSError) as err:
             # Searching degrades; storing must not: the next bind tries again.
             log.warning("local.index.unavailable", store=self._store_id, error=str(err))
 
@@ -183,7 +189,7 @@ class LocalStore:
             return
         try:
             self._index.add(entry, blob.read_bytes)
-        except (sqlite3.Error, OSError) as err:
+        except (IndexFault, OSError) as err:
             # The document is stored; the next bind's reconcile indexes it.
             log.warning("local.index.add_failed", doc=entry.doc.doc_id, error=str(err))
 
@@ -197,7 +203,7 @@ class LocalStore:
             return None  # gone, or torn by a power cut: not a document
         mime_type = raw.get("mimeType")
         if not isinstance(mime_type, str) or not mime_type:
-            from objlibd.enrichment import mime_type as guess
+            from objlibd.remote.enrichment import mime_type as guess
 
             mime_type = guess(doc.path or doc.display_name)
         return doc, mime_type, (folder / "blobs" / f"{name}.bin").read_bytes
@@ -230,7 +236,7 @@ class LocalStore:
         if self._index is not None:
             try:
                 self._index.remove(name)
-            except sqlite3.Error as err:  # a hit without its document is dropped at query time
+            except IndexFault as err:  # a hit without its document is dropped at query time
                 log.warning("local.index.remove_failed", doc=doc_id, error=str(err))
 
     def forget_file(self, file_id: str) -> None:
@@ -323,7 +329,7 @@ class LocalSearcher:
         try:
             hits = self._index.search(query, lambda name: self._read_doc(name) is not None)
             skipped = self._index.not_indexed()
-        except sqlite3.DatabaseError as err:
+        except IndexDamaged as err:
             raise RemoteUnavailableError(
                 f"the local store's search index cannot be read: {err}",
                 hint="run `objlibd sync` (or restart the daemon): it repairs or rebuilds it",

@@ -1,0 +1,176 @@
+"""The daemon's memory, on request: tracemalloc snapshots and the allocators' own counts.
+
+Off by default and free when off. `OBJLIBD_TRACEMALLOC=1` (or a number: frames kept per
+allocation) in the daemon's environment starts tracemalloc before anything is built. Any
+time, `objlibd` or a bench drops a request file `heap.request` in the state dir holding a
+label (e.g. `warm`); within a second the daemon writes `heap-<label>.snapshot` (a
+tracemalloc dump, only while tracing) and then `heap-<label>.json`: RSS, the traced Python
+heap, SQLite's own heap, glibc's arenas (`mallinfo2`, Linux only), the live objects per
+type (only while tracing: counting them allocates) and the daemon's tracked in-memory
+structures (`Daemon.sizes()`). Diff two snapshots
+with `tracemalloc.Snapshot.load(a).compare_to(Snapshot.load(b), "lineno")`, as
+`bench/soak.py` does.
+
+SQLite and glibc are not seen by tracemalloc (they call malloc directly), hence their
+counts here; both are read through ctypes and simply left out where a platform has none.
+`trim` gives glibc's free pages back to the OS (the daemon's monitor calls it after work).
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import ctypes.util
+import functools
+import gc
+import json
+import os
+import re
+import sys
+import threading
+import tracemalloc
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from objlibd.state import database
+
+ENV = "OBJLIBD_TRACEMALLOC"
+REQUEST_NAME = "heap.request"
+_LABEL = re.compile(r"[^A-Za-z0-9_-]+")
+TOP_TYPES = 25
+
+
+def start_from_env(environ: Mapping[str, str] = os.environ) -> bool:
+    """Start tracemalloc when `OBJLIBD_TRACEMALLOC` asks for it; return whether it runs."""
+    value = environ.get(ENV, "").strip()
+    if not value or value == "0":
+        return False
+    frames = int(value) if value.isdigit() else 1
+    if not tracemalloc.is_tracing():
+        tracemalloc.start(max(1, frames))
+    return True
+
+
+M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
+ARENAS = 2
+
+
+def limit_arenas(count: int = ARENAS) -> bool:
+    """Cap glibc's malloc arenas at `count`; return whether it could (glibc only).
+
+    glibc gives each thread that allocates concurrently its own arena (up to 8 per core), and
+    a batch's short-lived threads (uploads, the watcher, the scheduler) leave free holes in
+    each, so RSS ratchets up with fragmentation although nothing is alive. Two arenas are
+    plenty for a daemon whose threads mostly wait; this is `MALLOC_ARENA_MAX=2`, set before
+    the threads start. An explicit `MALLOC_ARENA_MAX` in the environment wins.
+    """
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt") or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    return bool(libc.mallopt(M_ARENA_MAX, count))
+
+
+def trim() -> bool:
+    """Hand the allocator's free pages back to the OS; return whether it could (glibc only).
+
+    glibc keeps what a batch freed inside its heaps (one per thread that allocated), so RSS
+    ratchets up with fragmentation although nothing is alive; `malloc_trim(0)` returns every
+    whole free page. A few milliseconds; the daemon calls it when work has run since the last.
+    """
+    libc = _libc()
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
+def request(state_dir: Path, label: str) -> None:
+    """Ask the daemon using `state_dir` for a heap report named `label`."""
+    (state_dir / REQUEST_NAME).write_text(label, encoding="utf-8")
+
+
+def answer_request(state_dir: Path, sizes: Callable[[], dict[str, Any]]) -> Path | None:
+    """Write the report a request file asks for; return the JSON written (None: no request)."""
+    path = state_dir / REQUEST_NAME
+    try:
+        label = _LABEL.sub("", path.read_text(encoding="utf-8").strip())[:40] or "now"
+    except FileNotFoundError:
+        return None
+    path.unlink(missing_ok=True)
+    if tracemalloc.is_tracing():
+        tmp = state_dir / f".heap-{label}.snapshot.tmp"
+        tracemalloc.take_snapshot().dump(str(tmp))
+        tmp.replace(state_dir / f"heap-{label}.snapshot")
+    target = state_dir / f"heap-{label}.json"
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(report(sizes()), indent=2, sort_keys=True), encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
+def report(sizes: dict[str, Any]) -> dict[str, Any]:
+    """Return the process's memory facts and the daemon's structure `sizes`."""
+    traced, peak = tracemalloc.get_traced_memory()
+    return {
+        "pid": os.getpid(),
+        "rss_bytes": _rss_bytes(),
+        "threads": threading.active_count(),
+        "tracemalloc": {"tracing": tracemalloc.is_tracing(), "bytes": traced, "peak": peak},
+        "sqlite": database.sqlite_heap(),
+        "malloc": _mallinfo(),
+        "objects": _object_counts() if tracemalloc.is_tracing() else None,
+        "sizes": sizes,
+    }
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:  # noqa: PTH123
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return None  # not Linux: the heartbeat's rss_mb (psutil) still says
+
+
+def _object_counts() -> dict[str, int]:
+    counts = collections.Counter(type(obj).__name__ for obj in gc.get_objects())
+    return dict(counts.most_common(TOP_TYPES))
+
+
+def _library(name: str) -> ctypes.CDLL | None:
+    found = ctypes.util.find_library(name)
+    try:
+        return ctypes.CDLL(found) if found else None
+    except OSError:
+        return None
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+            "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    return _library("c") if sys.platform.startswith("linux") else None
+
+
+def _mallinfo() -> dict[str, int] | None:
+    """glibc's heap: bytes in arenas, in use, free-but-kept, mmapped (None off glibc)."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return None
+    libc.mallinfo2.restype = _MallInfo2
+    info = libc.mallinfo2()
+    return {
+        "arena_bytes": int(info.arena),
+        "in_use_bytes": int(info.uordblks),
+        "free_bytes": int(info.fordblks),
+        "mmapped_bytes": int(info.hblkhd),
+        "top_releasable_bytes": int(info.keepcost),
+    }

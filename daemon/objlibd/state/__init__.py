@@ -1,0 +1,1 @@
+"""The local SQLite state: schema and migrations, tracked files, job and failure logs."""
