@@ -27,18 +27,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from objlibd.autostart import plan
 from objlibd.autostart.backend import ServiceBackend
-from objlibd.autostart.plan import (
-    EXIT_TIMEOUT_SECONDS,
-    NOT_FOUND,
-    RemovePath,
-    Run,
-    Runner,
-    ServiceSpec,
-    ServiceStatus,
-    Step,
-    first_line,
-)
 
 __all__ = [
     "LABEL",
@@ -60,7 +50,7 @@ SAFE_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 LAUNCHCTL = "launchctl"
 
 
-def build_plist(spec: ServiceSpec, label: str = LABEL) -> dict[str, Any]:
+def build_plist(spec: plan.ServiceSpec, label: str = LABEL) -> dict[str, Any]:
     """Return the LaunchAgent as a plist dict (no secrets: the key stays in the Keychain)."""
     return {
         "Label": label,
@@ -69,7 +59,7 @@ def build_plist(spec: ServiceSpec, label: str = LABEL) -> dict[str, Any]:
         "KeepAlive": {"SuccessfulExit": False},
         "StartOnMount": True,
         "ThrottleInterval": THROTTLE_SECONDS,
-        "ExitTimeOut": EXIT_TIMEOUT_SECONDS,
+        "ExitTimeOut": plan.EXIT_TIMEOUT_SECONDS,
         "ProcessType": PROCESS_TYPE,
         "StandardOutPath": str(spec.log_dir / STDOUT_NAME),
         "StandardErrorPath": str(spec.log_dir / STDERR_NAME),
@@ -82,7 +72,7 @@ def build_plist(spec: ServiceSpec, label: str = LABEL) -> dict[str, Any]:
     }
 
 
-def render(spec: ServiceSpec, label: str = LABEL) -> bytes:
+def render(spec: plan.ServiceSpec, label: str = LABEL) -> bytes:
     """Return the LaunchAgent plist as XML bytes."""
     return plistlib.dumps(build_plist(spec, label), fmt=plistlib.FMT_XML, sort_keys=True)
 
@@ -119,15 +109,15 @@ class Launchd(ServiceBackend):
     unavailable = "launchctl is not available here ({why})"
     unavailable_hint = "launchd exists only on macOS; on Linux objlibd uses a systemd user unit"
 
-    def __init__(self, spec: ServiceSpec, runner: Runner, label: str = LABEL) -> None:
+    def __init__(self, spec: plan.ServiceSpec, runner: plan.Runner, label: str = LABEL) -> None:
         super().__init__(spec, runner, plist_path(spec.home, label))
         self.label = label
         self.target = service_target(spec.uid, label)
 
-    def _run(self, *args: str, hint: str = "") -> Run:
-        return Run((LAUNCHCTL, *args), hint)
+    def _run(self, *args: str, hint: str = "") -> plan.Run:
+        return plan.Run((LAUNCHCTL, *args), hint)
 
-    def _bootstrap(self) -> list[Step]:
+    def _bootstrap(self) -> list[plan.Step]:
         # enable first: a `launchctl disable` left behind would make bootstrap fail
         hint = (
             f"check the plist with `plutil -lint {shlex.quote(str(self.path))}`; "
@@ -143,21 +133,23 @@ class Launchd(ServiceBackend):
         """Return the plist `objlibd install` writes."""
         return render(self.spec, self.label)
 
-    def status(self) -> ServiceStatus:
+    def status(self) -> plan.ServiceStatus:
         """Ask launchctl whether the agent is loaded (and its pid)."""
         result = self.runner([LAUNCHCTL, "print", self.target])
         installed = self.path.is_file()
-        if result.returncode == NOT_FOUND:
-            return ServiceStatus(self.name, False, installed, False, None, first_line(result))
+        if result.returncode == plan.NOT_FOUND:
+            return plan.ServiceStatus(
+                self.name, False, installed, False, None, plan.first_line(result)
+            )
         loaded = result.returncode == 0
         pid = parse_pid(result.stdout) if loaded else None
         if loaded:
             detail = f"loaded in {domain(self.spec.uid)}" + (f", pid {pid}" if pid else "")
         else:
             detail = f"not loaded in {domain(self.spec.uid)}"
-        return ServiceStatus(self.name, True, installed, loaded, pid, detail)
+        return plan.ServiceStatus(self.name, True, installed, loaded, pid, detail)
 
-    def install_steps(self, *, dry_run: bool = False) -> list[Step]:
+    def install_steps(self, *, dry_run: bool = False) -> list[plan.Step]:
         """Plan `objlibd install`: dirs, plist (if changed), and a (re)bootstrap when needed.
 
         With `dry_run` and no launchctl, plan as on a Mac where nothing is loaded yet.
@@ -174,18 +166,18 @@ class Launchd(ServiceBackend):
             steps.extend(self._bootstrap())
         return steps
 
-    def uninstall_steps(self, *, purge: bool) -> list[Step]:
+    def uninstall_steps(self, *, purge: bool) -> list[plan.Step]:
         """Plan `objlibd uninstall`: bootout, remove the plist; state and logs only with purge."""
         status = self._require()
-        steps: list[Step] = []
+        steps: list[plan.Step] = []
         if status.loaded:
             steps.append(self._run("bootout", self.target))
             steps.append(self._wait_drained())
         if self.path.exists():
-            steps.append(RemovePath(self.path))
+            steps.append(plan.RemovePath(self.path))
         return steps + self._purge(purge)
 
-    def start_steps(self) -> list[Step]:
+    def start_steps(self) -> list[plan.Step]:
         """Plan `objlibd start`: bootstrap if unloaded (RunAtLoad starts it), else kickstart."""
         status = self._require()
         if not status.loaded:
@@ -194,20 +186,20 @@ class Launchd(ServiceBackend):
             return self._bootstrap()
         return [self._run("kickstart", self.target)]
 
-    def stop_steps(self) -> list[Step]:
+    def stop_steps(self) -> list[plan.Step]:
         """Plan `objlibd stop`: bootout (SIGTERM, then wait for the drain), else the pidfile."""
         status = self.status()
         why = f"{self.label} is not loaded" if status.available else status.detail
         return self._stop(self._run("bootout", self.target) if status.loaded else None, why)
 
-    def restart_steps(self) -> list[Step]:
+    def restart_steps(self) -> list[plan.Step]:
         """Plan `objlibd restart`: kickstart -k (kill and start again), or start if unloaded."""
         status = self._require()
         if not status.loaded:
             return self.start_steps()
         return [self._run("kickstart", "-k", self.target)]
 
-    def _require(self) -> ServiceStatus:
+    def _require(self) -> plan.ServiceStatus:
         status = self.status()
         if not status.available:
             raise self._unavailable(status.detail)

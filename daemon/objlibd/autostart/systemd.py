@@ -20,18 +20,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from objlibd.autostart import plan
 from objlibd.autostart.backend import ServiceBackend
-from objlibd.autostart.plan import (
-    EXIT_TIMEOUT_SECONDS,
-    NOT_FOUND,
-    RemovePath,
-    Run,
-    Runner,
-    ServiceSpec,
-    ServiceStatus,
-    Step,
-    first_line,
-)
 from objlibd.errors import ServiceError
 
 UNIT_NAME = "objlibd.service"
@@ -68,7 +58,7 @@ def _reject_newline(text: str) -> None:
         )
 
 
-def render_unit(spec: ServiceSpec) -> str:
+def render_unit(spec: plan.ServiceSpec) -> str:
     """Return the user unit text (no secrets: the key stays in the keyring or environment)."""
     exec_start = " ".join(quote_arg(arg) for arg in spec.program_arguments())
     return (
@@ -84,7 +74,7 @@ def render_unit(spec: ServiceSpec) -> str:
         "Restart=on-failure\n"
         f"RestartSec={RESTART_SECONDS}\n"
         "KillSignal=SIGTERM\n"
-        f"TimeoutStopSec={EXIT_TIMEOUT_SECONDS}\n"
+        f"TimeoutStopSec={plan.EXIT_TIMEOUT_SECONDS}\n"
         "\n"
         "[Install]\n"
         "WantedBy=default.target\n"
@@ -114,41 +104,46 @@ class Systemd(ServiceBackend):
     )
 
     def __init__(
-        self, spec: ServiceSpec, runner: Runner, environ: Mapping[str, str] | None = None
+        self, spec: plan.ServiceSpec, runner: plan.Runner, environ: Mapping[str, str] | None = None
     ) -> None:
         folder = unit_dir(spec.home, os.environ if environ is None else environ)
         super().__init__(spec, runner, folder / UNIT_NAME)
 
-    def _ctl(self, *args: str) -> Run:
-        return Run((SYSTEMCTL, "--user", *args), f"see `systemctl --user status {UNIT_NAME}`")
+    def _ctl(self, *args: str) -> plan.Run:
+        return plan.Run((SYSTEMCTL, "--user", *args), f"see `systemctl --user status {UNIT_NAME}`")
 
     def _props(self) -> tuple[dict[str, str] | None, str]:
         argv = [SYSTEMCTL, "--user", "show", UNIT_NAME, f"--property={_PROPERTIES}"]
         result = self.runner(argv)
-        if result.returncode == NOT_FOUND:
+        if result.returncode == plan.NOT_FOUND:
             return None, "systemctl is not installed"
         if result.returncode != 0:
-            return None, f"`systemctl --user` cannot reach a user manager: {first_line(result)}"
+            return (
+                None,
+                f"`systemctl --user` cannot reach a user manager: {plan.first_line(result)}",
+            )
         return parse_properties(result.stdout), ""
 
     def definition(self) -> bytes:
         """Return the unit file `objlibd install` writes."""
         return render_unit(self.spec).encode("utf-8")
 
-    def status(self) -> ServiceStatus:
+    def status(self) -> plan.ServiceStatus:
         """Ask systemd whether the unit is enabled/active (and its pid)."""
         installed = self.path.is_file()
         props, why = self._props()
         if props is None:
-            return ServiceStatus(self.name, False, installed, False, None, why)
+            return plan.ServiceStatus(self.name, False, installed, False, None, why)
         enabled = props.get("UnitFileState") == "enabled"
         active = props.get("ActiveState", "inactive")
         pid = int(props.get("MainPID", "0") or "0") or None
         detail = f"{props.get('UnitFileState') or 'not installed'}, {active}"
         detail += f", pid {pid}" if pid else ""
-        return ServiceStatus(self.name, True, installed, enabled or active in _RUNNING, pid, detail)
+        return plan.ServiceStatus(
+            self.name, True, installed, enabled or active in _RUNNING, pid, detail
+        )
 
-    def install_steps(self, *, dry_run: bool = False) -> list[Step]:
+    def install_steps(self, *, dry_run: bool = False) -> list[plan.Step]:
         """Plan `objlibd install`: dirs, unit (if changed), daemon-reload, enable, (re)start.
 
         With `dry_run` and no user manager, plan as where nothing is installed yet.
@@ -170,22 +165,22 @@ class Systemd(ServiceBackend):
             steps.append(self._ctl("restart", UNIT_NAME))
         return steps
 
-    def uninstall_steps(self, *, purge: bool) -> list[Step]:
+    def uninstall_steps(self, *, purge: bool) -> list[plan.Step]:
         """Plan `objlibd uninstall`: disable --now, remove the unit; state/logs with purge."""
         props, _ = self._props()
-        steps: list[Step] = []
+        steps: list[plan.Step] = []
         loaded = props is not None and (
             props.get("UnitFileState") == "enabled" or props.get("ActiveState") in _RUNNING
         )
         if loaded:
             steps += [self._ctl("disable", "--now", UNIT_NAME), self._wait_drained()]
         if self.path.exists():
-            steps.append(RemovePath(self.path))
+            steps.append(plan.RemovePath(self.path))
             if props is not None:
                 steps.append(self._ctl("daemon-reload"))
         return steps + self._purge(purge)
 
-    def start_steps(self) -> list[Step]:
+    def start_steps(self) -> list[plan.Step]:
         """Plan `objlibd start`."""
         props = self._require()
         self._require_installed()
@@ -193,7 +188,7 @@ class Systemd(ServiceBackend):
             self._refuse_unmanaged()
         return [self._ctl("start", UNIT_NAME)]
 
-    def stop_steps(self) -> list[Step]:
+    def stop_steps(self) -> list[plan.Step]:
         """Plan `objlibd stop`: systemctl stop (it waits TimeoutStopSec), else the pidfile."""
         props, why = self._props()
         running = props is not None and props.get("ActiveState") in _RUNNING
@@ -201,7 +196,7 @@ class Systemd(ServiceBackend):
             why = f"{UNIT_NAME} is not running under systemd"
         return self._stop(self._ctl("stop", UNIT_NAME) if running else None, why)
 
-    def restart_steps(self) -> list[Step]:
+    def restart_steps(self) -> list[plan.Step]:
         """Plan `objlibd restart`."""
         self._require()
         self._require_installed()

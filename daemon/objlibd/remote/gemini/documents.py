@@ -26,8 +26,8 @@ class Documents:
     """The documents of the store `store()` names (it raises until a store is bound)."""
 
     def __init__(self, client: genai.Client, calls: Caller, store: Callable[[], str]) -> None:
-        self._client = client
-        self._calls = calls
+        self.client = client  # the SDK client and the call wrapper: the store's parts share them
+        self.calls = calls
         self.store = store
 
     def list_docs(self, *, read_only: bool = False) -> Iterator[RemoteDoc]:
@@ -57,9 +57,9 @@ class Documents:
     ) -> tuple[list[types.Document], str | None]:
         config = types.ListDocumentsConfig(page_size=PAGE_SIZE, page_token=token)
         try:
-            pager = self._calls(
+            pager = self.calls(
                 "document listing",
-                lambda: self._client.file_search_stores.documents.list(parent=store, config=config),
+                lambda: self.client.file_search_stores.documents.list(parent=store, config=config),
             )
         except RefusedError as err:
             raise refusal(f"Gemini refused to list the documents of {store}", err) from None
@@ -75,7 +75,7 @@ class Documents:
         config = types.DeleteDocumentConfig(force=True)
         self._delete(
             "document deletion",
-            lambda: self._client.file_search_stores.documents.delete(name=name, config=config),
+            lambda: self.client.file_search_stores.documents.delete(name=name, config=config),
             name,
             gated=True,
         )
@@ -83,13 +83,13 @@ class Documents:
     def forget_file(self, file_id: str) -> None:
         """Delete a temporary Files-API file; one already gone (or expired) is fine."""
         if file_id:
-            self._delete("file deletion", lambda: self._client.files.delete(name=file_id), file_id)
+            self._delete("file deletion", lambda: self.client.files.delete(name=file_id), file_id)
 
     def _delete(
         self, what: str, send: Callable[[], object], name: str, *, gated: bool = False
     ) -> None:
         try:
-            self._calls(what, send, gated=gated)
+            self.calls(what, send, gated=gated)
         except RefusedError as err:
             if err.code != 404:  # already gone: deleted
                 raise refusal(f"Gemini refused to delete {name}", err) from None
@@ -105,9 +105,9 @@ class Documents:
     def get(self, name: str) -> RemoteDoc | None:
         """Return the document `name`, or None when the store does not know it."""
         try:
-            doc = self._calls(
+            doc = self.calls(
                 "document lookup",
-                lambda: self._client.file_search_stores.documents.get(name=name),
+                lambda: self.client.file_search_stores.documents.get(name=name),
             )
         except RefusedError as err:
             if err.code == 404:

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from functools import partial
 
 import structlog
-from google import genai
 from google.genai import types
 
 from objlibd.config import GeminiSettings
@@ -24,7 +23,7 @@ from objlibd.errors import (
     SourceUnreadableError,
 )
 from objlibd.remote.base import Checkpoint, RemoteDoc, Resumed, UploadRequest
-from objlibd.remote.gemini.calls import Caller, RefusedError, poll_delays, refusal
+from objlibd.remote.gemini.calls import RefusedError, poll_delays, refusal
 from objlibd.remote.gemini.convert import (
     check_uploadable,
     custom_metadata,
@@ -46,17 +45,15 @@ class Importer:
 
     def __init__(
         self,
-        client: genai.Client,
-        calls: Caller,
-        settings: GeminiSettings,
         documents: Documents,
+        settings: GeminiSettings,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client = client
-        self._calls = calls
-        self._settings = settings
+        """Use the client and call wrapper of `documents` (the parts of one store share them)."""
         self._documents = documents
+        self._client, self._calls = documents.client, documents.calls
+        self._settings = settings
         self._clock = clock
 
     def upload(self, request: UploadRequest, checkpoint: Checkpoint | None = None) -> RemoteDoc:
@@ -171,18 +168,15 @@ class Importer:
         name = operation.name or ""
         try:
             finished = self._poll(operation)
-        except _StillRunningError:
+        except (_StillRunningError, RemoteUnavailableError) as err:
+            how = (
+                f"is still running after {self._settings.operation_deadline_seconds:g} s"
+                if isinstance(err, _StillRunningError)
+                else f"was started but not seen to the end: {err.message}"
+            )
             raise RemoteUncertainError(
-                f"the import of {request.rel_path} is still running after "
-                f"{self._settings.operation_deadline_seconds:g} s",
-                operation=name, file_id=file_name,
-            ) from None  # fmt: skip
-        except RemoteUnavailableError as err:
-            raise RemoteUncertainError(
-                f"the import of {request.rel_path} was started but not seen to the end: "
-                f"{err.message}",
-                operation=name, file_id=file_name,
-            ) from None  # fmt: skip
+                f"the import of {request.rel_path} {how}", operation=name, file_id=file_name
+            ) from None
         except RefusedError as err:
             raise RemoteUncertainError(
                 f"Gemini lost the import of {request.rel_path}: {err}", file_id=file_name

@@ -90,7 +90,7 @@ class GeminiStore:
             learned=learned_pace, save_pace=save_pace,
         )  # fmt: skip
         self._documents = Documents(self._client, self._calls, self._require_store)
-        self._importer = Importer(self._client, self._calls, settings, self._documents, clock=clock)
+        self._importer = Importer(self._documents, settings, clock=clock)
 
     # -- the store itself ---------------------------------------------------------------
 
