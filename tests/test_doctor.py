@@ -149,7 +149,7 @@ def test_a_healthy_drive_is_all_ok_and_exit_zero(setup: Setup) -> None:
     report = setup.run()
 
     assert [c.name for c in report.checks] == ALL_CHECKS
-    assert levels(report) == dict.fromkeys(ALL_CHECKS, Level.OK), doctor.render_text(report)
+    assert levels(report) == dict.fromkeys(ALL_CHECKS, Level.OK), doctor.render_report(report)
     assert report.ok
     assert find(report, "service installed").detail.endswith("loaded in gui/501, pid 4242")
 
@@ -268,7 +268,7 @@ def test_a_key_in_the_keychain_is_found_and_never_shown(setup: Setup) -> None:
     setup.keystore.set_password("objlibd", "gemini-api-key", SECRET)
 
     report = setup.run()
-    shown = doctor.render_text(report) + json.dumps(report.as_dict())
+    shown = doctor.render_report(report) + json.dumps(report.as_dict())
 
     assert find(report, "API key present").level is Level.OK
     assert "keychain" in find(report, "API key present").detail
@@ -497,7 +497,7 @@ def test_render_text_is_one_line_per_check_plus_fixes_and_a_summary() -> None:
         (Check("a", Level.OK, "fine"), Check("bb", Level.FAIL, "broken", "do this")),
     )
 
-    assert doctor.render_text(report).splitlines() == [
+    assert doctor.render_report(report).splitlines() == [
         "objlibd doctor (/c.toml)",
         "  OK    a   fine",
         "  FAIL  bb  broken",

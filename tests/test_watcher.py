@@ -20,7 +20,7 @@ from objlibd.runtime.watcher import (
     NativeTap,
     Rescan,
     WatchBackoff,
-    classify,
+    raw_event,
     relative,
     rescan_for,
 )
@@ -33,7 +33,7 @@ C, M, D, MV = EventKind.CREATED, EventKind.MODIFIED, EventKind.DELETED, EventKin
 
 
 def cls(event_type: str, src: str, dest: str = "", *, d: bool = False) -> RawEvent | None:
-    return classify(
+    return raw_event(
         event_type, f"{ROOT}/{src}" if src else ROOT, f"{ROOT}/{dest}" if dest else "",
         is_directory=d, root=ROOT, filters=FILTERS, at=1.0,
     )  # fmt: skip

@@ -17,7 +17,7 @@ Why the keys are what they are (watch-sync-notes §3):
 
 Every launchctl call goes through one injected `Runner` (argv list, no shell). The plan for a
 command is a list of `Step`s built from what launchctl reports, then executed (or, with
---dry-run, printed) by the machinery in `objlibd.serviceplan`, shared with `objlibd.systemd`.
+--dry-run, printed) by `autostart.plan`; what every backend shares is `autostart.backend`.
 """
 
 from __future__ import annotations
@@ -27,25 +27,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from objlibd.autostart.plan import (
-    EXIT_TIMEOUT_SECONDS,
-    NOT_FOUND,
-    Note,
-    RemovePath,
-    Run,
-    Runner,
-    ServiceSpec,
-    ServiceStatus,
-    Step,
-    definition_steps,
-    first_line,
-    purge_steps,
-    refuse_unmanaged_daemon,
-    stop_fallback_steps,
-    terminate_steps,
-    wait_step,
-)
-from objlibd.errors import ServiceError
+from objlibd.autostart import plan
+from objlibd.autostart.backend import ServiceBackend
 
 __all__ = [
     "LABEL",
@@ -67,7 +50,7 @@ SAFE_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 LAUNCHCTL = "launchctl"
 
 
-def build_plist(spec: ServiceSpec, label: str = LABEL) -> dict[str, Any]:
+def build_plist(spec: plan.ServiceSpec, label: str = LABEL) -> dict[str, Any]:
     """Return the LaunchAgent as a plist dict (no secrets: the key stays in the Keychain)."""
     return {
         "Label": label,
@@ -76,7 +59,7 @@ def build_plist(spec: ServiceSpec, label: str = LABEL) -> dict[str, Any]:
         "KeepAlive": {"SuccessfulExit": False},
         "StartOnMount": True,
         "ThrottleInterval": THROTTLE_SECONDS,
-        "ExitTimeOut": EXIT_TIMEOUT_SECONDS,
+        "ExitTimeOut": plan.EXIT_TIMEOUT_SECONDS,
         "ProcessType": PROCESS_TYPE,
         "StandardOutPath": str(spec.log_dir / STDOUT_NAME),
         "StandardErrorPath": str(spec.log_dir / STDERR_NAME),
@@ -89,7 +72,7 @@ def build_plist(spec: ServiceSpec, label: str = LABEL) -> dict[str, Any]:
     }
 
 
-def render(spec: ServiceSpec, label: str = LABEL) -> bytes:
+def render(spec: plan.ServiceSpec, label: str = LABEL) -> bytes:
     """Return the LaunchAgent plist as XML bytes."""
     return plistlib.dumps(build_plist(spec, label), fmt=plistlib.FMT_XML, sort_keys=True)
 
@@ -118,22 +101,23 @@ def parse_pid(print_output: str) -> int | None:
     return None
 
 
-class Launchd:
+class Launchd(ServiceBackend):
     """Manage objlibd's LaunchAgent through launchctl (launchctl 2 syntax)."""
 
     name = "launchd"
+    kind = "a LaunchAgent"
+    unavailable = "launchctl is not available here ({why})"
+    unavailable_hint = "launchd exists only on macOS; on Linux objlibd uses a systemd user unit"
 
-    def __init__(self, spec: ServiceSpec, runner: Runner, label: str = LABEL) -> None:
-        self.spec = spec
-        self.runner = runner
+    def __init__(self, spec: plan.ServiceSpec, runner: plan.Runner, label: str = LABEL) -> None:
+        super().__init__(spec, runner, plist_path(spec.home, label))
         self.label = label
-        self.path = plist_path(spec.home, label)
         self.target = service_target(spec.uid, label)
 
-    def _run(self, *args: str, hint: str = "") -> Run:
-        return Run((LAUNCHCTL, *args), hint)
+    def _run(self, *args: str, hint: str = "") -> plan.Run:
+        return plan.Run((LAUNCHCTL, *args), hint)
 
-    def _bootstrap(self) -> list[Step]:
+    def _bootstrap(self) -> list[plan.Step]:
         # enable first: a `launchctl disable` left behind would make bootstrap fail
         hint = (
             f"check the plist with `plutil -lint {shlex.quote(str(self.path))}`; "
@@ -149,95 +133,74 @@ class Launchd:
         """Return the plist `objlibd install` writes."""
         return render(self.spec, self.label)
 
-    def status(self) -> ServiceStatus:
+    def status(self) -> plan.ServiceStatus:
         """Ask launchctl whether the agent is loaded (and its pid)."""
         result = self.runner([LAUNCHCTL, "print", self.target])
         installed = self.path.is_file()
-        if result.returncode == NOT_FOUND:
-            return ServiceStatus(self.name, False, installed, False, None, first_line(result))
+        if result.returncode == plan.NOT_FOUND:
+            return plan.ServiceStatus(
+                self.name, False, installed, False, None, plan.first_line(result)
+            )
         loaded = result.returncode == 0
         pid = parse_pid(result.stdout) if loaded else None
         if loaded:
             detail = f"loaded in {domain(self.spec.uid)}" + (f", pid {pid}" if pid else "")
         else:
             detail = f"not loaded in {domain(self.spec.uid)}"
-        return ServiceStatus(self.name, True, installed, loaded, pid, detail)
+        return plan.ServiceStatus(self.name, True, installed, loaded, pid, detail)
 
-    def install_steps(self, *, dry_run: bool = False) -> list[Step]:
+    def install_steps(self, *, dry_run: bool = False) -> list[plan.Step]:
         """Plan `objlibd install`: dirs, plist (if changed), and a (re)bootstrap when needed.
 
         With `dry_run` and no launchctl, plan as on a Mac where nothing is loaded yet.
         """
         status = self.status()
-        notes: list[Step] = []
-        if not status.available:
-            if not dry_run:
-                raise self._unavailable(status)
-            notes.append(Note(f"{self._unavailable(status).message}; on a Mac install would:"))
-        if not status.loaded:
-            refuse_unmanaged_daemon(self.spec, "launchd")
-        files, changed = definition_steps(self.spec, self.path, self.definition())
-        steps: list[Step] = [*notes, *files]
+        steps, changed = self._install_files(
+            available=status.available, why=status.detail, running=status.loaded,
+            dry_run=dry_run, elsewhere="on a Mac install would:",
+        )  # fmt: skip
         if status.loaded and changed:
             steps.append(self._run("bootout", self.target))
-            steps.append(wait_step(self.spec))
+            steps.append(self._wait_drained())
         if changed or not status.loaded:
             steps.extend(self._bootstrap())
         return steps
 
-    def uninstall_steps(self, *, purge: bool) -> list[Step]:
+    def uninstall_steps(self, *, purge: bool) -> list[plan.Step]:
         """Plan `objlibd uninstall`: bootout, remove the plist; state and logs only with purge."""
         status = self._require()
-        steps: list[Step] = []
+        steps: list[plan.Step] = []
         if status.loaded:
             steps.append(self._run("bootout", self.target))
-            steps.append(wait_step(self.spec))
+            steps.append(self._wait_drained())
         if self.path.exists():
-            steps.append(RemovePath(self.path))
-        if purge:
-            steps.extend(terminate_steps(self.spec))
-            steps.extend(purge_steps(self.spec))
-        return steps
+            steps.append(plan.RemovePath(self.path))
+        return steps + self._purge(purge)
 
-    def start_steps(self) -> list[Step]:
+    def start_steps(self) -> list[plan.Step]:
         """Plan `objlibd start`: bootstrap if unloaded (RunAtLoad starts it), else kickstart."""
         status = self._require()
         if not status.loaded:
             self._require_installed()
-            refuse_unmanaged_daemon(self.spec, "launchd")
+            self._refuse_unmanaged()
             return self._bootstrap()
         return [self._run("kickstart", self.target)]
 
-    def stop_steps(self) -> list[Step]:
+    def stop_steps(self) -> list[plan.Step]:
         """Plan `objlibd stop`: bootout (SIGTERM, then wait for the drain), else the pidfile."""
         status = self.status()
-        if status.loaded:
-            return [self._run("bootout", self.target), wait_step(self.spec)]
         why = f"{self.label} is not loaded" if status.available else status.detail
-        return stop_fallback_steps(self.spec, why)
+        return self._stop(self._run("bootout", self.target) if status.loaded else None, why)
 
-    def restart_steps(self) -> list[Step]:
+    def restart_steps(self) -> list[plan.Step]:
         """Plan `objlibd restart`: kickstart -k (kill and start again), or start if unloaded."""
         status = self._require()
         if not status.loaded:
             return self.start_steps()
         return [self._run("kickstart", "-k", self.target)]
 
-    def _require(self) -> ServiceStatus:
+    def _require(self) -> plan.ServiceStatus:
         status = self.status()
         if not status.available:
-            raise self._unavailable(status)
+            raise self._unavailable(status.detail)
         return status
-
-    def _unavailable(self, status: ServiceStatus) -> ServiceError:
-        return ServiceError(
-            f"launchctl is not available here ({status.detail})",
-            hint="launchd exists only on macOS; on Linux objlibd uses a systemd user unit",
-        )
-
-    def _require_installed(self) -> None:
-        if not self.path.is_file():
-            raise ServiceError(
-                f"objlibd is not installed as a LaunchAgent ({self.path} does not exist)",
-                hint="run `objlibd install` first",
-            )

@@ -1,7 +1,7 @@
 """systemd: objlibd as a systemd *user* unit on Linux, managed with `systemctl --user`.
 
 The same commands as on macOS (install, uninstall, start, stop, restart) produce the same
-kind of plan (`objlibd.serviceplan` steps), run through the same injected runner.
+kind of plan (`autostart.plan` steps, the shared shape in `autostart.backend`), run through the same injected runner.
 
 - Restart=on-failure: restart after a crash or an error exit, not after the clean exit 0
   that SIGTERM produces; KillSignal=SIGTERM and TimeoutStopSec give the daemon time to drain.
@@ -20,24 +20,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from objlibd.autostart.plan import (
-    EXIT_TIMEOUT_SECONDS,
-    NOT_FOUND,
-    Note,
-    RemovePath,
-    Run,
-    Runner,
-    ServiceSpec,
-    ServiceStatus,
-    Step,
-    definition_steps,
-    first_line,
-    purge_steps,
-    refuse_unmanaged_daemon,
-    stop_fallback_steps,
-    terminate_steps,
-    wait_step,
-)
+from objlibd.autostart import plan
+from objlibd.autostart.backend import ServiceBackend
 from objlibd.errors import ServiceError
 
 UNIT_NAME = "objlibd.service"
@@ -74,7 +58,7 @@ def _reject_newline(text: str) -> None:
         )
 
 
-def render_unit(spec: ServiceSpec) -> str:
+def render_unit(spec: plan.ServiceSpec) -> str:
     """Return the user unit text (no secrets: the key stays in the keyring or environment)."""
     exec_start = " ".join(quote_arg(arg) for arg in spec.program_arguments())
     return (
@@ -90,7 +74,7 @@ def render_unit(spec: ServiceSpec) -> str:
         "Restart=on-failure\n"
         f"RestartSec={RESTART_SECONDS}\n"
         "KillSignal=SIGTERM\n"
-        f"TimeoutStopSec={EXIT_TIMEOUT_SECONDS}\n"
+        f"TimeoutStopSec={plan.EXIT_TIMEOUT_SECONDS}\n"
         "\n"
         "[Install]\n"
         "WantedBy=default.target\n"
@@ -107,64 +91,70 @@ def parse_properties(text: str) -> dict[str, str]:
     return props
 
 
-class Systemd:
+class Systemd(ServiceBackend):
     """Manage objlibd's systemd user unit through `systemctl --user`."""
 
     name = "systemd"
+    kind = "a systemd user unit"
+    unavailable = "systemd user services are not available here: {why}"
+    unavailable_hint = (
+        "log in to a normal session (or `loginctl enable-linger $USER` on a headless "
+        "machine) so `systemd --user` runs; without it, run `objlibd run` yourself (tmux, "
+        "your own supervisor) - `objlibd stop` still stops it"
+    )
 
     def __init__(
-        self, spec: ServiceSpec, runner: Runner, environ: Mapping[str, str] | None = None
+        self, spec: plan.ServiceSpec, runner: plan.Runner, environ: Mapping[str, str] | None = None
     ) -> None:
-        self.spec = spec
-        self.runner = runner
-        self.path = unit_dir(spec.home, os.environ if environ is None else environ) / UNIT_NAME
+        folder = unit_dir(spec.home, os.environ if environ is None else environ)
+        super().__init__(spec, runner, folder / UNIT_NAME)
 
-    def _ctl(self, *args: str) -> Run:
-        return Run((SYSTEMCTL, "--user", *args), f"see `systemctl --user status {UNIT_NAME}`")
+    def _ctl(self, *args: str) -> plan.Run:
+        return plan.Run((SYSTEMCTL, "--user", *args), f"see `systemctl --user status {UNIT_NAME}`")
 
     def _props(self) -> tuple[dict[str, str] | None, str]:
         argv = [SYSTEMCTL, "--user", "show", UNIT_NAME, f"--property={_PROPERTIES}"]
         result = self.runner(argv)
-        if result.returncode == NOT_FOUND:
+        if result.returncode == plan.NOT_FOUND:
             return None, "systemctl is not installed"
         if result.returncode != 0:
-            return None, f"`systemctl --user` cannot reach a user manager: {first_line(result)}"
+            return (
+                None,
+                f"`systemctl --user` cannot reach a user manager: {plan.first_line(result)}",
+            )
         return parse_properties(result.stdout), ""
 
     def definition(self) -> bytes:
         """Return the unit file `objlibd install` writes."""
         return render_unit(self.spec).encode("utf-8")
 
-    def status(self) -> ServiceStatus:
+    def status(self) -> plan.ServiceStatus:
         """Ask systemd whether the unit is enabled/active (and its pid)."""
         installed = self.path.is_file()
         props, why = self._props()
         if props is None:
-            return ServiceStatus(self.name, False, installed, False, None, why)
+            return plan.ServiceStatus(self.name, False, installed, False, None, why)
         enabled = props.get("UnitFileState") == "enabled"
         active = props.get("ActiveState", "inactive")
         pid = int(props.get("MainPID", "0") or "0") or None
         detail = f"{props.get('UnitFileState') or 'not installed'}, {active}"
         detail += f", pid {pid}" if pid else ""
-        return ServiceStatus(self.name, True, installed, enabled or active in _RUNNING, pid, detail)
+        return plan.ServiceStatus(
+            self.name, True, installed, enabled or active in _RUNNING, pid, detail
+        )
 
-    def install_steps(self, *, dry_run: bool = False) -> list[Step]:
+    def install_steps(self, *, dry_run: bool = False) -> list[plan.Step]:
         """Plan `objlibd install`: dirs, unit (if changed), daemon-reload, enable, (re)start.
 
         With `dry_run` and no user manager, plan as where nothing is installed yet.
         """
         found, why = self._props()
-        notes: list[Step] = []
-        if found is None:
-            if not dry_run:
-                raise self._unavailable(why)
-            notes.append(Note(f"{self._unavailable(why).message}; where they are, install would:"))
         props = found or {}
         active = props.get("ActiveState") in _RUNNING
-        if not active:
-            refuse_unmanaged_daemon(self.spec, "systemd")
-        files, changed = definition_steps(self.spec, self.path, self.definition())
-        steps: list[Step] = [*notes, *files]
+        steps, changed = self._install_files(
+            available=found is not None, why=why, running=active, dry_run=dry_run,
+            elsewhere="where they are, install would:",
+        )  # fmt: skip
         if changed:
             steps.append(self._ctl("daemon-reload"))
         if props.get("UnitFileState") != "enabled":
@@ -175,41 +165,38 @@ class Systemd:
             steps.append(self._ctl("restart", UNIT_NAME))
         return steps
 
-    def uninstall_steps(self, *, purge: bool) -> list[Step]:
+    def uninstall_steps(self, *, purge: bool) -> list[plan.Step]:
         """Plan `objlibd uninstall`: disable --now, remove the unit; state/logs with purge."""
         props, _ = self._props()
-        steps: list[Step] = []
+        steps: list[plan.Step] = []
         loaded = props is not None and (
             props.get("UnitFileState") == "enabled" or props.get("ActiveState") in _RUNNING
         )
         if loaded:
-            steps += [self._ctl("disable", "--now", UNIT_NAME), wait_step(self.spec)]
+            steps += [self._ctl("disable", "--now", UNIT_NAME), self._wait_drained()]
         if self.path.exists():
-            steps.append(RemovePath(self.path))
+            steps.append(plan.RemovePath(self.path))
             if props is not None:
                 steps.append(self._ctl("daemon-reload"))
-        if purge:
-            steps += terminate_steps(self.spec) + purge_steps(self.spec)
-        return steps
+        return steps + self._purge(purge)
 
-    def start_steps(self) -> list[Step]:
+    def start_steps(self) -> list[plan.Step]:
         """Plan `objlibd start`."""
         props = self._require()
         self._require_installed()
         if props.get("ActiveState") not in _RUNNING:
-            refuse_unmanaged_daemon(self.spec, "systemd")
+            self._refuse_unmanaged()
         return [self._ctl("start", UNIT_NAME)]
 
-    def stop_steps(self) -> list[Step]:
+    def stop_steps(self) -> list[plan.Step]:
         """Plan `objlibd stop`: systemctl stop (it waits TimeoutStopSec), else the pidfile."""
         props, why = self._props()
-        if props is not None and props.get("ActiveState") in _RUNNING:
-            return [self._ctl("stop", UNIT_NAME), wait_step(self.spec)]
+        running = props is not None and props.get("ActiveState") in _RUNNING
         if props is not None:
             why = f"{UNIT_NAME} is not running under systemd"
-        return stop_fallback_steps(self.spec, why)
+        return self._stop(self._ctl("stop", UNIT_NAME) if running else None, why)
 
-    def restart_steps(self) -> list[Step]:
+    def restart_steps(self) -> list[plan.Step]:
         """Plan `objlibd restart`."""
         self._require()
         self._require_installed()
@@ -220,18 +207,3 @@ class Systemd:
         if props is None:
             raise self._unavailable(why)
         return props
-
-    def _unavailable(self, why: str) -> ServiceError:
-        return ServiceError(
-            f"systemd user services are not available here: {why}",
-            hint="log in to a normal session (or `loginctl enable-linger $USER` on a "
-            "headless machine) so `systemd --user` runs; without it, run `objlibd run` "
-            "yourself (tmux, your own supervisor) - `objlibd stop` still stops it",
-        )
-
-    def _require_installed(self) -> None:
-        if not self.path.is_file():
-            raise ServiceError(
-                f"objlibd is not installed as a systemd user unit ({self.path} does not exist)",
-                hint="run `objlibd install` first",
-            )

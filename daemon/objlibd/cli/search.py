@@ -63,11 +63,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
     else:
-        print(render_text(answer))
+        print(render_answer(answer))
     return 0 if answer.result.grounded else 1
 
 
-def render_text(answer: Answer) -> str:
+def render_answer(answer: Answer) -> str:
     """Return the answer for people: the answer, then each cited file with its passages."""
     result = answer.result
     lines: list[str] = []

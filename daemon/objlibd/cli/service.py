@@ -255,7 +255,7 @@ def cmd_doctor(context: ContextFactory, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
-        print(doctor.render_text(report))
+        print(doctor.render_report(report))
     return 0 if report.ok else 1
 
 

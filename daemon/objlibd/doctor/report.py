@@ -67,7 +67,7 @@ __all__ = [
     "check_log_dir",
     "check_mount",
     "daemon_health",
-    "render_text",
+    "render_report",
     "run",
 ]
 
@@ -125,7 +125,7 @@ def run(config_path: Path, probes: Probes, *, offline: bool = False, deep: bool 
     return Report(config_path, checks)
 
 
-def render_text(report: Report) -> str:
+def render_report(report: Report) -> str:
     """Return the report for people: one line per check, the fix indented under it."""
     width = max(len(check.name) for check in report.checks)
     lines = [f"objlibd doctor ({report.config_path})"]

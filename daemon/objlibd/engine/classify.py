@@ -19,7 +19,7 @@ from objlibd.config import Config
 from objlibd.engine import moves, scanner
 from objlibd.engine.changes import Diff
 from objlibd.engine.summary import SyncSummary
-from objlibd.engine.uploads import Report, Unreadable, Upload
+from objlibd.engine.uploads import ProgressReport, Unreadable, Upload
 from objlibd.models import DiskEntry, FileRecord, FileStatus, Problem
 from objlibd.remote import enrichment
 from objlibd.state.store import StateStore
@@ -37,7 +37,7 @@ class Classifier:
         state: StateStore,
         *,
         stop: threading.Event,
-        report: Report,
+        report: ProgressReport,
     ) -> None:
         self.config = config
         self.state = state

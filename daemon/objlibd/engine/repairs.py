@@ -31,7 +31,7 @@ from objlibd.state.store import StateStore
 
 log = structlog.get_logger("objlibd.sync")
 
-Report = Callable[[str, int, int], None]  # (phase, done, total): progress of a run
+ProgressReport = Callable[[str, int, int], None]  # (phase, done, total): progress of a run
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ class Repairs:
         store: RemoteStore,
         *,
         stop: threading.Event,
-        report: Report,
+        report: ProgressReport,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config

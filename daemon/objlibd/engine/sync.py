@@ -28,7 +28,7 @@ from objlibd.engine.changes import Diff, diff, diff_quiet
 from objlibd.engine.classify import Classifier
 from objlibd.engine.missing import MissingFiles
 from objlibd.engine.summary import SyncSummary
-from objlibd.engine.uploads import Report, Unreadable, Upload, Uploads
+from objlibd.engine.uploads import ProgressReport, Unreadable, Upload, Uploads
 from objlibd.errors import (
     ForeignMarkerError,
     ObjlibdError,
@@ -90,7 +90,7 @@ class SyncEngine:
         *,
         clock: Callable[[], float] = time.time,
         stop: threading.Event | None = None,
-        progress: Report | None = None,
+        progress: ProgressReport | None = None,
     ) -> None:
         self.configured = config  # `config` follows the library if it is found elsewhere
         self.config = config

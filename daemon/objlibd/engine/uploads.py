@@ -31,7 +31,7 @@ import structlog
 
 from objlibd.config import Config
 from objlibd.engine.failures import Verdict, iso, verdict
-from objlibd.engine.repairs import Repairs, Report, Upload
+from objlibd.engine.repairs import ProgressReport, Repairs, Upload
 from objlibd.engine.summary import SyncSummary
 from objlibd.errors import (
     RemoteError,
@@ -49,7 +49,7 @@ from objlibd.remote.base import RemoteDoc, RemoteStore, UploadRequest
 from objlibd.state import keys
 from objlibd.state.store import StateStore
 
-__all__ = ["Report", "Unreadable", "Upload", "Uploads"]
+__all__ = ["ProgressReport", "Unreadable", "Upload", "Uploads"]
 
 log = structlog.get_logger("objlibd.sync")
 
@@ -79,7 +79,7 @@ class Uploads(Repairs):
         store: RemoteStore,
         *,
         stop: threading.Event,
-        report: Report,
+        report: ProgressReport,
         clock: Callable[[], float] = time.time,
         volume_present: Callable[[], bool] = lambda: True,
     ) -> None:

@@ -16,14 +16,11 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import secrets
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
 
 import structlog
 
@@ -43,16 +40,21 @@ from objlibd.remote.fulltext import (
     IndexFault,
     Loaded,
 )
+from objlibd.remote.localfiles import (
+    PRIVATE_DIR,
+    copy_synced,
+    from_json,
+    older_file,
+    size_and_mtime,
+    slug,
+    to_json,
+    write_atomic,
+)
 from objlibd.remote.search import SearchQuery, SearchResult, group_citations
 
 log = structlog.get_logger("objlibd.remote.local")
 
-_SLUG = re.compile(r"[^a-z0-9]+")
 LEFTOVER_AGE_S = 60.0  # a temp file or unreferenced blob this old belongs to no live upload
-# Full copies of the library's documents: readable by their owner only.
-PRIVATE_DIR = 0o700
-PRIVATE_FILE = 0o600
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
 class LocalStore:
@@ -77,9 +79,9 @@ class LocalStore:
             registry = self._registry()
             store_id = registry.get(name)
             if store_id is None:
-                store_id = f"localStores/{_slug(name)}-{secrets.token_hex(6)}"
+                store_id = f"localStores/{slug(name)}-{secrets.token_hex(6)}"
                 registry[name] = store_id
-                _atomic_write(self.root / "stores.json", json.dumps(registry, indent=2))
+                write_atomic(self.root / "stores.json", json.dumps(registry, indent=2))
             self._store_id = store_id
             self._store = self.root / store_id.split("/", 1)[1]
             (self._store / "docs").mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
@@ -152,7 +154,7 @@ class LocalStore:
         """Copy the file in and index it; return the new document."""
         folder = self._folder()
         doc_name = (
-            f"{_slug(Path(request.rel_path).stem)[:27].strip('-') or 'doc'}-{secrets.token_hex(6)}"
+            f"{slug(Path(request.rel_path).stem)[:27].strip('-') or 'doc'}-{secrets.token_hex(6)}"
         )
         blob = folder / "blobs" / f"{doc_name}.bin"
         try:
@@ -164,7 +166,7 @@ class LocalStore:
             ) from None
         try:
             with source:
-                _copy_atomic(source, blob, request.rel_path)
+                copy_synced(source, blob, request.rel_path)
         except OSError as err:
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise RemoteQuotaError(
@@ -180,8 +182,8 @@ class LocalStore:
         if checkpoint is not None:
             checkpoint(doc.doc_id, "")
         target = folder / "docs" / f"{doc_name}.json"
-        _atomic_write(target, json.dumps(_to_json(doc, request.mime_type)))
-        self._index_one(Entry(doc_name, doc, request.mime_type, _stat(target)), blob)
+        write_atomic(target, json.dumps(to_json(doc, request.mime_type)))
+        self._index_one(Entry(doc_name, doc, request.mime_type, size_and_mtime(target)), blob)
         return doc
 
     def _index_one(self, entry: Entry, blob: Path) -> None:
@@ -198,7 +200,7 @@ class LocalStore:
         folder = self._folder()
         try:
             raw = json.loads((folder / "docs" / f"{name}.json").read_text(encoding="utf-8"))
-            doc = _from_json(raw)
+            doc = from_json(raw)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None  # gone, or torn by a power cut: not a document
         mime_type = raw.get("mimeType")
@@ -264,7 +266,7 @@ class LocalStore:
                     and name.endswith(".bin")
                     and not (docs / f"{name[:-4]}.json").exists()
                 )
-                if (temp or lost) and _older(entry, cutoff):
+                if (temp or lost) and older_file(entry, cutoff):
                     Path(entry.path).unlink(missing_ok=True)
                     removed += 1
         return removed
@@ -308,7 +310,7 @@ class LocalStore:
         except OSError as err:
             raise RemoteUnavailableError(f"local store document {path} unreadable: {err}") from err
         try:
-            return _from_json(json.loads(text))
+            return from_json(json.loads(text))
         except (ValueError, KeyError, TypeError, AttributeError):
             # Empty or torn by a power cut (document files are not synced): a document the
             # store never finished. Absent, so the engine adopts or uploads again.
@@ -340,76 +342,3 @@ class LocalSearcher:
     def close(self) -> None:
         """Close the index."""
         self._index.close()
-
-
-def _to_json(doc: RemoteDoc, mime_type: str) -> dict[str, Any]:
-    return {
-        "name": doc.doc_id,
-        "displayName": doc.display_name,
-        "customMetadata": dict(doc.metadata),
-        "sizeBytes": doc.size,
-        "mimeType": mime_type,
-    }
-
-
-def _stat(path: Path) -> tuple[int, int]:
-    info = path.stat()
-    return info.st_size, info.st_mtime_ns
-
-
-def _from_json(data: dict[str, Any]) -> RemoteDoc:
-    return RemoteDoc(
-        doc_id=str(data["name"]),
-        display_name=str(data.get("displayName", "")),
-        metadata=dict(data.get("customMetadata", {})),
-        size=data.get("sizeBytes"),
-    )
-
-
-def _older(entry: os.DirEntry[str], cutoff: float) -> bool:
-    try:
-        info = entry.stat(follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff
-
-
-def _slug(text: str) -> str:
-    return _SLUG.sub("-", text.lower()).strip("-")[:40]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    # No fsync: a document lost to a power cut is one the store never had (the engine adopts
-    # or uploads again), the same durability as the state DB's WAL in synchronous=NORMAL.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with os.fdopen(os.open(tmp, _NEW_FILE, PRIVATE_FILE), "w", encoding="utf-8") as handle:
-        handle.write(text)
-    tmp.replace(path)
-
-
-def _copy_atomic(src: BinaryIO, target: Path, rel_path: str) -> None:
-    # The bytes reach the disk before any document can point at them, power cut or not.
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        with os.fdopen(os.open(tmp, _NEW_FILE, PRIVATE_FILE), "wb") as dst:
-            while True:
-                try:
-                    chunk = src.read(1 << 20)
-                except OSError as err:  # the drive failed or was pulled mid-read: not our store
-                    raise SourceUnreadableError(
-                        f"cannot read {rel_path} for upload: {err.strerror or err}", gone=False
-                    ) from None
-                if not chunk:
-                    break
-                dst.write(chunk)
-            dst.flush()
-            _datasync(dst.fileno())
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # no half copy left behind (a pulled drive, a full disk)
-        raise
-
-
-def _datasync(fd: int) -> None:
-    sync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
-    sync(fd)

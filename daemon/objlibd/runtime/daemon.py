@@ -453,7 +453,7 @@ class Daemon:
             "version": __version__,
             "started_epoch": self._started,
             "updated_epoch": now,
-            "updated_at": status.iso(now),
+            "updated_at": status.iso_sec(now),
             "stopped": stopped,
             "rss_mb": round(self._process.memory_info().rss / 2**20, 1),
             "volume": {"state": self.volume.availability.value, "reason": self.volume.reason,

@@ -46,7 +46,7 @@ class StoreNotes:
     def note(self, summary: SyncSummary) -> None:
         """Take a finished run's summary (worker thread)."""
         if summary.store_full:
-            since = (self.full or {}).get("since") or status.iso(time.time())
+            since = (self.full or {}).get("since") or status.iso_sec(time.time())
             self.full = {"message": summary.store_full, "since": since}
         elif summary.uploaded or summary.replaced:
             self.full = None  # uploads go through again
@@ -62,7 +62,7 @@ class StoreNotes:
                 return
             self._stale = False
             if found is not None:
-                self.stats = {**found, "at": status.iso(time.time())}
+                self.stats = {**found, "at": status.iso_sec(time.time())}
 
 
 class Vitals:
@@ -91,7 +91,7 @@ class Vitals:
         """Add the live facts to `beat` (its `volume`, `remote` and `db` already in)."""
         remote = beat.get("remote") or {}
         failing = remote.get("failing_for_s")
-        beat["volume"]["since"] = status.iso(self.volume_since)
+        beat["volume"]["since"] = status.iso_sec(self.volume_since)
         beat["progress"] = self.phase.as_dict(now) if busy else None
         beat["store"] = {
             "failing_since": now - float(failing) if isinstance(failing, int | float) else None,
@@ -115,7 +115,7 @@ class Vitals:
         beat["seen"] = self._seen()
 
     def _seen(self) -> dict[str, str]:
-        return {code: status.iso(at) for code, at in self.notifier.seen.items()}
+        return {code: status.iso_sec(at) for code, at in self.notifier.seen.items()}
 
 
 def _stamp(path: Path | None) -> int | None:

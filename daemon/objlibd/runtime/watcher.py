@@ -14,7 +14,7 @@ Watchdog fails quietly in three ways this module guards against (see the watch n
 
 Events are cut down at the edge: excluded names (hidden, temp, marker), ineligible
 extensions, opens/closes without writes, attribute changes and directory "modified" noise
-never leave this module. `classify` is the pure part.
+never leave this module. `raw_event` is the pure part.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ _KINDS = {
     "moved": EventKind.MOVED,
 }
 _DIR_KINDS = frozenset({"created", "deleted", "moved"})
-# The events `classify` can use; watchdog turns this into the kernel's watch mask, so opens,
+# The events `raw_event` can use; watchdog turns this into the kernel's watch mask, so opens,
 # reads and read-only closes (the daemon's own hashing and uploads, every folder listing of a
 # walk) never even wake the observer thread.
 WATCHED_EVENTS = [
@@ -88,7 +88,7 @@ def _wanted(rel: str | None, filters: Filters, *, is_directory: bool) -> bool:
     return is_directory or filters.eligible(rel.rsplit("/", 1)[-1])
 
 
-def classify(
+def raw_event(
     event_type: str,
     src: str,
     dest: str,
@@ -244,7 +244,7 @@ class LibraryWatcher:
     def handle(self, event_type: str, src: str, dest: str, is_directory: bool) -> None:
         """Filter and forward one event (runs on the observer's thread)."""
         self.events_seen += 1
-        raw = classify(
+        raw = raw_event(
             event_type, src, dest, is_directory=is_directory, root=self._root_text,
             filters=self._filters, at=self._clock(),
         )  # fmt: skip

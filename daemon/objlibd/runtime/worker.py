@@ -264,7 +264,7 @@ class Worker:
             if not self.stop.is_set() or self.state.get_json(keys.CONFIRM_PENDING) is None:
                 self.state.set_json(
                     keys.CONFIRM_PENDING,
-                    {"revision": revision, "at": status.iso(time.time()), "waiting_for": why},
+                    {"revision": revision, "at": status.iso_sec(time.time()), "waiting_for": why},
                 )
                 self.generation += 1
             log.warning(
@@ -372,7 +372,7 @@ class Worker:
     def _record_batch(self, batch: Batch, summary: SyncSummary, trigger: str) -> None:
         now = time.time()
         self.last_batch = {
-            "time": status.iso(now),
+            "time": status.iso_sec(now),
             "trigger": trigger,
             "counts": summary.counts(),
             "duration_s": round(summary.duration_s, 3),
@@ -463,7 +463,7 @@ class Worker:
             {
                 "paths": paths[:PERSIST_MAX_PATHS],
                 "rescan": sorted(rescan),
-                "at": status.iso(time.time()),
+                "at": status.iso_sec(time.time()),
             },
         )
         log.info("work.persisted", paths=len(paths), subtrees=sorted(rescan))

@@ -88,14 +88,14 @@ def set_pause(state_dir: Path, paused: bool, *, now: float | None = None) -> boo
     was = path.exists()
     if paused and not was:
         state_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, {"since": iso(now or time.time()), "by": f"pid {os.getpid()}"})
+        write_json_atomic(path, {"since": iso_sec(now or time.time()), "by": f"pid {os.getpid()}"})
     elif not paused and was:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     return paused != was
 
 
-def iso(epoch: float) -> str:
+def iso_sec(epoch: float) -> str:
     """Return a UTC ISO time with seconds precision and Z."""
     import datetime as dt
 

@@ -2,7 +2,9 @@
 
 This package is the only place that imports `google.genai` (and `tenacity`): SDK types and
 errors stop here and leave as `RemoteDoc` values and `objlibd.errors.Remote*` exceptions.
-`store` is the backend, `calls` the call wrapper below, `convert` the pure translations.
+`store` is the backend (the store's lifecycle, stats and health), `imports` gets files into it
+(upload, import, resume), `documents` lists, looks up and deletes, `calls` is the call wrapper
+below (`gate` its resizable upload semaphore), `convert` the pure translations.
 
 Upload is the two-step pattern (the only way to attach custom metadata): Files API upload
 → wait until the File is ACTIVE → `importFile` with customMetadata → checkpoint the

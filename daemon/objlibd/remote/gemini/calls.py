@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from typing import TypeVar
 
 import httpx2
@@ -29,6 +28,7 @@ from objlibd.errors import (
     RemoteUncertainError,
 )
 from objlibd.remote.breaker import BreakerSettings, CircuitBreaker, State, concurrency_for
+from objlibd.remote.gemini.gate import Gate
 from objlibd.remote.pace import Pace, Ticket
 from objlibd.remote.ratelimit import TIER_RPM
 
@@ -67,44 +67,6 @@ class RefusedError(Exception):
     def __init__(self, code: int, status: str, message: str) -> None:
         super().__init__(f"{code} {status}: {message}")
         self.code = code
-
-
-class Gate:
-    """A semaphore whose size can change while threads wait on it."""
-
-    def __init__(self, limit: int) -> None:
-        self._cond = threading.Condition()
-        self._limit = max(1, limit)
-        self._active = 0
-
-    @property
-    def limit(self) -> int:
-        with self._cond:
-            return self._limit
-
-    @property
-    def active(self) -> int:
-        """Return how many calls hold a slot now (uploads in flight)."""
-        with self._cond:
-            return self._active
-
-    def set_limit(self, limit: int) -> None:
-        with self._cond:
-            self._limit = max(1, limit)
-            self._cond.notify_all()
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        with self._cond:
-            while self._active >= self._limit:
-                self._cond.wait()
-            self._active += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._active -= 1
-                self._cond.notify_all()
 
 
 class Caller:

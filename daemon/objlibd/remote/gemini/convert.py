@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterable
 
 from google.genai import types
 
@@ -71,20 +72,32 @@ def _metadata_entry(key: str, value: MetadataValue) -> types.CustomMetadata:
 
 def to_remote_doc(doc: types.Document) -> RemoteDoc:
     """Convert an SDK Document (string and numeric metadata kept; lists dropped)."""
+    return RemoteDoc(
+        doc_id=doc.name or "",
+        display_name=doc.display_name or "",
+        metadata=metadata_values(doc.custom_metadata or []),
+        size=doc.size_bytes,
+    )
+
+
+def metadata_values(
+    entries: Iterable[types.CustomMetadata | types.GroundingChunkCustomMetadata],
+    *,
+    join_lists: bool = False,
+) -> dict[str, MetadataValue]:
+    """Return metadata entries by key: strings, numbers as floats, and with `join_lists`
+    string lists joined with ", " (otherwise dropped)."""
     metadata: dict[str, MetadataValue] = {}
-    for entry in doc.custom_metadata or []:
+    for entry in entries:
         if entry.key is None:
             continue
         if entry.string_value is not None:
             metadata[entry.key] = entry.string_value
         elif entry.numeric_value is not None:
             metadata[entry.key] = float(entry.numeric_value)
-    return RemoteDoc(
-        doc_id=doc.name or "",
-        display_name=doc.display_name or "",
-        metadata=metadata,
-        size=doc.size_bytes,
-    )
+        elif join_lists and entry.string_list_value is not None:
+            metadata[entry.key] = ", ".join(entry.string_list_value.values or [])
+    return metadata
 
 
 def document_name(operation: types.ImportFileOperation) -> str:

@@ -32,8 +32,8 @@ from objlibd.errors import (
     RemoteStoreMissingError,
     RemoteUnavailableError,
 )
-from objlibd.remote.base import MetadataValue
 from objlibd.remote.gemini.calls import Caller, RefusedError, refusal
+from objlibd.remote.gemini.convert import metadata_values
 from objlibd.remote.search import Passage, SearchQuery, SearchResult, group_citations
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def to_result(response: types.GenerateContentResponse, model: str) -> SearchResu
         context = chunk.retrieved_context
         if context is None:
             continue
-        metadata = _metadata(context.custom_metadata or [])
+        metadata = metadata_values(context.custom_metadata or [], join_lists=True)
         passage = Passage(context.text or "", context.page_number, confidence.get(index))
         chunks.append((context.title or "", None, metadata, passage))
     citations = group_citations(chunks)
@@ -99,20 +99,6 @@ def _confidence(grounding: types.GroundingMetadata | None) -> dict[int, float]:
             if position < len(scores):
                 best[index] = max(best.get(index, 0.0), float(scores[position]))
     return best
-
-
-def _metadata(entries: list[types.GroundingChunkCustomMetadata]) -> dict[str, MetadataValue]:
-    metadata: dict[str, MetadataValue] = {}
-    for entry in entries:
-        if entry.key is None:
-            continue
-        if entry.string_value is not None:
-            metadata[entry.key] = entry.string_value
-        elif entry.numeric_value is not None:
-            metadata[entry.key] = float(entry.numeric_value)
-        elif entry.string_list_value is not None:
-            metadata[entry.key] = ", ".join(entry.string_list_value.values or [])
-    return metadata
 
 
 def ask(
