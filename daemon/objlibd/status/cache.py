@@ -30,6 +30,7 @@ from objlibd.status import files, view
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
     from objlibd.config import Config
@@ -149,10 +150,10 @@ def _cacheable(volume: dict[str, Any]) -> bool:
     return volume.get("state") == "available" or volume.get("cause") == "not_connected"
 
 
-def volume_key(library: dict[str, str], library_id: str | None) -> list[Any]:
+def volume_key(library: dict[str, str], library_id: str | None) -> list[object]:
     """Return what the probe's answer depends on, as far as `lstat` can see it."""
     mount, root = library["mount_point"], library["root"]
-    key: list[Any] = [os.path.ismount(mount), os.path.realpath(root), library_id,
+    key: list[object] = [os.path.ismount(mount), os.path.realpath(root), library_id,
                       os.geteuid(), os.getegid(), sorted(os.getgroups())]  # fmt: skip
     for path in (mount, root, library["marker"]):
         try:
@@ -176,7 +177,7 @@ def _cached_volume(
     return result if isinstance(result, dict) else None
 
 
-def _path(text: str) -> Any:
+def _path(text: str) -> Path:
     from pathlib import Path
 
     return Path(text)

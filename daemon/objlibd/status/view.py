@@ -31,7 +31,22 @@ from objlibd.status import files, health
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Any
+    from typing import Any, TypedDict
+
+    class DaemonFacts(TypedDict):
+        """The snapshot's `daemon`: whether it runs, its pid, uptime and memory."""
+
+        running: bool
+        pid: int | None
+        uptime_s: float | None
+        rss_mb: float | None
+
+    class JobFacts(TypedDict):
+        """One job in the snapshot's `jobs`: its last run and result, its next run (ISO)."""
+
+        last_run: str | None
+        last_result: str | None
+        next_run: str | None
 
     from objlibd.config import Config
     from objlibd.state.store import StateStore
@@ -135,7 +150,7 @@ def facts(
     }  # fmt: skip
 
 
-def _daemon(beat: dict[str, Any] | None, now: float) -> dict[str, Any]:
+def _daemon(beat: dict[str, Any] | None, now: float) -> DaemonFacts:
     if beat is None:
         return {"running": False, "pid": None, "uptime_s": None, "rss_mb": None}
     started = float(beat.get("started_epoch", now))
@@ -173,7 +188,7 @@ def _breaker(beat: dict[str, Any] | None) -> str | None:
 
 
 def _remote(
-    settings: Mapping[str, Any], beat: dict[str, Any] | None, learned: Any = None
+    settings: Mapping[str, Any], beat: dict[str, Any] | None, learned: object = None
 ) -> dict[str, Any]:
     stats = ((beat or {}).get("store") or {}).get("stats") or {}
     remote = {
@@ -191,7 +206,7 @@ def _remote(
     return remote
 
 
-def _jobs(rows: dict[str, Any], next_runs: dict[str, Any]) -> dict[str, Any]:
+def _jobs(rows: dict[str, Any], next_runs: dict[str, str | None]) -> dict[str, JobFacts]:
     return {
         name: {
             "last_run": (rows.get(name) or {}).get("last_run"),
