@@ -4,7 +4,7 @@
 mounted at ".../U32 Shadow" while a seeded generator edits, deletes and adds files at a
 steady rate (60 % edits, 20 % deletes, 20 % new files; quiet_seconds = 1). Every 30 s it
 samples the daemon's RSS, open fds, threads and inotify watches. After the warm-up and at the
-end it asks the daemon for a heap report (`objlibd.heap`: tracemalloc snapshot, SQLite and
+end it asks the daemon for a heap report (`objlibd.runtime.heap`: tracemalloc snapshot, SQLite and
 glibc heap counts, tracked structure sizes), waits for the daemon to drain, stops it and
 compares the store with the disk: exactly one document per present file (with its bytes'
 hash), plus the documents of files marked missing, and nothing else. By default the jobs

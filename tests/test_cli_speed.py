@@ -24,6 +24,7 @@ from objlibd import config as config_module
 from objlibd.cli import build_parser, guarded, main, plain_status
 from objlibd.state.store import StateStore
 from objlibd.status import cache as statuscache
+from objlibd.status import files
 from objlibd.status import view as status
 
 # Never for `status`: the daemon's libraries, the store SDKs, the other CLI areas, and argparse
@@ -61,7 +62,7 @@ def beat(config: config_module.Config) -> None:
         "watcher": {"alive": False}, "queue": {"pending_paths": 0}, "next_runs": {},
         "remote": {"breaker": "closed"}, "db": db,
     }  # fmt: skip
-    status.write_json_atomic(config.state.dir / status.HEARTBEAT_NAME, data)
+    files.write_json_atomic(config.state.dir / files.HEARTBEAT_NAME, data)
     pid = {"pid": os.getpid(), "create_time": 0.0, "started_at": now}
     (config.state.dir / "objlibd.pid").write_text(json.dumps(pid))
 
@@ -95,7 +96,7 @@ def test_status_with_the_daemons_own_config_does_not_even_load_the_config(
 ) -> None:
     path, config = make_setup(tmp_path)
     beat(config)
-    statuscache.write_pointer(config)
+    files.write_pointer(config)
 
     done, modules = imported_by_status(path)
 
@@ -106,7 +107,7 @@ def test_status_with_the_daemons_own_config_does_not_even_load_the_config(
 def test_the_quick_snapshot_equals_the_full_one(tmp_path: Path) -> None:
     path, config = make_setup(tmp_path)
     beat(config)
-    statuscache.write_pointer(config)
+    files.write_pointer(config)
     now = time.time()
 
     assert statuscache.quick(str(path), now=now) == status.snapshot(config, now=now)
@@ -115,7 +116,7 @@ def test_the_quick_snapshot_equals_the_full_one(tmp_path: Path) -> None:
 def test_an_edited_config_takes_the_full_path(tmp_path: Path) -> None:
     path, config = make_setup(tmp_path)
     beat(config)
-    statuscache.write_pointer(config)
+    files.write_pointer(config)
     path.write_text(path.read_text() + "\n# edited after the daemon started\n")
 
     assert statuscache.quick(str(path)) is None
@@ -123,7 +124,7 @@ def test_an_edited_config_takes_the_full_path(tmp_path: Path) -> None:
 
 def test_no_daemon_or_no_pointer_takes_the_full_path(tmp_path: Path) -> None:
     path, config = make_setup(tmp_path)
-    statuscache.write_pointer(config)
+    files.write_pointer(config)
 
     assert statuscache.quick(str(path)) is None  # a pointer, but no live heartbeat
     beat(config)

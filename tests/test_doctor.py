@@ -36,7 +36,7 @@ from objlibd.engine import volume
 from objlibd.runtime import pidfile
 from objlibd.state import keys
 from objlibd.state.store import StateStore
-from objlibd.status import view as status
+from objlibd.status import files
 from test_launchd import FakeLaunchctl, execute
 
 SECRET = "objlibd-canary-THIS-IS-NOT-A-REAL-KEY-0123456789"
@@ -430,8 +430,8 @@ def test_daemon_health_reads_the_real_pidfile_and_heartbeat(setup: Setup) -> Non
     lock.acquire()
     try:
         before = doctor.daemon_health(setup.config)
-        status.write_json_atomic(
-            state_dir / status.HEARTBEAT_NAME,
+        files.write_json_atomic(
+            state_dir / files.HEARTBEAT_NAME,
             {"pid": os.getpid(), "updated_epoch": time.time(),
              "watcher": {"alive": True}, "volume": {"state": "available"}},
         )  # fmt: skip

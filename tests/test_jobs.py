@@ -7,7 +7,8 @@ import queue
 import pytest
 
 from objlibd.config import JobSettings
-from objlibd.runtime.jobs import JobScheduler, LastRun, catch_up, parse_db_time, specs
+from objlibd.runtime.jobs import LastRun, catch_up, parse_db_time, specs
+from objlibd.runtime.scheduler import JobScheduler
 
 SPECS = specs(JobSettings(orphan_cleanup_minutes=60, prune_minutes=1440, reconcile_minutes=60))
 NOW = 1_000_000.0
@@ -61,3 +62,17 @@ def test_scheduler_fires_each_job_into_the_queue_and_reports_next_runs() -> None
     assert set(nexts) == {"orphan_cleanup", "prune", "reconcile"}
     assert all(value and value.endswith("+00:00") for value in nexts.values())
     assert scheduler.next_runs() == dict.fromkeys(nexts)
+
+
+def test_the_worker_needs_only_the_pure_half_of_the_jobs() -> None:
+    """Importing the worker (and the job decisions) loads no scheduler: apscheduler stays home."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, objlibd.runtime.worker, objlibd.runtime.jobs; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'apscheduler'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert done.stdout.strip() == "[]"

@@ -44,7 +44,9 @@ from objlibd.remote.base import RemoteDoc
 from objlibd.remote.local import LocalStore
 from objlibd.runtime import heap
 from objlibd.runtime.debounce import MAX_RESCAN_DIRS, Debouncer, DebounceWindow, merge_batches
-from objlibd.runtime.worker import Work, Worker
+from objlibd.runtime.work import Work
+from objlibd.runtime.worker import Worker
+from objlibd.state import database
 from objlibd.state.store import StateStore
 
 FOLDERS = [f"f{i}" for i in range(20)] + [f"f{i}/g{j}" for i in range(4) for j in range(6)]
@@ -116,8 +118,8 @@ class Rig:
 
     def start(self) -> None:
         self.engine.run(SyncOptions(trigger="seed"))  # uploads the library, writes the marker
-        self.worker.volume = self.engine.probe()
-        assert self.worker.volume.available, self.worker.volume
+        self.worker.set_volume(self.engine.probe())
+        assert self.worker.status.volume.available, self.worker.status.volume
         self.worker.start()
         self.debouncer.start()
 
@@ -141,7 +143,7 @@ class Rig:
         return all(docs.get(path) == [sha] for path, sha in disk.items())
 
     def drained(self) -> bool:
-        idle = self.worker.current is None and self.sizes() == EMPTY
+        idle = self.worker.status.current is None and self.sizes() == EMPTY
         return idle and self.store_matches_disk()
 
 
@@ -187,14 +189,14 @@ def test_tracked_structures_return_to_their_size_after_the_batches_drain(
         sent = 0
         for burst in range(8):
             if burst == 3:  # the drive goes away for one burst: its work is parked, not lost
-                rig.worker.volume = VolumeState(Availability.UNAVAILABLE, "drive gone")
+                rig.worker.set_volume(VolumeState(Availability.UNAVAILABLE, "drive gone"))
                 churn(rig, rng, 400, burst)
                 assert wait_for(lambda: rig.worker.parked_paths > 0, 20)
                 parked = rig.worker.sizes()
                 assert (
                     parked["parked_paths"] <= 150 and parked["parked_subtrees"] <= MAX_RESCAN_DIRS
                 )
-                rig.worker.volume = rig.engine.probe()
+                rig.worker.set_volume(rig.engine.probe())
             count = 700 if burst == 5 else 300  # 700 events: more than 150 paths, an overflow
             churn(rig, rng, count, burst)
             sent += count + (400 if burst == 3 else 0)
@@ -221,14 +223,14 @@ def test_lookups_of_every_batch_size_keep_few_prepared_statements(tmp_path: Path
     state = StateStore.open(tmp_path / "state.db")
     try:
         state.records(["warm"])
-        before = heap.sqlite_heap()
+        before = database.sqlite_heap()
         if before is None:
             pytest.skip("this SQLite does not expose sqlite3_memory_used")
         for size in range(1, 300):  # one daemon batch of each size
             wanted = [f"Part/Lecture {n}.txt" for n in range(size)]
             state.records(wanted)
             state.index(wanted)
-        after = heap.sqlite_heap()
+        after = database.sqlite_heap()
         assert after is not None
         # One cached statement per size would be 128 (Python's cache) x ~20 KB = 2.5 MiB+.
         assert after["bytes"] - before["bytes"] < 1 << 20

@@ -59,7 +59,8 @@ from objlibd.engine.sync import SyncEngine
 from objlibd.models import Batch, FileStatus
 from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
 from objlibd.remote.local import LocalStore
-from objlibd.runtime.worker import Work, Worker
+from objlibd.runtime.work import Work
+from objlibd.runtime.worker import Worker
 from objlibd.state import keys
 from objlibd.state.store import StateStore
 
@@ -262,8 +263,8 @@ class SafetyMachine(RuleBasedStateMachine):
         self._monitor()
 
     def _monitor(self) -> None:
-        self.worker.volume = volume.probe(
-            self.config.library, self.state.get_config(keys.LIBRARY_ID)
+        self.worker.set_volume(
+            volume.probe(self.config.library, self.state.get_config(keys.LIBRARY_ID))
         )
 
     @rule(after=st.integers(0, 3))
@@ -380,12 +381,14 @@ class SafetyMachine(RuleBasedStateMachine):
 
     @rule()
     def pause(self) -> None:
-        self.worker.paused = self.paused = True
+        self.worker.set_paused(True)
+        self.paused = True
 
     @precondition(lambda self: self.paused)
     @rule()
     def resume(self) -> None:
-        self.worker.paused = self.paused = False
+        self.worker.set_paused(False)
+        self.paused = False
         self._submit(Work.resume())
 
     @rule()
@@ -397,7 +400,7 @@ class SafetyMachine(RuleBasedStateMachine):
         """Did the last full reconcile see the whole of our library (nothing parked)?"""
         return (
             self.reachable
-            and self.worker.volume.available
+            and self.worker.status.volume.available
             and not self.paused
             and not self.store.yanked
             and self.worker.parked_paths == 0

@@ -337,7 +337,7 @@ def test_a_deep_walk_fits_in_a_small_descriptor_limit(deep: Path) -> None:
     script = (
         "import resource, sys; from pathlib import Path\n"
         "from objlibd.config import LibrarySettings\n"
-        "from objlibd.scanner import Filters, walk\n"
+        "from objlibd.engine.scanner import Filters, walk\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))\n"
         "found = walk(Path(sys.argv[1]), Filters.from_settings(LibrarySettings()))\n"
         "print(found.count, len(found.problems))\n"

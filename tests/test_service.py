@@ -17,9 +17,11 @@ from objlibd.config import Config
 from objlibd.engine.summary import SyncSummary
 from objlibd.errors import VolumeUnavailableError
 from objlibd.models import Availability, Batch, VolumeState
-from objlibd.runtime.daemon import Daemon, volume_transition
+from objlibd.runtime.daemon import Daemon
+from objlibd.runtime.drive import volume_transition
 from objlibd.runtime.suspend import SleepWatch
-from objlibd.runtime.worker import Work, Worker
+from objlibd.runtime.work import Work
+from objlibd.runtime.worker import Worker
 from objlibd.state import keys
 from objlibd.state.store import StateStore
 from objlibd.status import view as status
@@ -98,13 +100,13 @@ def test_worker_parks_while_unavailable_and_runs_parked_work_with_the_next_batch
     worker_env,
 ) -> None:
     worker, engine, _ = worker_env
-    worker.volume = GONE
+    worker.set_volume(GONE)
     worker._handle([Work.of(batch("a.pdf"))])
 
     assert engine.calls == []
     assert worker.parked_paths == 1
 
-    worker.volume = OK
+    worker.set_volume(OK)
     worker._handle([Work.of(batch("b.pdf"))])
 
     assert engine.calls == [("batch", (frozenset({"a.pdf", "b.pdf"}), frozenset(), "batch"))]
@@ -113,7 +115,7 @@ def test_worker_parks_while_unavailable_and_runs_parked_work_with_the_next_batch
 
 def test_worker_parks_when_the_engine_finds_the_volume_gone(worker_env) -> None:
     worker, engine, _ = worker_env
-    worker.volume = OK
+    worker.set_volume(OK)
     engine.unavailable = True
 
     worker._handle([Work.of(batch("a.pdf"))])
@@ -123,7 +125,7 @@ def test_worker_parks_when_the_engine_finds_the_volume_gone(worker_env) -> None:
 
 def test_worker_merges_queued_batches_into_one_engine_call(worker_env) -> None:
     worker, engine, _ = worker_env
-    worker.volume = OK
+    worker.set_volume(OK)
 
     worker._handle([Work.of(batch("a.pdf")), Work.of(batch("b.pdf")), Work.reconcile("overflow")])
 
@@ -132,13 +134,13 @@ def test_worker_merges_queued_batches_into_one_engine_call(worker_env) -> None:
 
 def test_jobs_skip_while_unavailable_and_run_on_catch_up(worker_env) -> None:
     worker, engine, state = worker_env
-    worker.volume = GONE
+    worker.set_volume(GONE)
     worker._handle([Work.scheduled("prune"), Work.scheduled("orphan_cleanup")])
 
     assert state.last_job("prune").status == "skipped"
     assert state.last_job("prune").error.startswith("volume unavailable: nothing is mounted")
 
-    worker.volume = OK
+    worker.set_volume(OK)
     worker._handle([Work.catch_up("mount")])
 
     assert engine.calls == [
@@ -150,13 +152,13 @@ def test_jobs_skip_while_unavailable_and_run_on_catch_up(worker_env) -> None:
 
 def test_paused_worker_records_and_resume_runs_it(worker_env) -> None:
     worker, engine, _ = worker_env
-    worker.volume = OK
-    worker.paused = True
+    worker.set_volume(OK)
+    worker.set_paused(True)
     worker._handle([Work.of(batch("a.pdf")), Work.scheduled("prune")])
 
     assert engine.calls == []
 
-    worker.paused = False
+    worker.set_paused(False)
     worker._handle([Work.resume()])
 
     assert engine.calls == [
@@ -167,10 +169,10 @@ def test_paused_worker_records_and_resume_runs_it(worker_env) -> None:
 
 def test_parked_work_is_persisted_and_loaded_by_the_next_worker(worker_env) -> None:
     worker, _, state = worker_env
-    worker.volume = GONE
+    worker.set_volume(GONE)
     worker._handle([Work.of(batch("a.pdf", "b.pdf"))])
 
-    worker._persist()
+    worker.parked.persist()
     again = Worker(Config(), state, RecordingEngine(), threading.Event(), dict)  # type: ignore[arg-type]
 
     assert state.get_json(keys.PENDING)["paths"] == ["a.pdf", "b.pdf"]
@@ -189,12 +191,12 @@ def test_a_worker_stuck_in_a_call_still_gets_its_batch_persisted(worker_env) -> 
         return calls(paths, **kwargs)
 
     engine.run_paths = hang
-    worker.volume = OK
+    worker.set_volume(OK)
     worker.start()
     worker.submit(Work.of(batch("stuck.pdf")))
     assert entered.wait(10)
 
-    worker.persist_now()
+    worker.parked.persist_now()
 
     assert state.get_json(keys.PENDING)["paths"] == ["stuck.pdf"]
     release.set()
@@ -229,16 +231,16 @@ def test_daemon_in_process_syncs_and_stops_cleanly(tmp_path: Path, drive: Drive)
 
 def test_lost_fsevents_become_a_reconcile_of_what_the_flags_name(worker_env) -> None:
     """Synthetic flags, through the daemon's handler and the worker, to the engine."""
+    from objlibd.runtime.watch import WatchKeeper
     from objlibd.runtime.watcher import Rescan
 
     worker, engine, _ = worker_env
-    worker.volume = OK
-    daemon = Daemon(Config())
-    daemon.worker = worker
+    worker.set_volume(OK)
+    keeper = WatchKeeper(Config(), lambda _event: None, worker.submit)
 
-    daemon._on_rescan(Rescan("Course 1", "fsevents_must_scan"))
-    daemon._on_rescan(Rescan("", "fsevents_dropped"))
-    worker._handle([worker._queue.get_nowait(), worker._queue.get_nowait()])
+    keeper.on_rescan(Rescan("Course 1", "fsevents_must_scan"))
+    keeper.on_rescan(Rescan("", "fsevents_dropped"))
+    worker._handle(worker._queue.take())
 
     assert engine.calls == [
         ("batch", (frozenset(), frozenset({""}), "fsevents_must_scan+fsevents_dropped"))

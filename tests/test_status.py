@@ -12,6 +12,7 @@ import pytest
 from objlibd.config import Config, LibrarySettings, StateSettings
 from objlibd.models import FileStatus
 from objlibd.state.store import StateStore
+from objlibd.status import files
 from objlibd.status import view as status
 
 
@@ -33,7 +34,7 @@ def beat(config: Config, **over: object) -> None:
         "next_runs": {"prune": "2026-11-24T00:00:00+00:00"}, "remote": {"breaker": "closed"},
     }  # fmt: skip
     data.update(over)
-    status.write_json_atomic(config.state.dir / status.HEARTBEAT_NAME, data)
+    files.write_json_atomic(config.state.dir / files.HEARTBEAT_NAME, data)
     pid = {"pid": os.getpid(), "create_time": 0.0, "started_at": now}
     (config.state.dir / "objlibd.pid").write_text(json.dumps(pid))
 
@@ -121,11 +122,11 @@ def test_health_rules(tmp_path: Path, change: dict, healthy: bool) -> None:
 def test_pause_flag_round_trip(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
 
-    assert status.set_pause(state_dir, True) is True
-    assert status.set_pause(state_dir, True) is False
-    assert status.read_pause(state_dir)["since"].endswith("Z")
-    assert status.set_pause(state_dir, False) is True
-    assert status.read_pause(state_dir) is None
+    assert files.set_pause(state_dir, True) is True
+    assert files.set_pause(state_dir, True) is False
+    assert files.read_pause(state_dir)["since"].endswith("Z")
+    assert files.set_pause(state_dir, False) is True
+    assert files.read_pause(state_dir) is None
 
 
 def test_render_text_mentions_what_matters(tmp_path: Path) -> None:

@@ -187,11 +187,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _set_pause(args: argparse.Namespace, *, paused: bool) -> int:
     import time
 
-    from objlibd.status import view as status
+    from objlibd.status import files
 
     config = load_config(args)
-    changed = status.set_pause(config.state.dir, paused)
-    running = status.live_heartbeat(config, time.time()) is not None
+    changed = files.set_pause(config.state.dir, paused)
+    running = files.live_heartbeat(config, time.time()) is not None
     if paused:
         text = "paused: uploads and deletes stop; watching and recording continue"
         text += "" if changed else " (it already was)"

@@ -99,14 +99,13 @@ def _confirm(config: Config, hold: Hold | None) -> int:
 def _ask_daemon_to_confirm(config: Config, hold: Hold) -> bool:
     """Leave the confirmation for a running daemon (the only writer); False if none runs."""
     from objlibd.runtime import pidfile
-    from objlibd.status import view as status
+    from objlibd.status import files
 
     owner = pidfile.live_owner(config.state.dir / pidfile.PIDFILE_NAME)
     if owner is None:
         return False
-    request = config.state.dir / status.CONFIRM_MISSING_NAME
-    status.write_json_atomic(request, {"revision": hold.revision})
-    if status.read_pause(config.state.dir) is not None:
+    files.request_confirm(config.state.dir, hold.revision)
+    if files.read_pause(config.state.dir) is not None:
         print(f"objlibd: the daemon (pid {owner.pid}) is paused: your confirmation of the hold")
         print(f"  ({len(hold.paths)} files) is stored and applied when you run `objlibd resume`")
         return True

@@ -168,12 +168,13 @@ def _read(path: Path) -> bytes | None:
 
 def daemon_health(config: Config) -> DaemonHealth:
     """Ask the pidfile and the daemon's heartbeat (objlibd.status) whether it runs."""
+    from objlibd.status import files
     from objlibd.status import view as status
 
     owner = pidfile.live_owner(config.state.dir / pidfile.PIDFILE_NAME)
     if owner is None:
         return DaemonHealth(running=False)
-    beat = status.live_heartbeat(config, time.time())
+    beat = files.live_heartbeat(config, time.time())
     if beat is None:
         return DaemonHealth(running=True, pid=owner.pid, watcher_alive=None)
     watcher = beat.get("watcher")

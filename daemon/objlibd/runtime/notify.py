@@ -239,13 +239,13 @@ class Notifier:
             log.warning(event, **details)
 
     def _save(self) -> None:
-        from objlibd.status import view as status
+        from objlibd.status import files
 
         text = json.dumps(self._book.to_json(), sort_keys=True)
         if text == self._saved:
             return
         try:
-            status.write_json_atomic(self._path, self._book.to_json())
+            files.write_json_atomic(self._path, self._book.to_json())
         except OSError as err:
             self._once("notify.book_unsaved", error=str(err))
             return
@@ -253,6 +253,6 @@ class Notifier:
 
 
 def _read(path: Path) -> dict[str, Any] | None:
-    from objlibd.status import view as status
+    from objlibd.status import files
 
-    return status.read_json(path)
+    return files.read_json(path)

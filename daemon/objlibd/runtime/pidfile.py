@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from objlibd.errors import AlreadyRunningError, StateDiskFullError
-from objlibd.status.view import PIDFILE_NAME
+from objlibd.status.files import PIDFILE_NAME
 
 __all__ = ["PIDFILE_NAME", "Owner", "PidFile", "is_alive", "live_owner", "read"]
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC

@@ -25,6 +25,7 @@ from objlibd.engine.summary import SyncSummary
 from objlibd.errors import ObjlibdError
 from objlibd.remote.base import RemoteStore
 from objlibd.runtime import notify
+from objlibd.status import files
 from objlibd.status import view as status
 
 log = structlog.get_logger("objlibd.vitals")
@@ -46,7 +47,7 @@ class StoreNotes:
     def note(self, summary: SyncSummary) -> None:
         """Take a finished run's summary (worker thread)."""
         if summary.store_full:
-            since = (self.full or {}).get("since") or status.iso_sec(time.time())
+            since = (self.full or {}).get("since") or files.iso(time.time())
             self.full = {"message": summary.store_full, "since": since}
         elif summary.uploaded or summary.replaced:
             self.full = None  # uploads go through again
@@ -62,7 +63,7 @@ class StoreNotes:
                 return
             self._stale = False
             if found is not None:
-                self.stats = {**found, "at": status.iso_sec(time.time())}
+                self.stats = {**found, "at": files.iso(time.time())}
 
 
 class Vitals:
@@ -91,13 +92,13 @@ class Vitals:
         """Add the live facts to `beat` (its `volume`, `remote` and `db` already in)."""
         remote = beat.get("remote") or {}
         failing = remote.get("failing_for_s")
-        beat["volume"]["since"] = status.iso_sec(self.volume_since)
+        beat["volume"]["since"] = files.iso(self.volume_since)
         beat["progress"] = self.phase.as_dict(now) if busy else None
         beat["store"] = {
             "failing_since": now - float(failing) if isinstance(failing, int | float) else None,
             "error": remote.get("last_error"), "full": notes.full, "stats": notes.stats,
         }  # fmt: skip
-        beat["settings"] = status.settings_of(self.config)
+        beat["settings"] = files.settings_of(self.config)
         beat["config_changed"] = _stamp(self.config.source) != self._config_stamp
         beat["seen"] = self._seen()
         return beat
@@ -107,7 +108,7 @@ class Vitals:
         try:
             snap = status.assemble(
                 beat, beat["db"], now, settings=beat["settings"], volume=beat["volume"],
-                pause=status.read_pause(self.config.state.dir),
+                pause=files.read_pause(self.config.state.dir),
             )  # fmt: skip
             self.notifier.observe(snap["problems"], now)
         except Exception:  # notifications must never take the daemon down
@@ -115,7 +116,7 @@ class Vitals:
         beat["seen"] = self._seen()
 
     def _seen(self) -> dict[str, str]:
-        return {code: status.iso_sec(at) for code, at in self.notifier.seen.items()}
+        return {code: files.iso(at) for code, at in self.notifier.seen.items()}
 
 
 def _stamp(path: Path | None) -> int | None:

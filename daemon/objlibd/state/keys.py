@@ -23,3 +23,7 @@ PENDING = "daemon.pending"
 CONFIRM_PENDING = "daemon.confirm_pending"
 # The request pace learned for the store (remote.pace).
 PACE = "remote.pace"
+
+# The scheduled jobs, by name, and the `jobs`-table kind their runs are recorded under (a
+# reconcile is a full sync): runtime.jobs schedules them, status shows their last runs.
+JOBS = {"orphan_cleanup": "orphan_cleanup", "prune": "prune", "reconcile": "sync"}

@@ -3,9 +3,9 @@
 Loading and validating the config (tomllib, dataclasses, realpath checks) and opening the state
 DB cost most of a `status`. Two notes in the user cache dir let it skip them:
 
-- the **pointer** a running daemon writes at start (`write_pointer`): its config file's path,
-  mtime and size, and its state dir. While the config file is exactly that one, the daemon's
-  heartbeat carries every fact and the config is not read at all;
+- the **pointer** a running daemon writes at start (`status.files.write_pointer`): its config
+  file's path, mtime and size, and its state dir. While the config file is exactly that one,
+  the daemon's heartbeat carries every fact and the config is not read at all;
 - the **cache** a full daemon-less `status` writes (`remember`): the config's values it needs,
   keyed by the config file's path, mtime and size and the environment the config expands
   (HOME, XDG dirs, every `$VAR` it names); the DB facts, keyed by (inode, size, mtime)
@@ -24,47 +24,19 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
-import zlib
 
-from objlibd.status import view as status
+from objlibd.status import files, view
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
     from objlibd.config import Config
 
 VOLUME_TTL = 300.0
 _ENV = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")
-
-
-def pointer_file(config_path: str) -> str:
-    """Return where the daemon notes which state dir its config file names."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser(
-        "~/Library/Caches" if sys.platform == "darwin" else "~/.cache"
-    )
-    return os.path.join(cache, "objlibd", f"status-{zlib.crc32(config_path.encode()):08x}.json")
-
-
-def write_pointer(config: Config) -> None:
-    """Note (for `quick`) the config file this daemon runs with, as it is now on disk."""
-    if config.source is None:
-        return
-    path = os.path.abspath(config.source)
-    info = os.stat(path)
-    pointer = {
-        "config": path, "mtime_ns": info.st_mtime_ns, "size": info.st_size,
-        "state_dir": str(config.state.dir), "stale_after": status.stale_after(config),
-        "backend": config.store.backend, "store": config.store.name,
-        "settings": status.settings_of(config),
-    }  # fmt: skip
-    from pathlib import Path
-
-    target = Path(pointer_file(path))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    status.write_json_atomic(target, pointer)
 
 
 def quick(config_arg: str | None, *, now: float | None = None) -> dict[str, Any] | None:
@@ -83,15 +55,15 @@ def quick(config_arg: str | None, *, now: float | None = None) -> dict[str, Any]
         return None
     stamp = [info.st_mtime_ns, info.st_size]
     moment = time.time() if now is None else now
-    pointer = status.read_json(pointer_file(path)) or {}
+    pointer = files.read_json(files.pointer_file(path)) or {}
     if pointer.get("config") == path and stamp == [pointer.get("mtime_ns"), pointer.get("size")]:
-        beat = status.live_beat(pointer["state_dir"], moment, float(pointer["stale_after"]))
-        volume = status.beat_volume(beat)
+        beat = files.live_beat(pointer["state_dir"], moment, float(pointer["stale_after"]))
+        volume = view.beat_volume(beat)
         if beat is not None and volume is not None and isinstance(beat.get("db"), dict):
             names = {"backend": pointer["backend"], "store": pointer["store"]}
-            return status.assemble(
+            return view.assemble(
                 beat, beat["db"], moment, settings=pointer.get("settings") or names, volume=volume,
-                pause=status.read_pause(pointer["state_dir"]),
+                pause=files.read_pause(pointer["state_dir"]),
             )  # fmt: skip
     return recall(path, stamp, moment)
 
@@ -109,31 +81,31 @@ def _config_file(explicit: str | None) -> str:
 
 def cache_file(config_path: str) -> str:
     """Return the cache file of the config at `config_path` (beside the daemon's pointer)."""
-    return pointer_file(config_path).replace("status-", "status-cache-", 1)
+    return files.pointer_file(config_path).replace("status-", "status-cache-", 1)
 
 
 def recall(config_path: str, stamp: list[int], now: float) -> dict[str, Any] | None:
     """Return the snapshot from the cache, or None when anything it depends on changed."""
-    cached = status.read_json(cache_file(config_path))
+    cached = files.read_json(cache_file(config_path))
     if cached is None or cached.get("config") != config_path or cached.get("stamp") != stamp:
         return None
     if cached.get("env") != {name: os.environ.get(name) for name in cached.get("env") or {}}:
         return None
     settings = cached["settings"]
     state_dir = settings["state_dir"]
-    if status.live_beat(state_dir, now, float(settings["stale_after"])) is not None:
+    if files.live_beat(state_dir, now, float(settings["stale_after"])) is not None:
         return None  # a daemon runs: its heartbeat, through the full path
     db = cached.get("db") or {}
-    if not isinstance(db.get("facts"), dict) or db.get("stamp") != status.db_stamp(
+    if not isinstance(db.get("facts"), dict) or db.get("stamp") != view.db_stamp(
         settings["db_path"]
     ):
         return None
     volume = _cached_volume(cached.get("volume"), settings["library"], db["facts"], now)
     if volume is None:
         return None
-    return status.assemble(
+    return view.assemble(
         None, db["facts"], now, settings=settings, volume=volume,
-        pause=status.read_pause(state_dir),
+        pause=files.read_pause(state_dir),
     )  # fmt: skip
 
 
@@ -158,7 +130,7 @@ def remember(
     entry: dict[str, Any] = {
         "config": path, "stamp": [info.st_mtime_ns, info.st_size],
         "env": {name: os.environ.get(name) for name in names},
-        "settings": {**status.settings_of(config), "stale_after": status.stale_after(config),
+        "settings": {**files.settings_of(config), "stale_after": files.stale_after(config),
                      "db_path": str(config.db_path), "library": library},
         "db": {"stamp": db_stamp, "facts": db},
     }  # fmt: skip
@@ -168,7 +140,7 @@ def remember(
     target = cache_file(path)
     try:  # private: it holds paths from the library (recent errors, quarantined files)
         os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-        status.write_json_atomic(_path(target), entry)
+        files.write_json_atomic(_path(target), entry)
         os.chmod(target, 0o600)
     except OSError:
         return
@@ -178,10 +150,10 @@ def _cacheable(volume: dict[str, Any]) -> bool:
     return volume.get("state") == "available" or volume.get("cause") == "not_connected"
 
 
-def volume_key(library: dict[str, str], library_id: str | None) -> list[Any]:
+def volume_key(library: dict[str, str], library_id: str | None) -> list[object]:
     """Return what the probe's answer depends on, as far as `lstat` can see it."""
     mount, root = library["mount_point"], library["root"]
-    key: list[Any] = [os.path.ismount(mount), os.path.realpath(root), library_id,
+    key: list[object] = [os.path.ismount(mount), os.path.realpath(root), library_id,
                       os.geteuid(), os.getegid(), sorted(os.getgroups())]  # fmt: skip
     for path in (mount, root, library["marker"]):
         try:
@@ -205,7 +177,7 @@ def _cached_volume(
     return result if isinstance(result, dict) else None
 
 
-def _path(text: str) -> Any:
+def _path(text: str) -> Path:
     from pathlib import Path
 
     return Path(text)

@@ -13,144 +13,51 @@ Whether objlibd is healthy is the health model's call (`objlibd.health.assess`):
 turns the facts into its input, and the snapshot carries its verdict (`state`, `problems`,
 `healthy`). The daemon runs the same `assemble` on its own facts for the notifications.
 
-This module also owns the small files the daemon shares with the CLI: the heartbeat and the
-pause flag (`objlibd pause` writes it; the daemon notices within a second).
+The files this reads (heartbeat, pidfile, pause flag, the daemon's pointer) and how they are
+written are `status.files`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import time
 
 from objlibd.engine import progress
 from objlibd.state import keys
-from objlibd.status import health
+from objlibd.status import files, health
 
 # `status` is the command people run most: even `typing`, `pathlib` and `dataclasses` cost
 # milliseconds, so they are only named for the type checker here.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pathlib import Path
-    from typing import Any
+    from collections.abc import Mapping
+    from typing import Any, TypedDict
+
+    class DaemonFacts(TypedDict):
+        """The snapshot's `daemon`: whether it runs, its pid, uptime and memory."""
+
+        running: bool
+        pid: int | None
+        uptime_s: float | None
+        rss_mb: float | None
+
+    class JobFacts(TypedDict):
+        """One job in the snapshot's `jobs`: its last run and result, its next run (ISO)."""
+
+        last_run: str | None
+        last_result: str | None
+        next_run: str | None
 
     from objlibd.config import Config
     from objlibd.state.store import StateStore
 
-HEARTBEAT_NAME = "daemon.heartbeat.json"
-PIDFILE_NAME = "objlibd.pid"
-PAUSE_NAME = "paused.json"
-CONFIRM_MISSING_NAME = "confirm-missing.request"
-JOB_KINDS = {"orphan_cleanup": "orphan_cleanup", "prune": "prune", "reconcile": "sync"}
-
-
-# -- shared files ------------------------------------------------------------------------------
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write `data` to `path` via a temp file and rename (readers never see half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(
-            os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8"
-        ) as out:
-            out.write(json.dumps(data, sort_keys=True, default=str))
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()  # a full disk leaves no half-written temp files behind
-        raise
-
-
-def read_json(path: str | Path, *, tries: int = 1) -> dict[str, Any] | None:
-    """Return a JSON object file, or None when absent; `tries` > 1 re-reads a torn one."""
-    for _ in range(tries):
-        try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            continue
-        return data if isinstance(data, dict) else None
-    return None
-
-
-def read_pause(state_dir: str | Path) -> dict[str, Any] | None:
-    """Return the pause record ({since, by}) or None when not paused."""
-    return read_json(os.path.join(state_dir, PAUSE_NAME))
-
-
-def set_pause(state_dir: Path, paused: bool, *, now: float | None = None) -> bool:
-    """Pause or resume; return True if that changed anything."""
-    path = state_dir / PAUSE_NAME
-    was = path.exists()
-    if paused and not was:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, {"since": iso_sec(now or time.time()), "by": f"pid {os.getpid()}"})
-    elif not paused and was:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    return paused != was
-
-
-def iso_sec(epoch: float) -> str:
-    """Return a UTC ISO time with seconds precision and Z."""
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # -- snapshot ------------------------------------------------------------------------------------
-
-
-def stale_after(config: Config) -> float:
-    """Return how old a heartbeat may be before the daemon counts as not running."""
-    return max(10.0, 5 * config.sync.heartbeat_seconds)
-
-
-def settings_of(config: Config) -> dict[str, Any]:
-    """Return the few config values the snapshot needs (the daemon puts them in its heartbeat)."""
-    return {
-        "backend": config.store.backend, "store": config.store.name,
-        "drive": config.library.mount_point.name, "state_dir": str(config.state.dir),
-        "unreachable_after_s": config.health.store_unreachable_minutes * 60,
-    }  # fmt: skip
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def live_heartbeat(config: Config, now: float) -> dict[str, Any] | None:
-    """Return the heartbeat if the daemon that wrote it is alive and it is fresh."""
-    return live_beat(config.state.dir, now, stale_after(config))
-
-
-def live_beat(state_dir: str | Path, now: float, stale: float) -> dict[str, Any] | None:
-    """Return the heartbeat in `state_dir` if its pid owns the pidfile, lives, and is fresh."""
-    owner = read_json(os.path.join(state_dir, PIDFILE_NAME))
-    beat = read_json(os.path.join(state_dir, HEARTBEAT_NAME), tries=3)
-    if owner is None or beat is None or beat.get("pid") != owner.get("pid"):
-        return None
-    if not _pid_alive(int(beat["pid"])) or beat.get("stopped"):
-        return None
-    if now - float(beat.get("updated_epoch", 0)) > stale:
-        return None
-    return beat
 
 
 def snapshot(config: Config, *, now: float | None = None) -> dict[str, Any]:
     """Return the status as a dict with stable keys (see module doc)."""
     moment = time.time() if now is None else now
-    beat = live_heartbeat(config, moment)
+    beat = files.live_heartbeat(config, moment)
     cached = (beat or {}).get("db")
     if isinstance(cached, dict):
         db, db_key = cached, None
@@ -159,8 +66,8 @@ def snapshot(config: Config, *, now: float | None = None) -> dict[str, Any]:
         db = _db_facts(config)
     volume = _volume(config, beat, db)
     snap = assemble(
-        beat, db, moment, settings=settings_of(config), volume=volume,
-        pause=read_pause(config.state.dir),
+        beat, db, moment, settings=files.settings_of(config), volume=volume,
+        pause=files.read_pause(config.state.dir),
     )  # fmt: skip
     if beat is None and config.source is not None:
         from objlibd.status import cache as statuscache
@@ -174,7 +81,7 @@ def assemble(
     db: dict[str, Any],
     now: float,
     *,
-    settings: dict[str, Any],
+    settings: Mapping[str, Any],
     volume: dict[str, Any],
     pause: dict[str, Any] | None,
 ) -> dict[str, Any]:
@@ -213,7 +120,7 @@ def facts(
     db: dict[str, Any],
     now: float,
     *,
-    settings: dict[str, Any],
+    settings: Mapping[str, Any],
     volume: dict[str, Any],
     pause: dict[str, Any] | None,
 ) -> health.Facts:
@@ -243,7 +150,7 @@ def facts(
     }  # fmt: skip
 
 
-def _daemon(beat: dict[str, Any] | None, now: float) -> dict[str, Any]:
+def _daemon(beat: dict[str, Any] | None, now: float) -> DaemonFacts:
     if beat is None:
         return {"running": False, "pid": None, "uptime_s": None, "rss_mb": None}
     started = float(beat.get("started_epoch", now))
@@ -281,7 +188,7 @@ def _breaker(beat: dict[str, Any] | None) -> str | None:
 
 
 def _remote(
-    settings: dict[str, Any], beat: dict[str, Any] | None, learned: Any = None
+    settings: Mapping[str, Any], beat: dict[str, Any] | None, learned: object = None
 ) -> dict[str, Any]:
     stats = ((beat or {}).get("store") or {}).get("stats") or {}
     remote = {
@@ -299,14 +206,14 @@ def _remote(
     return remote
 
 
-def _jobs(rows: dict[str, Any], next_runs: dict[str, Any]) -> dict[str, Any]:
+def _jobs(rows: dict[str, Any], next_runs: dict[str, str | None]) -> dict[str, JobFacts]:
     return {
         name: {
             "last_run": (rows.get(name) or {}).get("last_run"),
             "last_result": (rows.get(name) or {}).get("last_result"),
             "next_run": next_runs.get(name),
         }
-        for name in JOB_KINDS
+        for name in keys.JOBS
     }
 
 
@@ -384,7 +291,7 @@ def db_facts(state: StateStore) -> dict[str, Any]:
     facts["library_id"] = state.get_config(keys.LIBRARY_ID)  # keys.LIBRARY_ID
     facts["last_success"] = state.last_success()
     facts["rebuilt"] = state.get_json(keys.REBUILT)  # keys.REBUILT
-    for name, kind in JOB_KINDS.items():
+    for name, kind in keys.JOBS.items():
         row = state.last_job(kind)
         if row is not None:
             result = row.status if not row.error else f"{row.status}: {row.error}"
