@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from engine_fixtures import Env, make_library, touch_later
 from objlibd.config import DEFAULT_INCLUDE, LibrarySettings
-from objlibd.engine.failures import FailurePolicy, Verdict, iso, verdict
+from objlibd.engine.failures import FailurePolicy, Verdict, verdict
 from objlibd.engine.sync import SyncOptions
 from objlibd.models import FileRecord, FileStatus
 from objlibd.remote.filetypes import (
@@ -23,6 +23,7 @@ from objlibd.remote.filetypes import (
     include_warnings,
     refused_extensions,
 )
+from objlibd.state.dbtime import iso
 
 POLICY = FailurePolicy(quarantine_after=3, backoff_seconds=60.0, backoff_max_seconds=3600.0)
 NOW = "2026-11-23T12:00:00.000Z"

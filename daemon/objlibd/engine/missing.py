@@ -8,7 +8,6 @@ for every change of the hold, a decision row for every confirmation.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -22,15 +21,10 @@ from objlibd.engine.summary import SyncSummary
 from objlibd.models import FileRecord, FileStatus
 from objlibd.remote.base import RemoteStore
 from objlibd.state import keys
+from objlibd.state.dbtime import iso
 from objlibd.state.store import StateStore
 
 log = structlog.get_logger("objlibd.sync")
-
-
-def iso(timestamp: float) -> str:
-    """Return a UTC ISO-8601 timestamp with milliseconds and Z, as the DB stores them."""
-    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def limits_of(config: Config) -> holds.Limits:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import structlog
 
 from objlibd.config import Config
-from objlibd.engine.failures import FailurePolicy, iso
+from objlibd.engine.failures import FailurePolicy
 from objlibd.engine.storeindex import StoreIndex
 from objlibd.engine.summary import SyncSummary
 from objlibd.errors import RemoteError, RemoteUnavailableError
@@ -27,6 +27,7 @@ from objlibd.remote import enrichment
 from objlibd.remote.base import RemoteDoc, RemoteStore
 from objlibd.remote.filetypes import include_warnings
 from objlibd.state import keys
+from objlibd.state.dbtime import iso
 from objlibd.state.store import StateStore
 
 log = structlog.get_logger("objlibd.sync")

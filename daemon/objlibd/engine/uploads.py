@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import structlog
 
 from objlibd.config import Config
-from objlibd.engine.failures import Verdict, iso, verdict
+from objlibd.engine.failures import Verdict, verdict
 from objlibd.engine.repairs import Repairs, Report, Upload
 from objlibd.engine.summary import SyncSummary
 from objlibd.errors import (
@@ -47,6 +47,7 @@ from objlibd.models import DiskEntry, FileStatus, Problem
 from objlibd.remote import enrichment
 from objlibd.remote.base import RemoteDoc, RemoteStore, UploadRequest
 from objlibd.state import keys
+from objlibd.state.dbtime import iso
 from objlibd.state.store import StateStore
 
 __all__ = ["Report", "Unreadable", "Upload", "Uploads"]

@@ -26,6 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from objlibd.config import JobSettings
+from objlibd.state import dbtime
 
 log = structlog.get_logger("objlibd.jobs")
 
@@ -80,14 +81,7 @@ def catch_up(jobs: Iterable[JobSpec], last: Mapping[str, LastRun | None], now: f
     return due
 
 
-def parse_db_time(text: str | None) -> float | None:
-    """Return a jobs-table timestamp (ISO, UTC) as epoch seconds."""
-    if not text:
-        return None
-    moment = dt.datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.timestamp()
+parse_db_time = dbtime.parse  # a jobs-table timestamp as epoch seconds
 
 
 class JobScheduler:

@@ -13,13 +13,14 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
 from objlibd.errors import StateDiskFullError, StateError
-from objlibd.state import keys, migrations
+from objlibd.state import dbtime, keys, migrations
 
 # Callers above the state layer catch SQLite faults by this name: sqlite3 is imported only here.
 DatabaseError = sqlite3.DatabaseError
@@ -64,7 +65,7 @@ class Database:
             db = cls.open(path)
             for key, value in identity.items():
                 db.set_config(key, value)
-            db.rebuilt = {"at": _now(), "reason": damage[:300], "moved_to": str(moved),
+            db.rebuilt = {"at": dbtime.iso_seconds(time.time()), "reason": damage[:300], "moved_to": str(moved),
                           "salvaged": sorted(identity)}  # fmt: skip
             db.set_json(keys.REBUILT, db.rebuilt)
             return db
@@ -179,7 +180,7 @@ class Database:
             conn.execute(
                 "INSERT INTO library_config(key, value) VALUES (?, ?) ON CONFLICT(key) "
                 "DO UPDATE SET value = excluded.value, "
-                f"updated_at = {migrations.NOW}",
+                f"updated_at = {dbtime.NOW}",
                 (key, value),
             )
 
@@ -260,10 +261,6 @@ def _set_aside(path: Path) -> Path:
             companion.rename(target.with_name(target.name + suffix))
     path.rename(target)
     return target
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _SQLITE_FULL = 13

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from objlibd.state import migrations
+from objlibd.state import dbtime
 from objlibd.state.database import Database
 
 _CHUNK = 500
@@ -121,7 +121,7 @@ class FailureLog(Database):
 def _close_operations(conn: sqlite3.Connection, path: str) -> None:
     conn.execute(
         "UPDATE remote_operations SET state = 'failed', "
-        f"finished_at = {migrations.NOW} WHERE state = 'polling' AND file_id = "
+        f"finished_at = {dbtime.NOW} WHERE state = 'polling' AND file_id = "
         "(SELECT id FROM files WHERE path = ?)",
         (path,),
     )

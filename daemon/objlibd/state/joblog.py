@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from objlibd.state import migrations
+from objlibd.state import dbtime
 from objlibd.state.database import Database
 
 
@@ -36,7 +36,7 @@ class JobLog(Database):
         with self.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO jobs(kind, status, trigger, total, started_at) "
-                f"VALUES (?, 'running', ?, ?, {migrations.NOW})",
+                f"VALUES (?, 'running', ?, ?, {dbtime.NOW})",
                 (kind, trigger, total),
             )
             return int(cursor.lastrowid or 0)
@@ -59,7 +59,7 @@ class JobLog(Database):
         done, total = progress if progress is not None else (None, None)
         with self.transaction() as conn:
             conn.execute(
-                f"UPDATE jobs SET status = ?, counts = ?, error = ?, finished_at = {migrations.NOW},"
+                f"UPDATE jobs SET status = ?, counts = ?, error = ?, finished_at = {dbtime.NOW},"
                 " done = COALESCE(?, done), total = COALESCE(?, total) WHERE id = ?",
                 (status, json.dumps(counts, sort_keys=True), error, done, total, job_id),
             )

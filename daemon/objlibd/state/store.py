@@ -16,7 +16,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from objlibd.models import FileRecord, FileStatus, Listing, StateIndex
-from objlibd.state import migrations
+from objlibd.state import dbtime, migrations
 from objlibd.state.failurelog import FailureLog
 from objlibd.state.joblog import JobLog
 
@@ -332,7 +332,7 @@ class StateStore(JobLog, FailureLog):
             )  # fmt: skip
             conn.execute(
                 "UPDATE remote_operations SET state = 'succeeded', "
-                f"finished_at = {migrations.NOW} WHERE state = 'polling' AND file_id = "
+                f"finished_at = {dbtime.NOW} WHERE state = 'polling' AND file_id = "
                 "(SELECT id FROM files WHERE path = ?)",
                 (path,),
             )
@@ -361,7 +361,7 @@ class StateStore(JobLog, FailureLog):
             )
             conn.execute(
                 "UPDATE remote_operations SET state = 'failed', "
-                f"finished_at = {migrations.NOW} WHERE state = 'polling' AND file_id = "
+                f"finished_at = {dbtime.NOW} WHERE state = 'polling' AND file_id = "
                 "(SELECT id FROM files WHERE path = ?)",
                 (path,),
             )
@@ -472,7 +472,7 @@ class StateStore(JobLog, FailureLog):
         """Close a checkpointed operation."""
         with self.transaction() as conn:
             conn.execute(
-                f"UPDATE remote_operations SET state = ?, finished_at = {migrations.NOW} "
+                f"UPDATE remote_operations SET state = ?, finished_at = {dbtime.NOW} "
                 "WHERE operation = ?",
                 ("succeeded" if succeeded else "failed", operation),
             )

@@ -25,7 +25,7 @@ import os
 import time
 
 from objlibd.engine import progress
-from objlibd.state import keys
+from objlibd.state import dbtime, keys
 from objlibd.status import health
 
 # `status` is the command people run most: even `typing`, `pathlib` and `dataclasses` cost
@@ -95,11 +95,7 @@ def set_pause(state_dir: Path, paused: bool, *, now: float | None = None) -> boo
     return paused != was
 
 
-def iso(epoch: float) -> str:
-    """Return a UTC ISO time with seconds precision and Z."""
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+iso = dbtime.iso_seconds  # the heartbeat's and pause flag's times
 
 
 # -- snapshot ------------------------------------------------------------------------------------
