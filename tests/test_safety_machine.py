@@ -263,7 +263,7 @@ class SafetyMachine(RuleBasedStateMachine):
 
     def _monitor(self) -> None:
         self.worker.volume = volume.probe(
-            self.config.library, self.state.get_config(keys.LIBRARY_ID)
+            self.config.library, self.state.values.get_config(keys.LIBRARY_ID)
         )
 
     @rule(after=st.integers(0, 3))
@@ -366,7 +366,7 @@ class SafetyMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), subtree=st.booleans())
     def batch(self, data: st.DataObject, subtree: bool) -> None:
-        known = sorted({*self._files(), *self.trash, *self.state.all_records()})
+        known = sorted({*self._files(), *self.trash, *self.state.files.all_records()})
         paths = data.draw(st.sets(st.sampled_from(known), max_size=8)) if known else set()
         rescan = (
             {data.draw(st.sampled_from([f"Course {i}" for i in range(5)]))} if subtree else set()
@@ -375,7 +375,7 @@ class SafetyMachine(RuleBasedStateMachine):
 
     @rule()
     def confirm(self) -> None:
-        hold = Hold.from_json(self.state.get_json(keys.HOLD))
+        hold = Hold.from_json(self.state.values.get_json(keys.HOLD))
         self._submit(Work.confirm_missing(hold.revision if hold else None))
 
     @rule()
@@ -406,12 +406,12 @@ class SafetyMachine(RuleBasedStateMachine):
     # -- invariants --------------------------------------------------------------------------------
 
     def _snapshot(self) -> Before:
-        records = self.state.all_records()
+        records = self.state.files.all_records()
         return Before(
             {path: r.status for path, r in records.items()},
-            self.state.count_present(),
-            len(self.state.decisions()),
-            Hold.from_json(self.state.get_json(keys.HOLD)),
+            self.state.files.count_present(),
+            len(self.state.jobs.decisions()),
+            Hold.from_json(self.state.values.get_json(keys.HOLD)),
             self.engine.full_views,
         )
 
@@ -472,7 +472,7 @@ class SafetyMachine(RuleBasedStateMachine):
             assert mass_reason(len(absent), hold.present_before, limits_of(self.config))
 
     def _check_store(self, on_disk: set[str], hold: Hold | None) -> None:
-        records = self.state.all_records()
+        records = self.state.files.all_records()
         docs: dict[str, list[str]] = {}
         for doc in self.store.list_docs():
             docs.setdefault(doc.path or "?", []).append(doc.sha256 or "")
@@ -552,7 +552,7 @@ def test_regression_a_yank_while_our_drive_is_also_mounted_beside_fails_no_file(
         state.rename_folder(course=0)
         state.reconcile_and_cleanup()
         state.the_rule_above_all()
-        counts = state.state.counts_by_status()
+        counts = state.state.files.counts_by_status()
         assert (counts["error"], counts["failed"]) == (0, 0)
         state.delete_many_then_sync(full=False, share=1.0)
         state.reconcile_and_cleanup()

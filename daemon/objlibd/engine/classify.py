@@ -53,7 +53,7 @@ class Classifier:
             self.config.enrichment.rules, skip=options.skip_enrichment
         )
         candidates: list[tuple[DiskEntry, FileRecord | None]] = [(e, None) for e in changes.new]
-        records = self.state.records(entry.path for entry in changes.check)
+        records = self.state.files.records(entry.path for entry in changes.check)
         candidates.extend((entry, records.get(entry.path)) for entry in changes.check)
         uploads: list[Upload] = []
         self.unreadable = []
@@ -88,7 +88,7 @@ class Classifier:
         """
         if not uploads:
             return uploads, set()
-        records = self.state.records(gone_paths)
+        records = self.state.files.records(gone_paths)
         if batch:
             records.update(self._absent_elsewhere(uploads, records))
         return self._pair(records, uploads)
@@ -124,7 +124,7 @@ class Classifier:
         arriving = {item.entry.path for item in uploads}
         candidates = {
             r.path: r
-            for r in self.state.with_contents(item.sha256 for item in uploads)
+            for r in self.state.files.with_contents(item.sha256 for item in uploads)
             if r.path not in arriving and r.path not in seen
         }
         if not candidates:
@@ -179,9 +179,9 @@ class Classifier:
         else:
             summary.restored += 1
         if not dry_run:
-            self.state.record_stat(entry.path, entry.size, entry.mtime_ns)
+            self.state.files.record_stat(entry.path, entry.size, entry.mtime_ns)
             if record.status is not FileStatus.UPLOADED:
-                self.state.restore_present(entry.path, FileStatus.UPLOADED)
+                self.state.files.restore_present(entry.path, FileStatus.UPLOADED)
 
     def _skip_large(
         self,
@@ -197,7 +197,7 @@ class Classifier:
         if options.dry_run:
             summary.plan("skip", entry.path)
             return
-        self.state.record_skipped(entry.path, reason, entry.size, entry.mtime_ns)
+        self.state.files.record_skipped(entry.path, reason, entry.size, entry.mtime_ns)
         if record is not None and record.remote_id:
             # The stored document describes content that no longer exists; retire it.
-            self.state.record_orphan(entry.path, record.remote_id)
+            self.state.files.record_orphan(entry.path, record.remote_id)

@@ -50,7 +50,7 @@ class MissingFiles:
 
     def current_hold(self) -> Hold | None:
         """Return the hold that stands, if any."""
-        return Hold.from_json(self.state.get_json(keys.HOLD))
+        return Hold.from_json(self.state.values.get_json(keys.HOLD))
 
     def step(
         self, gone: Collection[FileRecord], present: int, summary: SyncSummary, *, full: bool
@@ -79,7 +79,7 @@ class MissingFiles:
         _, absent = scanner.stat_paths(root, self.filters, before.paths)
         decision = holds.on_confirm(before, absent, revision)
         if decision.event == "missing.confirmed":
-            self.state.record_decision("confirm_missing", dict(decision.detail))
+            self.state.jobs.record_decision("confirm_missing", dict(decision.detail))
         self._apply(decision, before, summary)
 
     def _apply(self, decision: Decision, before: Hold | None, summary: SyncSummary) -> None:
@@ -87,9 +87,9 @@ class MissingFiles:
             self._mark(decision.mark, summary)
         if decision.hold != before:
             if decision.hold is None:
-                self.state.delete_config(keys.HOLD)
+                self.state.values.delete_config(keys.HOLD)
             else:
-                self.state.set_json(keys.HOLD, decision.hold.to_json())
+                self.state.values.set_json(keys.HOLD, decision.hold.to_json())
         if decision.event is not None:
             calm = decision.event in ("missing.hold_cleared", "missing.confirmed")
             level = log.info if calm else log.warning
@@ -102,18 +102,18 @@ class MissingFiles:
 
     def _mark(self, paths: Collection[str], summary: SyncSummary) -> None:
         self.require_available()  # re-check right before: an eject mid-run marks nothing
-        records = self.state.records(paths).values()
+        records = self.state.files.records(paths).values()
         never_uploaded = [r.path for r in records if not r.remote_id and not r.orphaned_remote_id]
         to_mark = [r.path for r in records if r.remote_id or r.orphaned_remote_id]
         if never_uploaded:
-            self.state.forget(never_uploaded)
+            self.state.files.forget(never_uploaded)
             summary.forgotten += len(never_uploaded)
-        summary.missing += self.state.mark_missing(to_mark, iso(self.clock()))
+        summary.missing += self.state.files.mark_missing(to_mark, iso(self.clock()))
 
     def prune(self, summary: SyncSummary) -> None:
         """Delete the documents of files missing longer than prune_after_days."""
         cutoff = iso(self.clock() - self.config.sync.prune_after_days * 86400)
-        candidates = self.state.missing_before(cutoff)
+        candidates = self.state.files.missing_before(cutoff)
         if not candidates:
             return
         self.require_available()
@@ -128,7 +128,7 @@ class MissingFiles:
                 continue
             if record.remote_id:
                 self.store.delete(record.remote_id)
-            self.state.mark_deleted(record.path)
+            self.state.files.mark_deleted(record.path)
             summary.pruned += 1
 
 

@@ -60,9 +60,9 @@ def open_store_for(
     from objlibd.remote import open_store
 
     def save(pace: dict[str, object]) -> None:
-        state.set_json(keys.PACE, pace)
+        state.values.set_json(keys.PACE, pace)
 
-    learned = state.get_json(keys.PACE)
+    learned = state.values.get_json(keys.PACE)
     learned = learned if isinstance(learned, dict) else None
     return open_store(config, stop=stop, learned_pace=learned, save_pace=save if remember else None)
 
@@ -118,7 +118,7 @@ class SyncEngine:
     def probe(self) -> VolumeState:
         """Return the library's availability right now (following it if found elsewhere)."""
         library = self.configured.library
-        found = volume.probe(library, self.state.get_config(keys.LIBRARY_ID))
+        found = volume.probe(library, self.state.values.get_config(keys.LIBRARY_ID))
         if found.available:
             self._locate(volume.located(library, found))
         return found
@@ -147,8 +147,8 @@ class SyncEngine:
         returns whether the store is connected.
         """
         backend, name = self.config.store.backend, self.config.store.name
-        recorded_backend = self.state.get_config(keys.STORE_BACKEND)
-        recorded_name = self.state.get_config(keys.STORE_NAME)
+        recorded_backend = self.state.values.get_config(keys.STORE_BACKEND)
+        recorded_name = self.state.values.get_config(keys.STORE_NAME)
         if recorded_name is not None and (recorded_name, recorded_backend) != (name, backend):
             raise StoreMismatchError(
                 f'this state DB synced into {recorded_backend} store "{recorded_name}", but the '
@@ -158,7 +158,7 @@ class SyncEngine:
         if not connect or self._store_ready:
             return self._store_ready
         store_id = self.store.ensure_store(name) if create else self.store.find_store(name)
-        recorded_id = self.state.get_config(keys.STORE_ID)
+        recorded_id = self.state.values.get_config(keys.STORE_ID)
         if store_id is None:
             if recorded_id is not None:
                 raise StoreMismatchError(
@@ -181,9 +181,9 @@ class SyncEngine:
                 hint="point [state] dir at a fresh directory to start over against the new store",
             )
         if recorded_id is None:
-            self.state.set_config(keys.STORE_BACKEND, backend)
-            self.state.set_config(keys.STORE_NAME, name)
-            self.state.set_config(keys.STORE_ID, store_id)
+            self.state.values.set_config(keys.STORE_BACKEND, backend)
+            self.state.values.set_config(keys.STORE_NAME, name)
+            self.state.values.set_config(keys.STORE_ID, store_id)
         self._store_ready = True
         return True
 
@@ -240,7 +240,7 @@ class SyncEngine:
 
     def _as_job(self, kind: str, summary: SyncSummary, body: Callable[[], None]) -> SyncSummary:
         started = self.clock()
-        job = None if summary.dry_run else self.state.start_job(kind, trigger=summary.trigger)
+        job = None if summary.dry_run else self.state.jobs.start_job(kind, trigger=summary.trigger)
         self._job, self._progress = job, None
         try:
             body()
@@ -267,7 +267,9 @@ class SyncEngine:
         self, job: int | None, status: str, summary: SyncSummary, error: str | None
     ) -> None:
         if job is not None:
-            self.state.finish_job(job, status, summary.counts(), error, progress=self._progress)
+            self.state.jobs.finish_job(
+                job, status, summary.counts(), error, progress=self._progress
+            )
 
     # -- pipelines ---------------------------------------------------------------------------
 
@@ -278,7 +280,7 @@ class SyncEngine:
             rebuild.adopt(self.config, self.state, self.store, summary)  # a damaged DB's new start
         if not options.dry_run:
             self.uploads.recover(summary)
-        cached = None if options.force else self.state.cached_walk()
+        cached = None if options.force else self.state.walk.cached_walk()
         walked = scanner.walk(self.config.library.root, self.filters)
         index = None
         if cached is not None and walked.folders == cached.folders:
@@ -286,7 +288,7 @@ class SyncEngine:
             # side: the per-file index (the reconcile's biggest read) can stay on disk.
             changes = diff_quiet(walked.count, cached.unsettled)
         else:
-            index = self.state.index()
+            index = self.state.walk.index()
             changes = diff(walked.entries, index, force=options.force)
         log.debug("reconcile.diffed", files=walked.count, walk_cache=index is None)
         self._apply(changes, walked, options, summary, full=True)
@@ -300,7 +302,7 @@ class SyncEngine:
         if options.cleanup_orphans and (not options.dry_run or self.check_identity(create=False)):
             self.uploads.sweep(summary)  # a dry run sweeps only a store that exists
         if finished and index is not None and index.generation is not None and changes.exact:
-            self.state.save_walk(walked.folders, index.generation)  # no-op if rows changed
+            self.state.walk.save_walk(walked.folders, index.generation)  # no-op if rows changed
         if (
             summary.uploaded
             or summary.replaced
@@ -308,7 +310,7 @@ class SyncEngine:
             or summary.adopted
             or summary.restored
         ):
-            summary.duplicates = self.state.duplicates()  # content only changes with these
+            summary.duplicates = self.state.files.duplicates()  # content only changes with these
 
     def _incremental(self, paths: set[str], subtrees: set[str], summary: SyncSummary) -> None:
         self.require_available()
@@ -323,13 +325,13 @@ class SyncEngine:
             self._full(SyncOptions(trigger=summary.trigger), summary)
             return
         entries = dict(walked.entries)
-        known = self.state.index(paths)
+        known = self.state.walk.index(paths)
         for tree in sorted(subtrees):
             sub = scanner.walk(root, self.filters, tree)
             entries.update(sub.entries)
             walked.problems.extend(sub.problems)
             walked.unreadable_dirs.extend(sub.unreadable_dirs)
-            known.update(self.state.index_under(tree))
+            known.update(self.state.walk.index_under(tree))
         changes = diff(entries, known)  # known holds only what was looked at
         self._apply(changes, walked, SyncOptions(), summary, full=False)
 
@@ -343,7 +345,7 @@ class SyncEngine:
         full: bool,
     ) -> None:
         # The hold's arithmetic counts the files believed present before this run's changes.
-        present = self.state.count_present()
+        present = self.state.files.count_present()
         reading = self.config.library  # where this run reads the library (see below)
         summary.problems.extend(walked.problems)
         summary.unchanged += changes.unchanged
@@ -376,7 +378,7 @@ class SyncEngine:
                      left_for_next_run=len(unreadable))  # fmt: skip
             unreadable = []
         gone_paths += self._settle_unreadable(unreadable, summary, dry_run=options.dry_run)
-        gone = list(self.state.records(gone_paths).values())
+        gone = list(self.state.files.records(gone_paths).values())
         if options.dry_run:
             for record in gone:
                 if record.status is not FileStatus.MISSING:
@@ -409,15 +411,15 @@ class SyncEngine:
             summary.failures.append(Problem(path, item.reason))
             summary.failed += 1
             if not dry_run:
-                self.state.record_failure(path, FileStatus.ERROR, item.reason)
+                self.state.files.record_failure(path, FileStatus.ERROR, item.reason)
         return vanished
 
     # -- the library marker ---------------------------------------------------------------------
 
     def _ensure_library_id(self, summary: SyncSummary) -> None:
-        if self.state.get_config(keys.LIBRARY_ID) is not None:
+        if self.state.values.get_config(keys.LIBRARY_ID) is not None:
             return
-        if self.state.count_tracked() == 0:
+        if self.state.files.count_tracked() == 0:
             return  # an empty library proves nothing; mark it once it holds files
         marker = volume.Marker(volume.new_library_id(), store=self.config.store.name)
         try:
@@ -428,7 +430,7 @@ class SyncEngine:
             summary.problems.append(Problem(self.config.library.marker_name, reason))
             log.warning("library.unmarked", reason=reason)
             return
-        self.state.set_config(keys.LIBRARY_ID, marker.library_id)
+        self.state.values.set_config(keys.LIBRARY_ID, marker.library_id)
         log.info("library.marked", library_id=marker.library_id)
 
     # -- the request pace ------------------------------------------------------------------------
@@ -468,4 +470,4 @@ class SyncEngine:
             return
         self._progress = (done, total)  # also what `pending_uploads` counts
         if self._job is not None and done % PROGRESS_EVERY == 0 and done < total:
-            self.state.job_progress(self._job, done, total)
+            self.state.jobs.job_progress(self._job, done, total)

@@ -152,8 +152,10 @@ class Daemon:
         # Two SQLite connections, each bounded by SQLite's default page cache (cache_size
         # -2000: about 2 MiB) and Python's 128 cached statements (state.py keeps the shapes few).
         self.state = StateStore.open(config.db_path, repair=True)
-        if self.state.rebuilt is not None:
-            log.warning("state.damaged", action="moved aside, started fresh", **self.state.rebuilt)
+        if self.state.db.rebuilt is not None:
+            log.warning(
+                "state.damaged", action="moved aside, started fresh", **self.state.db.rebuilt
+            )
         self.reader = StateStore.open(config.db_path, readonly=True)
         self.store = open_store_for(config, self.state, stop=self.stop)
         engine = SyncEngine(
@@ -306,7 +308,7 @@ class Daemon:
 
     def _check_volume(self) -> None:
         self._take_lost()
-        found = probe(self.config.library, self.reader.get_config(keys.LIBRARY_ID))
+        found = probe(self.config.library, self.reader.values.get_config(keys.LIBRARY_ID))
         change = volume_transition(self.volume, found) if self._probed else "first"
         before, self.volume = self.volume, found
         self.worker.volume = found
@@ -484,7 +486,7 @@ class Daemon:
         # Recomputed only when the DB changed (our worker, or a one-shot CLI command: SQLite's
         # data_version): on a 50k library it costs ~0.13 CPU s, most of an idle daemon's CPU.
         try:
-            key = (self.worker.generation, self.reader.data_version())
+            key = (self.worker.generation, self.reader.db.data_version())
             if key != self._db_key:
                 self._db_key = key
                 self._db_facts = status.db_facts(self.reader)

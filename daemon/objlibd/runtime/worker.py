@@ -115,7 +115,7 @@ class Worker:
         self.volume = VolumeState(Availability.UNAVAILABLE, "not probed yet")
         self.paused = False
         self.current: dict[str, Any] | None = None
-        self.last_batch: dict[str, Any] | None = state.get_json(keys.LAST_BATCH)
+        self.last_batch: dict[str, Any] | None = state.values.get_json(keys.LAST_BATCH)
         self.problem: str | None = None
         self.problem_fix = ""
         self.state_disk_full: str | None = None  # a write found the state disk full
@@ -261,8 +261,8 @@ class Worker:
         """Apply a held mass-missing a person confirmed; store it while objlibd cannot act."""
         why = self._blocked()
         if why is not None:
-            if not self.stop.is_set() or self.state.get_json(keys.CONFIRM_PENDING) is None:
-                self.state.set_json(
+            if not self.stop.is_set() or self.state.values.get_json(keys.CONFIRM_PENDING) is None:
+                self.state.values.set_json(
                     keys.CONFIRM_PENDING,
                     {"revision": revision, "at": status.iso(time.time()), "waiting_for": why},
                 )
@@ -274,12 +274,12 @@ class Worker:
             return
         summary = self._call(lambda: self.engine.confirm_missing(revision), Batch())
         if summary is not None:
-            self.state.delete_config(keys.CONFIRM_PENDING)
+            self.state.values.delete_config(keys.CONFIRM_PENDING)
             self.generation += 1
             log.info("missing.confirmed", missing=summary.missing, forgotten=summary.forgotten)
 
     def _apply_stored_confirm(self) -> None:
-        stored = self.state.get_json(keys.CONFIRM_PENDING)
+        stored = self.state.values.get_json(keys.CONFIRM_PENDING)
         if isinstance(stored, dict):
             revision = stored.get("revision")
             self._confirm_missing(revision if isinstance(revision, int) else None)
@@ -381,17 +381,17 @@ class Worker:
             "latency_s": round(now - batch.first_event_at, 3) if batch.first_event_at else None,
             "hold": summary.hold_reason,
         }
-        self.state.set_json(keys.LAST_BATCH, self.last_batch)
+        self.state.values.set_json(keys.LAST_BATCH, self.last_batch)
         self.generation += 1
         if "" in batch.rescan and not summary.stopped:
-            self.state.delete_config(keys.PENDING)
+            self.state.values.delete_config(keys.PENDING)
 
     # -- jobs -----------------------------------------------------------------------------
 
     def _catch_up_jobs(self) -> list[str]:
         last: dict[str, jobs.LastRun | None] = {}
         for spec in jobs.specs(self.config.jobs):
-            row = self.state.last_job(spec.kind)
+            row = self.state.jobs.last_job(spec.kind)
             last[spec.name] = (
                 jobs.LastRun(row.status, jobs.parse_db_time(row.finished_at)) if row else None
             )
@@ -404,8 +404,8 @@ class Worker:
         if why is not None:
             self._pending_jobs.add(name)
             if not self.stop.is_set():
-                job_id = self.state.start_job(spec.kind, trigger="scheduled")
-                self.state.finish_job(job_id, "skipped", {}, why)
+                job_id = self.state.jobs.start_job(spec.kind, trigger="scheduled")
+                self.state.jobs.finish_job(job_id, "skipped", {}, why)
                 self.generation += 1
                 log.info("job.skipped", job=name, reason=why)
             return
@@ -417,7 +417,7 @@ class Worker:
             self._pending_jobs.discard(name)
         else:
             self._pending_jobs.add(name)
-        self.state.set_json(keys.SCHEDULE, self.next_runs())
+        self.state.values.set_json(keys.SCHEDULE, self.next_runs())
         self.generation += 1
 
     def _job_body(self, name: str) -> SyncSummary:
@@ -430,7 +430,7 @@ class Worker:
     # -- persistence ----------------------------------------------------------------------
 
     def _load_pending(self) -> Batch | None:
-        data = self.state.get_json(keys.PENDING)
+        data = self.state.values.get_json(keys.PENDING)
         if not isinstance(data, dict):
             return None
         batch = Batch(
@@ -454,11 +454,11 @@ class Worker:
     def _persist(self, parked: Batch | None = None) -> None:
         parked = self._parked if parked is None else parked
         if parked is None or parked.empty:
-            self.state.delete_config(keys.PENDING)
+            self.state.values.delete_config(keys.PENDING)
             return
         paths = sorted(parked.paths)
         rescan = set(parked.rescan) | ({""} if len(paths) > PERSIST_MAX_PATHS else set())
-        self.state.set_json(
+        self.state.values.set_json(
             keys.PENDING,
             {
                 "paths": paths[:PERSIST_MAX_PATHS],
