@@ -26,7 +26,7 @@ from daemon_fixtures import Drive, wait_for, write_config
 from engine_fixtures import make_library
 from objlibd import config as config_module
 from objlibd.engine.changes import Diff
-from objlibd.engine.scanner import WalkResult
+from objlibd.engine.disk import WalkResult
 from objlibd.engine.summary import SyncSummary
 from objlibd.engine.sync import SyncEngine, SyncOptions
 from objlibd.engine.uploads import Upload

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine_fixtures import Env, make_library, touch_later
-from objlibd.engine.scanner import sha256_file
+from objlibd.engine.disk import sha256_file
 from objlibd.engine.sync import SyncEngine, SyncOptions
 from objlibd.errors import RemoteUnavailableError, RemoteUncertainError
 from objlibd.models import FileStatus

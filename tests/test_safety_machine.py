@@ -52,9 +52,10 @@ from engine_fixtures import make_config
 from fake_clock import FakeClock
 from objlibd.config import LibrarySettings
 from objlibd.engine import volume
+from objlibd.engine.filters import Filters
 from objlibd.engine.hold import Hold, mass_reason
 from objlibd.engine.missing import limits_of
-from objlibd.engine.scanner import Filters, walk
+from objlibd.engine.scanner import walk
 from objlibd.engine.sync import SyncEngine
 from objlibd.models import Batch, FileStatus
 from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest

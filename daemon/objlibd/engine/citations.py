@@ -95,7 +95,7 @@ class Answer:
 
 
 def _sha256(path: Path) -> str:
-    from objlibd.engine.scanner import sha256_file
+    from objlibd.engine.disk import sha256_file
 
     return sha256_file(path)
 

@@ -16,8 +16,9 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from objlibd.config import Config
-from objlibd.engine import moves, scanner
+from objlibd.engine import disk, moves
 from objlibd.engine.changes import Diff
+from objlibd.engine.filters import Filters
 from objlibd.engine.summary import SyncSummary
 from objlibd.engine.uploads import Report, Unreadable, Upload
 from objlibd.models import DiskEntry, FileRecord, FileStatus, Problem
@@ -41,7 +42,7 @@ class Classifier:
     ) -> None:
         self.config = config
         self.state = state
-        self.filters = scanner.Filters.from_settings(config.library)
+        self.filters = Filters.from_settings(config.library)
         self.stop = stop
         self._report = report
         self.unreadable: list[Unreadable] = []  # of the last classify; the engine settles them
@@ -129,7 +130,7 @@ class Classifier:
         }
         if not candidates:
             return {}
-        _, absent = scanner.stat_paths(self.config.library.root, self.filters, candidates)
+        _, absent = disk.stat_paths(self.config.library.root, self.filters, candidates)
         return {path: record for path, record in candidates.items() if path in absent}
 
     def _hash(
@@ -140,7 +141,7 @@ class Classifier:
         summary: SyncSummary,
     ) -> str | None:
         try:
-            digest = scanner.sha256_file(self.config.library.root / entry.path)
+            digest = disk.sha256_file(self.config.library.root / entry.path)
         except OSError as err:
             # Vanished or unreadable between walk and hash: nothing is recorded until the
             # engine has re-probed the volume (a yanked drive is not a failed file).

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import structlog
 
 from objlibd.config import Config
+from objlibd.engine import disk
 from objlibd.engine import hold as holds
-from objlibd.engine import scanner
+from objlibd.engine.filters import Filters
 from objlibd.engine.hold import Decision, Hold
 from objlibd.engine.summary import SyncSummary
 from objlibd.models import FileRecord, FileStatus
@@ -46,7 +47,7 @@ class MissingFiles:
     store: RemoteStore
     clock: Callable[[], float]
     require_available: Callable[[], object]  # raises VolumeUnavailableError
-    filters: scanner.Filters
+    filters: Filters
 
     def current_hold(self) -> Hold | None:
         """Return the hold that stands, if any."""
@@ -76,7 +77,7 @@ class MissingFiles:
         if before is None:
             return
         root = self.config.library.root
-        _, absent = scanner.stat_paths(root, self.filters, before.paths)
+        _, absent = disk.stat_paths(root, self.filters, before.paths)
         decision = holds.on_confirm(before, absent, revision)
         if decision.event == "missing.confirmed":
             self.state.jobs.record_decision("confirm_missing", dict(decision.detail))
@@ -119,7 +120,7 @@ class MissingFiles:
         self.require_available()
         held = set(hold.paths) if (hold := self.current_hold()) else set()
         root = self.config.library.root
-        present, _ = scanner.stat_paths(root, self.filters, [r.path for r in candidates])
+        present, _ = disk.stat_paths(root, self.filters, [r.path for r in candidates])
         for record in candidates:
             if record.path in present.entries or record.path in held:
                 continue  # it came back (the next reconcile restores it), or a person decides

@@ -15,7 +15,7 @@ from __future__ import annotations
 import structlog
 
 from objlibd.config import Config
-from objlibd.engine import scanner
+from objlibd.engine import disk
 from objlibd.engine.summary import SyncSummary
 from objlibd.remote.base import RemoteDoc, RemoteStore
 from objlibd.state import keys
@@ -61,7 +61,7 @@ def choose(config: Config, path: str, docs: list[RemoteDoc]) -> RemoteDoc:
     if len(docs) == 1:
         return docs[0]
     try:
-        digest = scanner.sha256_file(config.library.root / path)
+        digest = disk.sha256_file(config.library.root / path)
     except OSError:
         return docs[0]
     return next((doc for doc in docs if doc.sha256 == digest), docs[0])

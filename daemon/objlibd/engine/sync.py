@@ -23,9 +23,11 @@ from typing import Any
 import structlog
 
 from objlibd.config import Config, LibrarySettings
-from objlibd.engine import progress, rebuild, scanner, volume
+from objlibd.engine import disk, progress, rebuild, scanner, volume
 from objlibd.engine.changes import Diff, diff, diff_quiet
 from objlibd.engine.classify import Classifier
+from objlibd.engine.disk import WalkResult
+from objlibd.engine.filters import Filters
 from objlibd.engine.missing import MissingFiles
 from objlibd.engine.summary import SyncSummary
 from objlibd.engine.uploads import Report, Unreadable, Upload, Uploads
@@ -99,7 +101,7 @@ class SyncEngine:
         self.clock = clock
         self.stop = stop or threading.Event()
         self.progress = progress
-        self.filters = scanner.Filters.from_settings(config.library)
+        self.filters = Filters.from_settings(config.library)
         self.uploads = Uploads(
             config, state, store, stop=self.stop, report=self._report, clock=clock,
             volume_present=lambda: self.probe().available,
@@ -316,7 +318,7 @@ class SyncEngine:
         self.require_available()
         self.check_identity()
         root = self.config.library.root
-        walked, _absent = scanner.stat_paths(root, self.filters, paths)
+        walked, _absent = disk.stat_paths(root, self.filters, paths)
         hold = self.missing.current_hold()
         back = hold is not None and not walked.entries.keys().isdisjoint(hold.paths)
         if "" in subtrees or back or rebuild.pending(self.state):  # a rebuilt DB adopts first
@@ -338,7 +340,7 @@ class SyncEngine:
     def _apply(
         self,
         changes: Diff,
-        walked: scanner.WalkResult,
+        walked: WalkResult,
         options: SyncOptions,
         summary: SyncSummary,
         *,
@@ -401,7 +403,7 @@ class SyncEngine:
         if not items:
             return []
         root = self.config.library.root
-        _, absent = scanner.stat_paths(root, self.filters, [item.entry.path for item in items])
+        _, absent = disk.stat_paths(root, self.filters, [item.entry.path for item in items])
         vanished = []
         for item in items:
             path = item.entry.path

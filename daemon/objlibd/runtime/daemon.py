@@ -38,7 +38,7 @@ import structlog
 from objlibd import __version__
 from objlibd.config import Config
 from objlibd.engine import volume
-from objlibd.engine.scanner import Filters
+from objlibd.engine.filters import Filters
 from objlibd.engine.volume import probe
 from objlibd.errors import ObjlibdError
 from objlibd.models import Availability, Batch, VolumeState
