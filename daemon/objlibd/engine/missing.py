@@ -1,5 +1,7 @@
 """Files that left the library: mark missing (through the hold), confirm, prune.
 
+Also the unreadable files of a run: the ones that vanished are missing, the rest failed.
+
 The decisions are `hold`'s (pure); this module reads what they need from the state DB,
 re-checks the volume right before anything is written (an eject mid-run marks nothing), and
 writes the outcome: rows marked missing or forgotten, the hold stored or cleared, a log line
@@ -19,7 +21,8 @@ from objlibd.engine import hold as holds
 from objlibd.engine.filters import Filters
 from objlibd.engine.hold import Decision, Hold
 from objlibd.engine.summary import SyncSummary
-from objlibd.models import FileRecord, FileStatus
+from objlibd.engine.uploads import Unreadable
+from objlibd.models import FileRecord, FileStatus, Problem
 from objlibd.remote.base import RemoteStore
 from objlibd.state import keys
 from objlibd.state.dbtime import iso
@@ -110,6 +113,26 @@ class MissingFiles:
             self.state.files.forget(never_uploaded)
             summary.forgotten += len(never_uploaded)
         summary.missing += self.state.files.mark_missing(to_mark, iso(self.clock()))
+
+    def settle_unreadable(
+        self, items: list[Unreadable], summary: SyncSummary, *, dry_run: bool
+    ) -> list[str]:
+        """Return the files that vanished (this path takes them); fail the unreadable."""
+        if not items:
+            return []
+        root = self.config.library.root
+        _, absent = disk.stat_paths(root, self.filters, [item.entry.path for item in items])
+        vanished = []
+        for item in items:
+            path = item.entry.path
+            if path in absent:
+                vanished.append(path)
+                continue
+            summary.failures.append(Problem(path, item.reason))
+            summary.failed += 1
+            if not dry_run:
+                self.state.files.record_failure(path, FileStatus.ERROR, item.reason)
+        return vanished
 
     def prune(self, summary: SyncSummary) -> None:
         """Delete the documents of files missing longer than prune_after_days."""
