@@ -64,6 +64,20 @@ class WalkResult:
         mtimes.append(mtime_ns)
         self._entries = None
 
+    def extend(self, folder: str, listing: Listing) -> None:
+        """Record a folder's listing (after the links of it followed by `add`, if any)."""
+        names, sizes, mtimes = listing
+        if not names:
+            return
+        found = self.folders.get(folder)
+        if found is None:
+            self.folders[folder] = listing
+        else:
+            found[0].extend(names)
+            found[1].extend(sizes)
+            found[2].extend(mtimes)
+        self._entries = None
+
     def covers(self, rel_path: str) -> bool:
         """Return True if the walk really looked where `rel_path` would be."""
         return not any(

@@ -80,9 +80,10 @@ def _walk_tree(
     try:
         while current is not None:
             subfolders: list[str] = []
-            _read_into(
+            listing = _read_folder(
                 current, directory, rel_dir, filters=filters, subfolders=subfolders, result=result
             )
+            result.extend(rel_dir, listing)
             if subfolders:
                 subfolders.reverse()
                 stack.append(_Folder(current, directory, rel_dir, subfolders))
@@ -110,29 +111,6 @@ def _walk_tree(
             os.close(current)
         for folder in stack:
             _close(folder)
-
-
-def _read_into(
-    fd: int,
-    directory: str,
-    rel_dir: str,
-    *,
-    filters: Filters,
-    subfolders: list[str],
-    result: WalkResult,
-) -> None:
-    """List the open folder `fd` into `result`; collect its subfolders' names."""
-    names, sizes, mtimes = _read_folder(
-        fd, directory, rel_dir, filters=filters, subfolders=subfolders, result=result
-    )
-    if names:
-        listing = result.folders.get(rel_dir)
-        if listing is None:
-            result.folders[rel_dir] = (names, sizes, mtimes)
-        else:  # links followed by _visit came first
-            listing[0].extend(names)
-            listing[1].extend(sizes)
-            listing[2].extend(mtimes)
 
 
 def _close(folder: _Folder) -> None:

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from objlibd.state.operations import close_operations
-
-if TYPE_CHECKING:
-    from objlibd.state.database import Database
+from objlibd.state.part import Part
 
 _CHUNK = 500
 
@@ -31,11 +28,8 @@ class FailureRow:
     retry_after: str | None
 
 
-class FailureLog:
+class FailureLog(Part):
     """Reads and writes of the files table's failure memory."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
 
     def record_permanent_failure(
         self, path: str, content_hash: str, error: str, *, failures: int, quarantined_at: str | None

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from objlibd.models import FileRecord, FileStatus
 from objlibd.state import migrations
 from objlibd.state.operations import close_operations
+from objlibd.state.part import Part
 
 if TYPE_CHECKING:  # status reads the DB without loading the store package
     from objlibd.remote.base import RemoteDoc
-    from objlibd.state.database import Database
 
 _RECORD_COLUMNS = (
     "path, status, content_hash, size, mtime_ns, remote_id, remote_file_id, upload_hash, "
@@ -58,11 +58,8 @@ def in_list(values: list[str]) -> tuple[str, list[str | None]]:
     return ",".join("?" * size), [*values, *[None] * (size - len(values))]
 
 
-class Files:
+class Files(Part):
     """Typed reads and writes of the files table."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
 
     def all_records(self) -> dict[str, FileRecord]:
         """Return every tracked file by path, all columns (for inspection; O(library))."""

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from objlibd.state import dbtime
-
-if TYPE_CHECKING:
-    from objlibd.state.database import Database
+from objlibd.state.part import Part
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +28,8 @@ class JobRow:
     finished_at: str | None
 
 
-class JobLog:
+class JobLog(Part):
     """The jobs and decisions tables (seed 004): one row per sync, batch or scheduled job."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
 
     def start_job(self, kind: str, *, trigger: str = "manual", total: int = 0) -> int:
         """Create a running job row and return its id."""

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from objlibd.state import dbtime
-
-if TYPE_CHECKING:
-    from objlibd.state.database import Database
+from objlibd.state.part import Part
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +25,8 @@ class PendingOperation:
     content_hash: str | None
 
 
-class Operations:
+class Operations(Part):
     """Reads and writes of the remote_operations table."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
 
     def save_operation(
         self, path: str, operation: str, remote_file_id: str, content_hash: str

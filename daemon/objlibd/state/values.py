@@ -8,19 +8,14 @@ transaction.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from objlibd.state import dbtime
-
-if TYPE_CHECKING:  # the database writes the rebuilt record through this class
-    from objlibd.state.database import Database
+from objlibd.state.part import Part
 
 
-class ConfigValues:
+class ConfigValues(Part):
     """Reads and writes of library_config, by key (the names are in `keys`)."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
 
     def get_config(self, key: str) -> str | None:
         """Return a library_config value."""

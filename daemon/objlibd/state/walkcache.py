@@ -11,13 +11,11 @@ import marshal
 import sqlite3
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from objlibd.models import Listing, StateIndex
 from objlibd.state.files import CHUNK, SETTLED, UNSETTLED, in_list
-
-if TYPE_CHECKING:
-    from objlibd.state.database import Database
+from objlibd.state.part import Part
 
 
 class CachedWalk(NamedTuple):
@@ -27,11 +25,8 @@ class CachedWalk(NamedTuple):
     unsettled: dict[str, str]
 
 
-class WalkCache:
+class WalkCache(Part):
     """The diff's index of the files table, and the cached walk that stands in for it."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
 
     def index(self, paths: Iterable[str] | None = None) -> StateIndex:
         """Return the diff's view of every file, or of just `paths` (cost O(paths))."""
