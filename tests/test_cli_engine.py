@@ -80,7 +80,7 @@ def test_sync_refuses_while_another_objlibd_owns_the_state_dir(
     cfg = make_config(root, tmp_path / "state")
     config = write_config_file(cfg, tmp_path / "objlibd.toml")
     owner = (
-        "import sys, signal; from pathlib import Path; from objlibd.pidfile import PidFile;"
+        "import sys, signal; from pathlib import Path; from objlibd.runtime.pidfile import PidFile;"
         "PidFile(Path(sys.argv[1]) / 'objlibd.pid').acquire(); print('ready', flush=True);"
         "signal.pause()"
     )
