@@ -119,7 +119,7 @@ def test_a_zombie_owner_is_dead_and_taken_over(tmp_path: Path) -> None:
 CONTENDER = """
 import sys, time
 from pathlib import Path
-from objlibd import pidfile
+from objlibd.runtime import pidfile
 from objlibd.errors import AlreadyRunningError
 path, folder, me = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 (folder / f"ready-{me}").touch()

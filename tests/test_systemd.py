@@ -287,7 +287,7 @@ STAND_IN = textwrap.dedent(
     """
     import signal, sys
     from pathlib import Path
-    from objlibd.pidfile import PidFile
+    from objlibd.runtime.pidfile import PidFile
     lock = PidFile(Path(sys.argv[1]) / "objlibd.pid")
     lock.acquire()
     stop = []
