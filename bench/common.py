@@ -113,7 +113,7 @@ def compare_store(state_dir: Path, root: Path, store_name: str) -> dict[str, Any
         for p in root.rglob("*.txt")
     }
     state = StateStore.open(state_dir / "objlibd.db", readonly=True)
-    records = state.all_records()
+    records = state.files.all_records()
     state.close()
     store = LocalStore(state_dir / "local-store")
     store.ensure_store(store_name)

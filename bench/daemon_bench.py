@@ -137,7 +137,7 @@ def scheduled_reconciles(config: config_module.Config, since: float) -> int:
 
     state = StateStore.open(config.db_path, readonly=True)
     try:
-        jobs = state.jobs(limit=1000)
+        jobs = state.jobs.recent(limit=1000)
     finally:
         state.close()
     return sum(

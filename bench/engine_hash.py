@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from common import best_of
-from objlibd.engine.scanner import sha256_file
+from objlibd.engine.disk import sha256_file
 
 
 def main() -> None:

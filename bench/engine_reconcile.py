@@ -56,7 +56,7 @@ def main() -> None:
             assert summary.unchanged == args.files and summary.hashed == 0, summary.to_dict()
 
         def cold_reconcile() -> None:
-            state.forget_walk()
+            state.walk.forget_walk()
             reconcile()
 
         walk_s, quiet_s = best_of_pairs(RUNS, lambda: bare_walk(str(root)), reconcile)

@@ -86,14 +86,14 @@ def run(files: int, quota_rpm: int, scale: float, *, oracle: bool) -> Result:
         state = StateStore.open(config.db_path)
         store = GeminiStore(
             config.gemini, "test-key", clock=clock.clock, sleep=clock.sleep,
-            stop=threading.Event(), save_pace=lambda pace: state.set_json(keys.PACE, pace),
+            stop=threading.Event(), save_pace=lambda pace: state.values.set_json(keys.PACE, pace),
         )  # fmt: skip
         started = clock.clock()
         summary = SyncEngine(config, state, store).run(SyncOptions())
         wall = clock.clock() - started
         assert summary.uploaded == files and summary.exit_code == 0, summary.to_dict()
         trips = int(store.health()["breaker"]["trips"])  # type: ignore[index]
-        learned = state.get_json(keys.PACE)
+        learned = state.values.get_json(keys.PACE)
         store.close()
         state.close()
         return Result(wall, fake.quota_calls, fake.quota_429s, learned, trips)

@@ -294,7 +294,8 @@ def store_docs(state_dir: Path, name: str = "test-store") -> dict[str, list[str]
 def disk_files(root: Path) -> dict[str, str]:
     """Return {relative path: sha256} of the library's eligible files."""
     from objlibd.config import LibrarySettings
-    from objlibd.engine.scanner import Filters, walk
+    from objlibd.engine.filters import Filters
+    from objlibd.engine.scanner import walk
 
     filters = Filters.from_settings(LibrarySettings(root=root, mount_point=root.parent))
     entries = walk(root, filters).entries

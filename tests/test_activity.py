@@ -99,7 +99,7 @@ def test_a_retry_is_a_decision_in_the_activity(
     cfg, path = library
     state, sync = engine(cfg)
     sync.run(SyncOptions())
-    state.record_permanent_failure("Course 1/Lecture 0001.txt", "h", "refused", failures=3,
+    state.failures.record_permanent_failure("Course 1/Lecture 0001.txt", "h", "refused", failures=3,
                                    quarantined_at="2026-11-20T10:00:00Z")  # fmt: skip
     state.close()
     assert main(["retry", "--all", "--config", str(path)]) == 0

@@ -87,7 +87,7 @@ def test_a_file_that_vanishes_between_walk_and_hash_is_left_for_later(env: Env) 
 
     assert summary.uploaded == 5
     assert summary.failed == 0
-    assert env.state.record(paths[3]) is None
+    assert env.state.files.record(paths[3]) is None
 
 
 def test_a_file_over_max_file_mb_is_skipped_with_its_size(env: Env) -> None:
@@ -104,7 +104,7 @@ def test_a_file_over_max_file_mb_is_skipped_with_its_size(env: Env) -> None:
     summary = env.engine.run(SyncOptions())
 
     assert summary.skipped == 1
-    record = env.state.record("big.pdf")
+    record = env.state.files.record("big.pdf")
     assert record is not None
     assert record.status is FileStatus.SKIPPED
     assert "larger than max_file_mb" in (record.last_error or "")
@@ -649,7 +649,7 @@ def test_a_rebuild_keeps_the_document_that_holds_what_the_disk_holds(env: Env) -
     summary = engine.run(SyncOptions(cleanup_orphans=True))
 
     assert (summary.uploaded, summary.replaced, summary.adopted) == (0, 0, 4)
-    assert {r.path: r.remote_id for r in env.state.all_records().values()} == current
+    assert {r.path: r.remote_id for r in env.state.files.all_records().values()} == current
     assert env.docs_by_path() == {p: [doc] for p, doc in current.items()}, "the old one swept"
 
 

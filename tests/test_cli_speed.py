@@ -205,7 +205,7 @@ def test_the_cache_answers_only_while_config_db_drive_and_environment_are_unchan
     assert recalled(path) == {**full, "daemon": recalled(path)["daemon"]}  # type: ignore[index]
 
     state = StateStore.open(config.db_path)
-    state.begin_upload("new.pdf", "h1", 1, 1)  # a one-shot command wrote the DB
+    state.files.begin_upload("new.pdf", "h1", 1, 1)  # a one-shot command wrote the DB
     assert recalled(path) is None
     assert status.snapshot(config)["files"]["uploading"] == 1
     assert recalled(path)["files"]["uploading"] == 1  # type: ignore[index]

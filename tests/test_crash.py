@@ -56,8 +56,8 @@ def assert_exact(cfg, paths: list[str]) -> None:  # type: ignore[no-untyped-def]
     store.ensure_store(cfg.store.name)
     docs = list(store.list_docs())
     state = StateStore.open(cfg.db_path, readonly=True)
-    records = state.all_records()
-    assert state.integrity_check() == "ok"
+    records = state.files.all_records()
+    assert state.db.integrity_check() == "ok"
     state.close()
 
     assert sorted(d.path for d in docs) == sorted(paths), "exactly one document per file"

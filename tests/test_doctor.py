@@ -91,8 +91,8 @@ class Setup:
         """Do what a first sync leaves behind: a library id in the DB, the marker on the drive."""
         library_id = volume.new_library_id()
         state = StateStore.open(self.config.db_path)
-        state.set_config(keys.LIBRARY_ID, library_id)
-        state.set_config("store_name", self.config.store.name)
+        state.values.set_config(keys.LIBRARY_ID, library_id)
+        state.values.set_config("store_name", self.config.store.name)
         state.close()
         volume.write_marker(self.config.library, volume.Marker(library_id))
         return library_id
@@ -190,7 +190,7 @@ def test_a_damaged_page_fails_integrity_check(setup: Setup) -> None:
     setup.sync_once()
     state = StateStore.open(setup.config.db_path)
     for index in range(300):
-        state.set_config(f"filler.{index}", "x" * 500)
+        state.values.set_config(f"filler.{index}", "x" * 500)
     state.close()
     with sqlite3.connect(setup.config.db_path) as conn:
         size = conn.execute("PRAGMA page_size").fetchone()[0]

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from engine_fixtures import Env, make_library, touch_later
 from objlibd.config import DEFAULT_INCLUDE, LibrarySettings
-from objlibd.engine.failures import FailurePolicy, Verdict, iso, verdict
+from objlibd.engine.failures import FailurePolicy, Verdict, verdict
 from objlibd.engine.sync import SyncOptions
 from objlibd.models import FileRecord, FileStatus
 from objlibd.remote.filetypes import (
@@ -23,6 +23,7 @@ from objlibd.remote.filetypes import (
     include_warnings,
     refused_extensions,
 )
+from objlibd.state.dbtime import iso
 
 POLICY = FailurePolicy(quarantine_after=3, backoff_seconds=60.0, backoff_max_seconds=3600.0)
 NOW = "2026-11-23T12:00:00.000Z"
@@ -104,31 +105,37 @@ def test_a_quarantined_file_counts_as_settled_until_it_changes(env: Env) -> None
     """The walk cache holds while a file sits in quarantine; an edit brings it back."""
     (path, *_) = make_library(env.root, 3)
     env.engine.run(SyncOptions())
-    env.state.record_permanent_failure(path, "h", "refused", failures=3, quarantined_at=NOW)
+    env.state.failures.record_permanent_failure(
+        path, "h", "refused", failures=3, quarantined_at=NOW
+    )
 
-    assert path in env.state.index().settled
+    assert path in env.state.walk.index().settled
     env.engine.run(SyncOptions())  # a quiet run saves the walk cache with it settled
-    assert env.state.cached_walk() is not None
+    assert env.state.walk.cached_walk() is not None
 
     touch_later(env.root / path, "new content\n")
     summary = env.engine.run(SyncOptions())
 
     assert (summary.replaced, summary.quarantined) == (1, 0)
-    record = env.state.record(path)
+    record = env.state.files.record(path)
     assert record is not None and (record.quarantined_at, record.failures) == (None, 0)
 
 
 def test_retry_releases_held_files_and_keeps_their_count(env: Env) -> None:
     paths = make_library(env.root, 3)
     env.engine.run(SyncOptions())
-    env.state.record_permanent_failure(paths[0], "h", "refused", failures=3, quarantined_at=NOW)
-    env.state.record_transient_failure(paths[1], "503", in_a_row=2, retry_after=NOW, settled=True)
+    env.state.failures.record_permanent_failure(
+        paths[0], "h", "refused", failures=3, quarantined_at=NOW
+    )
+    env.state.failures.record_transient_failure(
+        paths[1], "503", in_a_row=2, retry_after=NOW, settled=True
+    )
 
-    assert env.state.retry([paths[0], "not/held.txt"]) == [paths[0]]
-    assert env.state.retry(None) == [paths[1]]
-    record = env.state.record(paths[0])
+    assert env.state.failures.retry([paths[0], "not/held.txt"]) == [paths[0]]
+    assert env.state.failures.retry(None) == [paths[1]]
+    record = env.state.files.record(paths[0])
     assert record is not None and (record.quarantined_at, record.failures) == (None, 3)
-    assert env.state.failure_rows() == []
+    assert env.state.failures.failure_rows() == []
 
 
 # -- file types and sizes -------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def assert_exact(site: Site, *, missing: set[str] = frozenset()) -> None:  # typ
     disk = site.on_disk()
     state = StateStore.open(site.config.db_path, readonly=True)
     try:
-        records = state.all_records()
+        records = state.files.all_records()
     finally:
         state.close()
     twins = {path: [d["name"] for d in docs] for path, docs in grouped.items() if len(docs) > 1}
@@ -163,7 +163,7 @@ def until_landed(site: Site, runs: int = 4) -> tuple[SyncSummary, int]:
             return summary, landed
         state = StateStore.open(site.config.db_path)
         try:
-            state.retry(None)
+            state.failures.retry(None)
         finally:
             state.close()
     return summary, landed
@@ -252,7 +252,7 @@ def test_when_the_lookup_itself_fails_the_file_is_deferred_not_uploaded_blind(
         assert (deferred.exit_code, fake.count("stores.importFile")) == (1, 3)
         assert len(fake.documents()) == 3, "its one import landed; nothing was sent blind"
         state = StateStore.open(site.config.db_path, readonly=True)
-        record = state.record(path)
+        record = state.files.record(path)
         state.close()
         assert record is not None and record.status is FileStatus.UPLOADING
         assert record.retry_after is not None and "look it up" in (record.last_error or "")
@@ -357,7 +357,7 @@ def test_a_failed_import_found_on_resume_counts_toward_quarantine(tmp_path: Path
         assert (first.failed, fake.count("stores.importFile")) == (1, 1)
         assert second.failures[0].reason.endswith("Failed to count tokens.")
         state = StateStore.open(site.config.db_path, readonly=True)
-        record = state.record(path)
+        record = state.files.record(path)
         state.close()
         assert record is not None and (record.status, record.failures) == (FileStatus.FAILED, 1)
 
@@ -402,7 +402,7 @@ def test_sigterm_cuts_a_gemini_backoff_short_persists_the_parked_work_and_exits_
 
         state = StateStore.open(site.state_dir / "objlibd.db", readonly=True)
         try:
-            pending = state.get_json("daemon.pending")
+            pending = state.values.get_json("daemon.pending")
         finally:
             state.close()
         assert (code, took < 5.0) == (0, True), took

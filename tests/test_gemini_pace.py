@@ -282,8 +282,8 @@ def paced_sync(config: Config, clock: ScaledClock) -> tuple[SyncSummary, dict[st
     state = StateStore.open(config.db_path)
     store = GeminiStore(
         config.gemini, KEY, clock=clock.clock, sleep=clock.sleep, stop=threading.Event(),
-        learned_pace=state.get_json(keys.PACE),
-        save_pace=lambda pace: state.set_json(keys.PACE, pace),
+        learned_pace=state.values.get_json(keys.PACE),
+        save_pace=lambda pace: state.values.set_json(keys.PACE, pace),
     )  # fmt: skip
     try:
         started = clock.clock()
@@ -345,7 +345,7 @@ def test_a_true_quota_below_the_start_pulls_the_pace_down_to_it(tmp_path: Path) 
 def read_pace(config: Config) -> dict[str, Any] | None:
     state = StateStore.open(config.db_path, readonly=True)
     try:
-        learned: dict[str, Any] | None = state.get_json(keys.PACE)
+        learned: dict[str, Any] | None = state.values.get_json(keys.PACE)
         return learned
     finally:
         state.close()
@@ -393,7 +393,9 @@ def test_status_without_a_daemon_shows_the_learned_pace(tmp_path: Path) -> None:
         state=StateSettings(dir=tmp_path / "state"), store=StoreSettings(backend="gemini")
     )
     state = StateStore.open(config.db_path)
-    state.set_json(keys.PACE, {"rpm": 210.5, "limit": 200.0, "start_rpm": 20.0, "quota_429s": 7})
+    state.values.set_json(
+        keys.PACE, {"rpm": 210.5, "limit": 200.0, "start_rpm": 20.0, "quota_429s": 7}
+    )
     state.close()
 
     snap = status.snapshot(config)

@@ -137,8 +137,8 @@ def assert_exact(site: Site) -> None:
     grouped = docs_by_path(site.fake)
     state = StateStore.open(site.state_dir / "objlibd.db", readonly=True)
     try:
-        records = state.all_records()
-        assert state.integrity_check() == "ok"
+        records = state.files.all_records()
+        assert state.db.integrity_check() == "ok"
     finally:
         state.close()
 

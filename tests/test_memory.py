@@ -26,7 +26,7 @@ from daemon_fixtures import Drive, wait_for, write_config
 from engine_fixtures import make_library
 from objlibd import config as config_module
 from objlibd.engine.changes import Diff
-from objlibd.engine.scanner import WalkResult
+from objlibd.engine.disk import WalkResult
 from objlibd.engine.summary import SyncSummary
 from objlibd.engine.sync import SyncEngine, SyncOptions
 from objlibd.engine.uploads import Upload
@@ -222,14 +222,14 @@ def test_a_heap_request_writes_the_report_once(tmp_path: Path) -> None:
 def test_lookups_of_every_batch_size_keep_few_prepared_statements(tmp_path: Path) -> None:
     state = StateStore.open(tmp_path / "state.db")
     try:
-        state.records(["warm"])
+        state.files.records(["warm"])
         before = database.sqlite_heap()
         if before is None:
             pytest.skip("this SQLite does not expose sqlite3_memory_used")
         for size in range(1, 300):  # one daemon batch of each size
             wanted = [f"Part/Lecture {n}.txt" for n in range(size)]
-            state.records(wanted)
-            state.index(wanted)
+            state.files.records(wanted)
+            state.walk.index(wanted)
         after = database.sqlite_heap()
         assert after is not None
         # One cached statement per size would be 128 (Python's cache) x ~20 KB = 2.5 MiB+.
@@ -259,9 +259,9 @@ def test_pruned_files_cost_a_reconcile_no_memory_and_come_back_as_new(env) -> No
     env.clock.advance_days(8)
     assert env.engine.run(SyncOptions(prune_missing=True)).pruned == 5
 
-    assert len(env.state.index()) == 7  # the five tombstones stay on disk only
+    assert len(env.state.walk.index()) == 7  # the five tombstones stay on disk only
     env.engine.run(SyncOptions())  # quiet: saves the walk cache
-    cached = env.state.cached_walk()
+    cached = env.state.walk.cached_walk()
     assert cached is not None and cached.unsettled == {}
 
     (env.root / paths[0]).write_text("back again")

@@ -198,11 +198,11 @@ def test_renaming_a_250_file_folder_is_250_moves_in_one_sync(env: Env, rec: Reco
     assert rec.counts() == {"upload": 250, "delete": 250}
     assert store_paths(env) == disk_paths(env.root)
     assert len(store_paths(env)) == 1000
-    counts = env.state.counts_by_status()
+    counts = env.state.files.counts_by_status()
     assert (counts["uploaded"], counts["missing"], counts["deleted"]) == (1000, 0, 250)
-    assert env.state.orphan_count() == 0
+    assert env.state.files.orphan_count() == 0
     assert "moved" in render(summary)
-    assert env.state.jobs()[0].counts["moved"] == 250, "the jobs table (activity) has it"
+    assert env.state.jobs.recent()[0].counts["moved"] == 250, "the jobs table (activity) has it"
 
 
 def test_every_move_uploads_the_new_path_before_deleting_the_old_document(
@@ -210,7 +210,7 @@ def test_every_move_uploads_the_new_path_before_deleting_the_old_document(
 ) -> None:
     make_library(env.root, 10)
     env.engine.run(SyncOptions())
-    old = {p: env.state.record(p).remote_id for p in disk_paths(env.root)}  # type: ignore[union-attr]
+    old = {p: env.state.files.record(p).remote_id for p in disk_paths(env.root)}  # type: ignore[union-attr]
     rec.calls.clear()
     (env.root / "Course 1").rename(env.root / "Course One")
 
@@ -231,7 +231,7 @@ def test_a_copy_is_not_a_move(env: Env, rec: RecordingStore) -> None:
 
     assert (summary.moved, summary.uploaded, rec.counts()["delete"]) == (0, 2, 0)
     assert store_paths(env) == disk_paths(env.root)
-    assert len(env.state.duplicates()) == 2, "same content under two paths, both indexed"
+    assert len(env.state.files.duplicates()) == 2, "same content under two paths, both indexed"
 
 
 def test_a_move_out_of_the_library_is_missing_and_keeps_its_document(
@@ -244,7 +244,7 @@ def test_a_move_out_of_the_library_is_missing_and_keeps_its_document(
     summary = env.engine.run(SyncOptions())
 
     assert (summary.moved, summary.missing, rec.counts()["delete"]) == (0, 1, 0)
-    assert env.state.record(paths[0]).status is FileStatus.MISSING  # type: ignore[union-attr]
+    assert env.state.files.record(paths[0]).status is FileStatus.MISSING  # type: ignore[union-attr]
     assert paths[0] in env.docs_by_path()
 
 
@@ -260,7 +260,7 @@ def test_a_move_whose_upload_fails_keeps_the_old_document_until_it_succeeds(
     failed = env.engine.run(SyncOptions())
 
     assert (failed.failed, failed.moved, failed.missing) == (1, 0, 0)
-    assert env.state.record(paths[1]).status is FileStatus.UPLOADED  # type: ignore[union-attr]
+    assert env.state.files.record(paths[1]).status is FileStatus.UPLOADED  # type: ignore[union-attr]
     assert paths[1] in env.docs_by_path(), "the old document stays while the move is pending"
     assert moved not in env.docs_by_path()
 
@@ -286,7 +286,7 @@ def test_a_move_out_and_back_in_under_a_new_name_moves_the_missing_file(
     second = env.engine.run_paths([back])
 
     assert (first.missing, second.moved, second.uploaded) == (1, 1, 0)
-    assert env.state.record(paths[2]).status is FileStatus.DELETED  # type: ignore[union-attr]
+    assert env.state.files.record(paths[2]).status is FileStatus.DELETED  # type: ignore[union-attr]
     assert store_paths(env) == disk_paths(env.root)
 
 
@@ -330,7 +330,7 @@ def test_a_dry_run_plans_the_moves_and_changes_nothing(env: Env, rec: RecordingS
     assert sorted(summary.planned) == ["move"]
     assert len(summary.planned["move"]) == 2
     assert rec.calls == []
-    assert env.state.counts_by_status()["deleted"] == 0
+    assert env.state.files.counts_by_status()["deleted"] == 0
 
 
 def test_moves_never_count_toward_the_mass_missing_limits(env: Env, rec: RecordingStore) -> None:
@@ -347,4 +347,4 @@ def test_moves_never_count_toward_the_mass_missing_limits(env: Env, rec: Recordi
     summary = env.engine.run_paths(deleted, subtrees=["Course 0", "Course Zero"])
 
     assert (summary.moved, summary.missing, summary.held) == (20, 2, 0)
-    assert env.state.get_config("hold") is None
+    assert env.state.values.get_config("hold") is None

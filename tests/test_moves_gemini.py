@@ -46,7 +46,7 @@ def rename(site: Site, old: str, new: str) -> None:
 def statuses(site: Site) -> dict[str, int]:
     state = StateStore.open(site.state_dir / "objlibd.db", readonly=True)
     try:
-        return state.counts_by_status()
+        return state.files.counts_by_status()
     finally:
         state.close()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine_fixtures import Env, make_library, touch_later
-from objlibd.engine.scanner import sha256_file
+from objlibd.engine.disk import sha256_file
 from objlibd.engine.sync import SyncEngine, SyncOptions
 from objlibd.errors import RemoteUnavailableError, RemoteUncertainError
 from objlibd.models import FileStatus
@@ -28,11 +28,11 @@ def crashed_after_upload(env: Env, path: str, *, checkpoint: bool) -> str:
     """The state a SIGKILL leaves between the store's upload and the DB commit."""
     request = request_for(env, path)
     info = (env.root / path).stat()
-    env.state.begin_upload(path, request.sha256, info.st_size, info.st_mtime_ns)
+    env.state.files.begin_upload(path, request.sha256, info.st_size, info.st_mtime_ns)
     saved = []
     doc = env.store.upload(request, lambda op, fid: saved.append(op))
     if checkpoint:
-        env.state.save_operation(path, saved[0], "", request.sha256)
+        env.state.operations.save_operation(path, saved[0], "", request.sha256)
     return doc.doc_id
 
 
@@ -45,8 +45,8 @@ def test_a_checkpointed_operation_is_resumed_not_uploaded_again(env: Env) -> Non
 
     assert summary.resumed == 1
     assert summary.uploaded == 3
-    assert env.state.record(paths[0]).remote_id == doc  # type: ignore[union-attr]
-    assert env.state.pending_operations() == []
+    assert env.state.files.record(paths[0]).remote_id == doc  # type: ignore[union-attr]
+    assert env.state.operations.pending_operations() == []
     assert all(len(v) == 1 for v in env.docs_by_path().values())
 
 
@@ -58,7 +58,7 @@ def test_an_unrecorded_upload_is_adopted_by_its_identity(env: Env) -> None:
     summary = env.engine.run(SyncOptions())
 
     assert summary.adopted == 1
-    assert env.state.record(paths[1]).remote_id == doc  # type: ignore[union-attr]
+    assert env.state.files.record(paths[1]).remote_id == doc  # type: ignore[union-attr]
     assert len(list(env.store.list_docs())) == 4
 
 
@@ -79,13 +79,13 @@ def test_duplicate_documents_from_repeated_crashes_collapse_to_one(env: Env) -> 
 def test_an_interrupted_replacement_finishes_and_deletes_the_old_document(env: Env) -> None:
     paths = make_library(env.root, 6)
     env.engine.run(SyncOptions())
-    old = env.state.record(paths[0]).remote_id  # type: ignore[union-attr]
+    old = env.state.files.record(paths[0]).remote_id  # type: ignore[union-attr]
     touch_later(env.root / paths[0], "new content")
     new = crashed_after_upload(env, paths[0], checkpoint=True)
 
     summary = env.engine.run(SyncOptions())
 
-    record = env.state.record(paths[0])
+    record = env.state.files.record(paths[0])
     assert record is not None
     assert (record.remote_id, record.status, record.orphaned_remote_id) == (
         new,
@@ -100,30 +100,30 @@ def test_an_operation_that_never_finished_is_uploaded_again(env: Env) -> None:
     paths = make_library(env.root, 2)
     env.engine.check_identity()
     info = (env.root / paths[0]).stat()
-    env.state.begin_upload(paths[0], sha256_file(env.root / paths[0]), info.st_size,
+    env.state.files.begin_upload(paths[0], sha256_file(env.root / paths[0]), info.st_size,
                            info.st_mtime_ns)  # fmt: skip
-    env.state.save_operation(paths[0], "localStores/x/documents/never-written", "", "h")
+    env.state.operations.save_operation(paths[0], "localStores/x/documents/never-written", "", "h")
 
     summary = env.engine.run(SyncOptions())
 
     assert summary.uploaded == 2
-    assert env.state.pending_operations() == []
-    assert env.state.record(paths[0]).status is FileStatus.UPLOADED  # type: ignore[union-attr]
+    assert env.state.operations.pending_operations() == []
+    assert env.state.files.record(paths[0]).status is FileStatus.UPLOADED  # type: ignore[union-attr]
 
 
 def test_recorded_orphans_are_deleted_at_the_start_of_a_run(env: Env) -> None:
     paths = make_library(env.root, 3)
     env.engine.run(SyncOptions())
     stray = env.store.upload(request_for(env, paths[0]))
-    env.state.record_uploaded(paths[0], remote_id=env.state.record(paths[0]).remote_id or "",  # type: ignore[union-attr]
+    env.state.files.record_uploaded(paths[0], remote_id=env.state.files.record(paths[0]).remote_id or "",  # type: ignore[union-attr]
                               remote_file_id=None, upload_hash="h", enrichment_version="v",
                               replaced_remote_id=stray.doc_id)  # fmt: skip
-    assert env.state.orphan_count() == 1
+    assert env.state.files.orphan_count() == 1
 
     summary = env.engine.run(SyncOptions())
 
     assert summary.orphans_deleted == 1
-    assert env.state.orphan_count() == 0
+    assert env.state.files.orphan_count() == 0
     assert stray.doc_id not in {d.doc_id for d in env.store.list_docs()}
 
 
@@ -131,15 +131,15 @@ def test_an_edit_interrupted_before_its_upload_is_still_replaced(env: Env) -> No
     """Found by the crash test: the intent row already holds the new hash, the doc the old."""
     paths = make_library(env.root, 3)
     env.engine.run(SyncOptions())
-    old = env.state.record(paths[0]).remote_id  # type: ignore[union-attr]
+    old = env.state.files.record(paths[0]).remote_id  # type: ignore[union-attr]
     touch_later(env.root / paths[0], "edited")
     info = (env.root / paths[0]).stat()
-    env.state.begin_upload(paths[0], sha256_file(env.root / paths[0]), info.st_size,
+    env.state.files.begin_upload(paths[0], sha256_file(env.root / paths[0]), info.st_size,
                            info.st_mtime_ns)  # fmt: skip
 
     summary = env.engine.run(SyncOptions())
 
-    record = env.state.record(paths[0])
+    record = env.state.files.record(paths[0])
     assert record is not None
     assert summary.replaced == 1
     assert record.remote_id != old
@@ -199,6 +199,6 @@ def test_a_file_failing_twice_is_recorded_failed_and_retried_next_run(env: Env) 
     second = env.engine.run(SyncOptions())
 
     assert (first.failed, first.exit_code) == (1, 1)
-    assert env.state.record(paths[0]) is not None
+    assert env.state.files.record(paths[0]) is not None
     assert (backing_off.deferred, backing_off.uploaded) == (1, 0)
     assert (second.uploaded, second.failed) == (1, 0)

@@ -52,9 +52,10 @@ from engine_fixtures import make_config
 from fake_clock import FakeClock
 from objlibd.config import LibrarySettings
 from objlibd.engine import volume
+from objlibd.engine.filters import Filters
 from objlibd.engine.hold import Hold, mass_reason
 from objlibd.engine.missing import limits_of
-from objlibd.engine.scanner import Filters, walk
+from objlibd.engine.scanner import walk
 from objlibd.engine.sync import SyncEngine
 from objlibd.models import Batch, FileStatus
 from objlibd.remote.base import Checkpoint, RemoteDoc, UploadRequest
@@ -264,7 +265,7 @@ class SafetyMachine(RuleBasedStateMachine):
 
     def _monitor(self) -> None:
         self.worker.set_volume(
-            volume.probe(self.config.library, self.state.get_config(keys.LIBRARY_ID))
+            volume.probe(self.config.library, self.state.values.get_config(keys.LIBRARY_ID))
         )
 
     @rule(after=st.integers(0, 3))
@@ -367,7 +368,7 @@ class SafetyMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), subtree=st.booleans())
     def batch(self, data: st.DataObject, subtree: bool) -> None:
-        known = sorted({*self._files(), *self.trash, *self.state.all_records()})
+        known = sorted({*self._files(), *self.trash, *self.state.files.all_records()})
         paths = data.draw(st.sets(st.sampled_from(known), max_size=8)) if known else set()
         rescan = (
             {data.draw(st.sampled_from([f"Course {i}" for i in range(5)]))} if subtree else set()
@@ -376,7 +377,7 @@ class SafetyMachine(RuleBasedStateMachine):
 
     @rule()
     def confirm(self) -> None:
-        hold = Hold.from_json(self.state.get_json(keys.HOLD))
+        hold = Hold.from_json(self.state.values.get_json(keys.HOLD))
         self._submit(Work.confirm_missing(hold.revision if hold else None))
 
     @rule()
@@ -409,12 +410,12 @@ class SafetyMachine(RuleBasedStateMachine):
     # -- invariants --------------------------------------------------------------------------------
 
     def _snapshot(self) -> Before:
-        records = self.state.all_records()
+        records = self.state.files.all_records()
         return Before(
             {path: r.status for path, r in records.items()},
-            self.state.count_present(),
-            len(self.state.decisions()),
-            Hold.from_json(self.state.get_json(keys.HOLD)),
+            self.state.files.count_present(),
+            len(self.state.jobs.decisions()),
+            Hold.from_json(self.state.values.get_json(keys.HOLD)),
             self.engine.full_views,
         )
 
@@ -475,7 +476,7 @@ class SafetyMachine(RuleBasedStateMachine):
             assert mass_reason(len(absent), hold.present_before, limits_of(self.config))
 
     def _check_store(self, on_disk: set[str], hold: Hold | None) -> None:
-        records = self.state.all_records()
+        records = self.state.files.all_records()
         docs: dict[str, list[str]] = {}
         for doc in self.store.list_docs():
             docs.setdefault(doc.path or "?", []).append(doc.sha256 or "")
@@ -555,7 +556,7 @@ def test_regression_a_yank_while_our_drive_is_also_mounted_beside_fails_no_file(
         state.rename_folder(course=0)
         state.reconcile_and_cleanup()
         state.the_rule_above_all()
-        counts = state.state.counts_by_status()
+        counts = state.state.files.counts_by_status()
         assert (counts["error"], counts["failed"]) == (0, 0)
         state.delete_many_then_sync(full=False, share=1.0)
         state.reconcile_and_cleanup()

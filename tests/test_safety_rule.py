@@ -76,14 +76,14 @@ class Library:
     def hold(self) -> Hold | None:
         state = self.state()
         try:
-            return Hold.from_json(state.get_json(keys.HOLD))
+            return Hold.from_json(state.values.get_json(keys.HOLD))
         finally:
             state.close()
 
     def statuses(self) -> dict[str, int]:
         state = self.state()
         try:
-            return state.counts_by_status()
+            return state.files.counts_by_status()
         finally:
             state.close()
 
@@ -185,11 +185,11 @@ def test_a_batch_never_clears_a_hold_new_absences_join_it(lib: Library, engine: 
     (lib.root / paths[30]).unlink()
     batch = engine.run_paths([paths[30]])  # the daemon's batch for one unrelated deletion
 
-    hold = Hold.from_json(engine.state.get_json(keys.HOLD))
+    hold = Hold.from_json(engine.state.values.get_json(keys.HOLD))
     assert hold is not None, "the hold must still stand"
     assert set(hold.paths) == {*paths[:20], paths[30]}
     assert batch.missing == 0
-    assert engine.state.counts_by_status()["missing"] == 0
+    assert engine.state.files.counts_by_status()["missing"] == 0
     status = json.loads(lib.cli("status", "--json").stdout)
     assert status["hold"] is not None
     assert status["healthy"] is False
@@ -230,7 +230,7 @@ def test_a_daemon_batch_that_sees_held_files_back_takes_a_full_view(
 
     engine.run_paths(list(saved)[:3])  # the watcher saw a few of them come back
 
-    assert engine.state.get_json(keys.HOLD) is None
+    assert engine.state.values.get_json(keys.HOLD) is None
 
 
 def test_confirm_marks_only_the_held_files_still_absent(lib: Library) -> None:
@@ -283,9 +283,9 @@ def test_a_drive_yanked_mid_sync_parks_the_run_and_records_nothing(lib: Library)
     with pytest.raises(VolumeUnavailableError):
         engine.run(SyncOptions())
 
-    counts = engine.state.counts_by_status()
+    counts = engine.state.files.counts_by_status()
     assert counts["failed"] == counts["error"] == counts["missing"] == 0
-    assert engine.state.last_job("sync").status == "skipped"  # type: ignore[union-attr]
+    assert engine.state.jobs.last_job("sync").status == "skipped"  # type: ignore[union-attr]
     assert store.calls < 200, "the run stops soon after the drive went away"
     engine.state.close()
 
@@ -313,8 +313,8 @@ def test_files_vanishing_mid_sync_on_a_present_drive_take_the_missing_path(lib: 
     summary = engine.run(SyncOptions())
 
     assert summary.failed == 0
-    assert engine.state.record(paths[3]).status is FileStatus.MISSING  # type: ignore[union-attr]
-    assert engine.state.record("Course 0/brand new.txt") is None, "never uploaded: forgotten"
+    assert engine.state.files.record(paths[3]).status is FileStatus.MISSING  # type: ignore[union-attr]
+    assert engine.state.files.record("Course 0/brand new.txt") is None, "never uploaded: forgotten"
     engine.state.close()
 
 
@@ -417,7 +417,7 @@ def test_a_fresh_state_refuses_a_drive_marked_by_another_library(
     assert theirs.sync_json()["counts"]["uploaded"] == 5
     assert (lib.root / MARKER).read_bytes() == marker
     state = theirs.state()
-    assert state.decisions()[0][0] == "marker_adopted"
+    assert state.jobs.decisions()[0][0] == "marker_adopted"
     state.close()
 
 
@@ -446,7 +446,7 @@ def test_marker_write_refuses_a_foreign_marker_unless_forced(
     assert forced.returncode == 0, forced.stderr
     assert volume.read_marker(lib.root / MARKER).library_id == ours
     state = lib.state()
-    assert state.decisions()[0][0] == "marker_written"
+    assert state.jobs.decisions()[0][0] == "marker_written"
     state.close()
 
 

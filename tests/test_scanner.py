@@ -13,7 +13,9 @@ import pytest
 
 from objlibd.config import LibrarySettings
 from objlibd.engine.changes import diff, diff_quiet
-from objlibd.engine.scanner import OPEN_FOLDERS, Filters, sha256_file, stat_paths, walk
+from objlibd.engine.disk import sha256_file, stat_paths
+from objlibd.engine.filters import Filters
+from objlibd.engine.scanner import OPEN_FOLDERS, walk
 from objlibd.models import DiskEntry, FileStatus, StateIndex
 
 FILTERS = Filters.from_settings(LibrarySettings())
@@ -337,7 +339,8 @@ def test_a_deep_walk_fits_in_a_small_descriptor_limit(deep: Path) -> None:
     script = (
         "import resource, sys; from pathlib import Path\n"
         "from objlibd.config import LibrarySettings\n"
-        "from objlibd.engine.scanner import Filters, walk\n"
+        "from objlibd.engine.filters import Filters\n"
+        "from objlibd.engine.scanner import walk\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))\n"
         "found = walk(Path(sys.argv[1]), Filters.from_settings(LibrarySettings()))\n"
         "print(found.count, len(found.problems))\n"

@@ -137,8 +137,8 @@ def test_jobs_skip_while_unavailable_and_run_on_catch_up(worker_env) -> None:
     worker.set_volume(GONE)
     worker._handle([Work.scheduled("prune"), Work.scheduled("orphan_cleanup")])
 
-    assert state.last_job("prune").status == "skipped"
-    assert state.last_job("prune").error.startswith("volume unavailable: nothing is mounted")
+    assert state.jobs.last_job("prune").status == "skipped"
+    assert state.jobs.last_job("prune").error.startswith("volume unavailable: nothing is mounted")
 
     worker.set_volume(OK)
     worker._handle([Work.catch_up("mount")])
@@ -175,7 +175,7 @@ def test_parked_work_is_persisted_and_loaded_by_the_next_worker(worker_env) -> N
     worker.parked.persist()
     again = Worker(Config(), state, RecordingEngine(), threading.Event(), dict)  # type: ignore[arg-type]
 
-    assert state.get_json(keys.PENDING)["paths"] == ["a.pdf", "b.pdf"]
+    assert state.values.get_json(keys.PENDING)["paths"] == ["a.pdf", "b.pdf"]
     assert again.parked_paths == 2
 
 
@@ -198,7 +198,7 @@ def test_a_worker_stuck_in_a_call_still_gets_its_batch_persisted(worker_env) -> 
 
     worker.parked.persist_now()
 
-    assert state.get_json(keys.PENDING)["paths"] == ["stuck.pdf"]
+    assert state.values.get_json(keys.PENDING)["paths"] == ["stuck.pdf"]
     release.set()
     worker.finish(timeout=10)
 
@@ -282,7 +282,7 @@ def test_a_clock_jump_reprobes_rebuilds_the_watch_and_reconciles(
     def wake_batch() -> bool:
         state = StateStore.open(config.db_path, readonly=True)
         try:
-            return any(j.trigger == "wake" and j.status == "completed" for j in state.jobs())
+            return any(j.trigger == "wake" and j.status == "completed" for j in state.jobs.recent())
         finally:
             state.close()
 

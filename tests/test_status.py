@@ -84,11 +84,11 @@ def test_a_stale_or_foreign_heartbeat_means_not_running(tmp_path: Path, over: di
 def test_db_facts_come_from_a_read_only_connection(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     state = StateStore.open(config.db_path)
-    state.begin_upload("a.pdf", "h1", 1, 1)
-    state.record_failure("b.pdf", FileStatus.FAILED, "refused")
-    job = state.start_job("prune", trigger="scheduled")
-    state.finish_job(job, "skipped", {}, "volume unavailable: nothing is mounted")
-    state.set_json("hold", {"reason": "9 files would be marked missing", "paths": []})
+    state.files.begin_upload("a.pdf", "h1", 1, 1)
+    state.files.record_failure("b.pdf", FileStatus.FAILED, "refused")
+    job = state.jobs.start_job("prune", trigger="scheduled")
+    state.jobs.finish_job(job, "skipped", {}, "volume unavailable: nothing is mounted")
+    state.values.set_json("hold", {"reason": "9 files would be marked missing", "paths": []})
     state.close()
     beat(config)
 

@@ -51,7 +51,7 @@ def test_first_sync_uploads_every_file_with_identity_metadata(env: Env) -> None:
     first = docs[0]
     assert list(first.metadata)[:2] == ["path", "sha256"]
     assert first.metadata["collection"] == first.path.split("/")[0]  # type: ignore[union-attr]
-    assert env.state.counts_by_status()["uploaded"] == 30
+    assert env.state.files.counts_by_status()["uploaded"] == 30
 
 
 def test_edit_add_delete_replaces_upload_first_and_leaves_the_rest_untouched(
@@ -61,7 +61,7 @@ def test_edit_add_delete_replaces_upload_first_and_leaves_the_rest_untouched(
     env.engine.run(SyncOptions())
     store = RecordingStore(env.config.state.dir / "local-store")
     engine = SyncEngine(env.config, env.state, store, clock=env.clock)
-    old_ids = {p: env.state.record(p).remote_id for p in paths[:3]}  # type: ignore[union-attr]
+    old_ids = {p: env.state.files.record(p).remote_id for p in paths[:3]}  # type: ignore[union-attr]
     for path in paths[:3]:
         touch_later(env.root / path, f"edited {path}")
     for name in ("new one.txt", "new two.md"):
@@ -77,11 +77,11 @@ def test_edit_add_delete_replaces_upload_first_and_leaves_the_rest_untouched(
         upload_at = store.calls.index(("upload", path))
         delete_at = store.calls.index(("delete", old))
         assert upload_at < delete_at, "the new version is uploaded before the old is deleted"
-        record = env.state.record(path)
+        record = env.state.files.record(path)
         assert record is not None
         assert record.remote_id != old
         assert record.orphaned_remote_id is None
-    assert env.state.record(paths[10]).status is FileStatus.MISSING  # type: ignore[union-attr]
+    assert env.state.files.record(paths[10]).status is FileStatus.MISSING  # type: ignore[union-attr]
     grouped = env.docs_by_path()
     assert all(len(ids) == 1 for ids in grouped.values())
     assert paths[10] in grouped, "a missing file keeps its document until pruned"
@@ -104,7 +104,7 @@ def test_dry_run_plans_but_changes_nothing(env: Env) -> None:
     touch_later(env.root / paths[0], "changed")
     (env.root / paths[1]).unlink()
     (env.root / "Course 0" / "added.txt").write_text("x", encoding="utf-8")
-    before = env.state.all_records()
+    before = env.state.files.all_records()
 
     summary = env.engine.run(SyncOptions(dry_run=True))
 
@@ -113,7 +113,7 @@ def test_dry_run_plans_but_changes_nothing(env: Env) -> None:
         "upload": ["Course 0/added.txt"],
         "mark missing": [paths[1]],
     }
-    assert env.state.all_records() == before
+    assert env.state.files.all_records() == before
     assert len(list(env.store.list_docs())) == 10
 
 
@@ -122,7 +122,7 @@ def test_missing_files_are_pruned_after_the_configured_days(env: Env) -> None:
     env.engine.run(SyncOptions())
     (env.root / paths[0]).unlink()
     env.engine.run(SyncOptions())
-    doc = env.state.record(paths[0]).remote_id  # type: ignore[union-attr]
+    doc = env.state.files.record(paths[0]).remote_id  # type: ignore[union-attr]
 
     env.clock.advance_days(6)
     early = env.engine.run(SyncOptions(prune_missing=True))
@@ -131,7 +131,7 @@ def test_missing_files_are_pruned_after_the_configured_days(env: Env) -> None:
 
     assert early.pruned == 0
     assert late.pruned == 1
-    assert env.state.record(paths[0]).status is FileStatus.DELETED  # type: ignore[union-attr]
+    assert env.state.files.record(paths[0]).status is FileStatus.DELETED  # type: ignore[union-attr]
     assert doc not in {d.doc_id for d in env.store.list_docs()}
 
 
@@ -146,7 +146,7 @@ def test_a_missing_file_that_returns_is_restored_without_upload(env: Env) -> Non
     summary = env.engine.run(SyncOptions())
 
     assert (summary.restored, summary.uploaded) == (1, 0)
-    assert env.state.record(paths[0]).status is FileStatus.UPLOADED  # type: ignore[union-attr]
+    assert env.state.files.record(paths[0]).status is FileStatus.UPLOADED  # type: ignore[union-attr]
 
 
 def test_mass_disappearance_is_held_until_confirmed(env: Env) -> None:
@@ -159,14 +159,14 @@ def test_mass_disappearance_is_held_until_confirmed(env: Env) -> None:
 
     assert held.held == 20
     assert held.missing == 0
-    assert env.state.counts_by_status()["missing"] == 0
+    assert env.state.files.counts_by_status()["missing"] == 0
     assert "50 %" in (held.hold_reason or "")
 
     confirmed = env.engine.confirm_missing()
 
     assert confirmed.missing == 20
-    assert env.state.get_json("hold") is None
-    assert env.state.decisions()[0][0] == "confirm_missing"
+    assert env.state.values.get_json("hold") is None
+    assert env.state.jobs.decisions()[0][0] == "confirm_missing"
 
 
 @pytest.mark.parametrize(
@@ -212,7 +212,7 @@ def test_the_first_sync_to_finish_runs_the_orphan_sweep_it_was_asked_for(env: En
     """Earlier runs were all killed: one imported content the file no longer has."""
     make_library(env.root, 5)
     stale = "f" * 64
-    env.state.begin_upload("Course 0/Lecture 0000.txt", stale, 1, 1)
+    env.state.files.begin_upload("Course 0/Lecture 0000.txt", stale, 1, 1)
     env.store.ensure_store(env.config.store.name)
     leftover = env.store.upload(
         UploadRequest(env.root / "Course 0/Lecture 0000.txt", "Course 0/Lecture 0000.txt", stale,
@@ -266,7 +266,7 @@ def test_identical_content_under_two_paths_is_reported(env: Env) -> None:
 
     summary = env.engine.run(SyncOptions())
 
-    [(digest, paths)] = env.state.duplicates()
+    [(digest, paths)] = env.state.files.duplicates()
     assert paths == ["a.txt", "b.txt"]
     assert len(digest) == 64
     assert summary.duplicates == [(digest, ["a.txt", "b.txt"])]
@@ -315,7 +315,7 @@ def test_incremental_subtree_reconcile_finds_a_moved_folder(env: Env) -> None:
     summary = env.engine.run_paths([], subtrees=["Course 1", "Course One"])
 
     assert (summary.moved, summary.uploaded, summary.missing) == (2, 0, 0)
-    assert sorted(env.docs_by_path()) == sorted(env.state.index().settled)
+    assert sorted(env.docs_by_path()) == sorted(env.state.walk.index().settled)
 
 
 def test_every_run_is_recorded_as_a_job(env: Env) -> None:
@@ -324,7 +324,7 @@ def test_every_run_is_recorded_as_a_job(env: Env) -> None:
     env.engine.run(SyncOptions())
     env.engine.run_paths(["Course 0/Lecture 0000.txt"])
 
-    jobs = env.state.jobs()
+    jobs = env.state.jobs.recent()
     assert [(j.kind, j.status) for j in jobs] == [("batch", "completed"), ("sync", "completed")]
     assert jobs[1].counts["uploaded"] == 3
     assert jobs[1].finished_at is not None
@@ -334,7 +334,7 @@ def test_every_run_is_recorded_as_a_job(env: Env) -> None:
 def test_orphan_cleanup_relinks_files_whose_document_vanished_from_the_store(env: Env) -> None:
     paths = make_library(env.root, 6)
     env.engine.run(SyncOptions())
-    gone = env.state.record(paths[2]).remote_id  # type: ignore[union-attr]
+    gone = env.state.files.record(paths[2]).remote_id  # type: ignore[union-attr]
     env.store.delete(gone or "")  # deleted behind objlibd's back (e.g. in the console)
 
     cleanup = env.engine.cleanup_orphans()
@@ -391,13 +391,13 @@ def test_a_reconcile_from_the_walk_cache_decides_what_a_full_index_read_would(
         if step % 2:
             mutate(env.root, rng, step)
             mutate(twin_root, twin_rng, step)
-        served_from_cache += env.state.cached_walk() is not None
-        twin_state.forget_walk()
+        served_from_cache += env.state.walk.cached_walk() is not None
+        twin_state.walk.forget_walk()
 
         got, expected = env.engine.run(SyncOptions()), twin.run(SyncOptions())
 
         assert (got.counts(), got.hashed) == (expected.counts(), expected.hashed), step
-        assert env.state.counts_by_status() == twin_state.counts_by_status(), step
+        assert env.state.files.counts_by_status() == twin_state.files.counts_by_status(), step
     assert served_from_cache >= 10
     twin_state.close()
 

@@ -43,7 +43,7 @@ def mount_other_volume(drive, *, make_root: bool = True) -> None:  # type: ignor
 def counts(cfg) -> dict[str, int]:  # type: ignore[no-untyped-def]
     state = StateStore.open(cfg.db_path, readonly=True)
     try:
-        return state.counts_by_status()
+        return state.files.counts_by_status()
     finally:
         state.close()
 
@@ -172,7 +172,7 @@ def test_unmount_between_detection_and_marking_marks_nothing(drive, tmp_path: Pa
     with pytest.raises(VolumeUnavailableError):
         engine.run(SyncOptions())
 
-    assert state.counts_by_status()["missing"] == 0
+    assert state.files.counts_by_status()["missing"] == 0
     state.close()
 
 
@@ -209,7 +209,7 @@ def test_our_drive_mounted_as_u32_shadow_1_is_found_by_its_marker_and_synced(  #
     code = main(["sync", "--config", str(path), "--json"])
     summary = json.loads(capsys.readouterr().out)
     state = StateStore.open(cfg.db_path, readonly=True)
-    found = probe(cfg.library, state.get_config("library_id"))
+    found = probe(cfg.library, state.values.get_config("library_id"))
     state.close()
 
     assert code == 0

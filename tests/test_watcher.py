@@ -12,7 +12,7 @@ import pytest
 
 from daemon_fixtures import wait_for
 from objlibd.config import LibrarySettings
-from objlibd.engine.scanner import Filters
+from objlibd.engine.filters import Filters
 from objlibd.models import EventKind, RawEvent
 from objlibd.runtime.watcher import (
     LibraryWatcher,

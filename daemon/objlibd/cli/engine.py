@@ -84,10 +84,10 @@ def engine_for(
 
     if not read_only:
         state = StateStore.open(config.db_path, repair=True)
-        if state.rebuilt is not None:
+        if state.db.rebuilt is not None:
             print(
-                f"objlibd: the state database was damaged ({state.rebuilt['reason']}); kept "
-                f"as {state.rebuilt['moved_to']}; starting fresh and adopting the store's "
+                f"objlibd: the state database was damaged ({state.db.rebuilt['reason']}); kept "
+                f"as {state.db.rebuilt['moved_to']}; starting fresh and adopting the store's "
                 "documents (nothing is uploaded twice)",
                 file=sys.stderr,
             )
@@ -122,7 +122,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     with claim, engine_for(config, progress=bar, read_only=options.dry_run) as engine:
         if bar is not None:
             bar.use_quota(engine.store.health())
-            first = engine.state.get_config(keys.LIBRARY_ID) is None
+            first = engine.state.values.get_config(keys.LIBRARY_ID) is None
             bar.first_sync = first and not options.dry_run
         summary = engine.run(options)
     if bar is not None:

@@ -43,7 +43,7 @@ def cmd_failures(args: argparse.Namespace) -> int:
         return 0
     state = StateStore.open(config.db_path, readonly=True)
     try:
-        rows = state.failure_rows()
+        rows = state.failures.failure_rows()
     finally:
         state.close()
     quarantined = [row for row in rows if row.quarantined_at is not None]
@@ -93,9 +93,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
     wanted = None if args.all else [_relative(config, path) for path in args.paths]
     state = StateStore.open(config.db_path)
     try:
-        released = state.retry(wanted)
+        released = state.failures.retry(wanted)
         if released:  # `objlibd activity` shows it
-            state.record_decision("retry", {"count": len(released), "paths": released[:20]})
+            state.jobs.record_decision("retry", {"count": len(released), "paths": released[:20]})
     finally:
         state.close()
     for path in released:

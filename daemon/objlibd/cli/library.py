@@ -62,8 +62,8 @@ def cmd_missing(args: argparse.Namespace) -> int:
     if config.db_path.exists():
         state = StateStore.open(config.db_path, readonly=True)
         try:
-            hold = Hold.from_json(state.get_json(keys.HOLD))
-            missing = [] if args.confirm else state.with_status(FileStatus.MISSING)
+            hold = Hold.from_json(state.values.get_json(keys.HOLD))
+            missing = [] if args.confirm else state.files.with_status(FileStatus.MISSING)
         finally:
             state.close()
     if args.confirm:
@@ -148,7 +148,7 @@ def cmd_marker(args: argparse.Namespace) -> int:
         if config.db_path.exists():
             state = StateStore.open(config.db_path, readonly=True)
             try:
-                library_id = state.get_config(keys.LIBRARY_ID)
+                library_id = state.values.get_config(keys.LIBRARY_ID)
             finally:
                 state.close()
         found = volume.probe(config.library, library_id)
@@ -169,7 +169,7 @@ def _write_marker(config: Config, state: StateStore, *, force: bool) -> int:
     from objlibd.engine import volume
     from objlibd.errors import ForeignMarkerError
 
-    library_id = state.get_config(keys.LIBRARY_ID)
+    library_id = state.values.get_config(keys.LIBRARY_ID)
     if library_id is None:
         raise ObjlibdError(
             "this state DB has no library id yet",
@@ -190,7 +190,7 @@ def _write_marker(config: Config, state: StateStore, *, force: bool) -> int:
             f"cannot write the library marker: {volume.write_problem(err)}"
         ) from None
     if force:
-        state.record_decision("marker_written", {"library_id": library_id, "force": True})
+        state.jobs.record_decision("marker_written", {"library_id": library_id, "force": True})
     print(f"objlibd: wrote {path}: this drive is library {library_id}")
     return 0
 
@@ -207,12 +207,14 @@ def _adopt_marker(config: Config, state: StateStore) -> int:
             f"cannot adopt: {path} is not a readable objlibd marker ({err})",
             hint="a drive objlibd never synced has no library to adopt: `objlibd sync` marks it",
         ) from None
-    previous = state.get_config(keys.LIBRARY_ID)
+    previous = state.values.get_config(keys.LIBRARY_ID)
     if previous == marker.library_id:
         print(f"objlibd: this state already is library {marker.library_id}; nothing to do")
         return 0
-    state.set_config(keys.LIBRARY_ID, marker.library_id)
-    state.record_decision("marker_adopted", {"library_id": marker.library_id, "previous": previous})
+    state.values.set_config(keys.LIBRARY_ID, marker.library_id)
+    state.jobs.record_decision(
+        "marker_adopted", {"library_id": marker.library_id, "previous": previous}
+    )
     print(f"objlibd: this state dir now syncs library {marker.library_id} (was {previous}).")
     print("  The next sync compares the drive with what this state recorded; a mass")
     print("  difference is held for you (`objlibd missing`), never deleted on sight.")

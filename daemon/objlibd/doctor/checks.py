@@ -157,9 +157,9 @@ def read_db(config: Config) -> DbFacts:
     try:
         return DbFacts(
             True,
-            state.integrity_check(),
-            state.get_config(keys.LIBRARY_ID),
-            state.get_config(keys.STORE_NAME),
+            state.db.integrity_check(),
+            state.values.get_config(keys.LIBRARY_ID),
+            state.values.get_config(keys.STORE_NAME),
         )
     except StateError as err:
         return DbFacts(exists=True, error=err)

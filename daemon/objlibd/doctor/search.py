@@ -96,8 +96,10 @@ def check_search(  # noqa: PLR0911 - each way out is one line of the report
         return Check(NAME, Level.WARN, "not checked: nothing synced yet", "run `objlibd sync`")
     state = StateStore.open(config.db_path, readonly=True)
     try:
-        found = volume.probe(config.library, state.get_config(keys.LIBRARY_ID))
-        uploaded = [(r.path, r.size, r.mtime_ns) for r in state.with_status(FileStatus.UPLOADED)]
+        found = volume.probe(config.library, state.values.get_config(keys.LIBRARY_ID))
+        uploaded = [
+            (r.path, r.size, r.mtime_ns) for r in state.files.with_status(FileStatus.UPLOADED)
+        ]
     finally:
         state.close()
     if not found.available:

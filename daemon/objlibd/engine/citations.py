@@ -95,7 +95,7 @@ class Answer:
 
 
 def _sha256(path: Path) -> str:
-    from objlibd.engine.scanner import sha256_file
+    from objlibd.engine.disk import sha256_file
 
     return sha256_file(path)
 
@@ -202,7 +202,7 @@ def ask(
     state = StateStore.open(config.db_path, readonly=True) if config.db_path.exists() else None
     try:
         store_id = _synced_store(config, state)
-        library_id = state.get_config(keys.LIBRARY_ID) if state else None
+        library_id = state.values.get_config(keys.LIBRARY_ID) if state else None
         searcher = open_searcher(config, store_id, environ=environ, keystore=keystore)
         try:
             result = searcher.search(query)
@@ -211,7 +211,7 @@ def ask(
         found = volume.probe(config.library, library_id)
         library = Library(config.library.root, found.available)
         if state is not None:
-            library.records = state.records
+            library.records = state.files.records
             library.by_file_id = functools.partial(_file_ids, state)
         located = locate(result, library)
     finally:
@@ -225,20 +225,23 @@ def _synced_store(config: Config, state: StateStore | None) -> str | None:
     """Return the store id this state DB synced into (None: not synced yet)."""
     if state is None:
         return None
-    name, backend = state.get_config(keys.STORE_NAME), state.get_config(keys.STORE_BACKEND)
+    name, backend = (
+        state.values.get_config(keys.STORE_NAME),
+        state.values.get_config(keys.STORE_BACKEND),
+    )
     if name is not None and (name, backend) != (config.store.name, config.store.backend):
         raise StoreMismatchError(
             f'this state DB synced into {backend} store "{name}", but the config names '
             f'{config.store.backend} store "{config.store.name}"',
             hint="fix [store] in the config, or give the other store its own [state] dir",
         )
-    return state.get_config(keys.STORE_ID)
+    return state.values.get_config(keys.STORE_ID)
 
 
 def _file_ids(state: StateStore) -> dict[str, str]:
     return {
         record.remote_file_id: path
-        for path, record in state.all_records().items()
+        for path, record in state.files.all_records().items()
         if record.remote_file_id
     }
 

@@ -16,8 +16,9 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from objlibd.config import Config
-from objlibd.engine import moves, scanner
+from objlibd.engine import disk, moves
 from objlibd.engine.changes import Diff
+from objlibd.engine.filters import Filters
 from objlibd.engine.summary import SyncSummary
 from objlibd.engine.uploads import ProgressReport, Unreadable, Upload
 from objlibd.models import DiskEntry, FileRecord, FileStatus, Problem
@@ -41,7 +42,7 @@ class Classifier:
     ) -> None:
         self.config = config
         self.state = state
-        self.filters = scanner.Filters.from_settings(config.library)
+        self.filters = Filters.from_settings(config.library)
         self.stop = stop
         self._report = report
         self.unreadable: list[Unreadable] = []  # of the last classify; the engine settles them
@@ -53,7 +54,7 @@ class Classifier:
             self.config.enrichment.rules, skip=options.skip_enrichment
         )
         candidates: list[tuple[DiskEntry, FileRecord | None]] = [(e, None) for e in changes.new]
-        records = self.state.records(entry.path for entry in changes.check)
+        records = self.state.files.records(entry.path for entry in changes.check)
         candidates.extend((entry, records.get(entry.path)) for entry in changes.check)
         uploads: list[Upload] = []
         self.unreadable = []
@@ -88,7 +89,7 @@ class Classifier:
         """
         if not uploads:
             return uploads, set()
-        records = self.state.records(gone_paths)
+        records = self.state.files.records(gone_paths)
         if batch:
             records.update(self._absent_elsewhere(uploads, records))
         return self._pair(records, uploads)
@@ -124,12 +125,12 @@ class Classifier:
         arriving = {item.entry.path for item in uploads}
         candidates = {
             r.path: r
-            for r in self.state.with_contents(item.sha256 for item in uploads)
+            for r in self.state.files.with_contents(item.sha256 for item in uploads)
             if r.path not in arriving and r.path not in seen
         }
         if not candidates:
             return {}
-        _, absent = scanner.stat_paths(self.config.library.root, self.filters, candidates)
+        _, absent = disk.stat_paths(self.config.library.root, self.filters, candidates)
         return {path: record for path, record in candidates.items() if path in absent}
 
     def _hash(
@@ -140,7 +141,7 @@ class Classifier:
         summary: SyncSummary,
     ) -> str | None:
         try:
-            digest = scanner.sha256_file(self.config.library.root / entry.path)
+            digest = disk.sha256_file(self.config.library.root / entry.path)
         except OSError as err:
             # Vanished or unreadable between walk and hash: nothing is recorded until the
             # engine has re-probed the volume (a yanked drive is not a failed file).
@@ -179,9 +180,9 @@ class Classifier:
         else:
             summary.restored += 1
         if not dry_run:
-            self.state.record_stat(entry.path, entry.size, entry.mtime_ns)
+            self.state.files.record_stat(entry.path, entry.size, entry.mtime_ns)
             if record.status is not FileStatus.UPLOADED:
-                self.state.restore_present(entry.path, FileStatus.UPLOADED)
+                self.state.files.restore_present(entry.path, FileStatus.UPLOADED)
 
     def _skip_large(
         self,
@@ -197,7 +198,7 @@ class Classifier:
         if options.dry_run:
             summary.plan("skip", entry.path)
             return
-        self.state.record_skipped(entry.path, reason, entry.size, entry.mtime_ns)
+        self.state.files.record_skipped(entry.path, reason, entry.size, entry.mtime_ns)
         if record is not None and record.remote_id:
             # The stored document describes content that no longer exists; retire it.
-            self.state.record_orphan(entry.path, record.remote_id)
+            self.state.files.record_orphan(entry.path, record.remote_id)

@@ -13,7 +13,6 @@ No I/O and no clock of its own: times are passed in; tested with tables.
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 from dataclasses import dataclass
 
@@ -67,9 +66,3 @@ def verdict(record: FileRecord | None, content_hash: str, now_iso: str) -> Verdi
     if record.retry_after is not None and record.retry_after > now_iso:
         return Verdict.WAITING
     return Verdict.UPLOAD
-
-
-def iso(timestamp: float) -> str:
-    """Return a UTC ISO-8601 time with milliseconds and Z (the DB's format; sorts by time)."""
-    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -1,5 +1,7 @@
 """Files that left the library: mark missing (through the hold), confirm, prune.
 
+Also the unreadable files of a run: the ones that vanished are missing, the rest failed.
+
 The decisions are `hold`'s (pure); this module reads what they need from the state DB,
 re-checks the volume right before anything is written (an eject mid-run marks nothing), and
 writes the outcome: rows marked missing or forgotten, the hold stored or cleared, a log line
@@ -8,29 +10,25 @@ for every change of the hold, a decision row for every confirmation.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import structlog
 
 from objlibd.config import Config
+from objlibd.engine import disk
 from objlibd.engine import hold as holds
-from objlibd.engine import scanner
+from objlibd.engine.filters import Filters
 from objlibd.engine.hold import Decision, Hold
 from objlibd.engine.summary import SyncSummary
-from objlibd.models import FileRecord, FileStatus
+from objlibd.engine.uploads import Unreadable
+from objlibd.models import FileRecord, FileStatus, Problem
 from objlibd.remote.base import RemoteStore
 from objlibd.state import keys
+from objlibd.state.dbtime import iso
 from objlibd.state.store import StateStore
 
 log = structlog.get_logger("objlibd.sync")
-
-
-def iso(timestamp: float) -> str:
-    """Return a UTC ISO-8601 timestamp with milliseconds and Z, as the DB stores them."""
-    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def limits_of(config: Config) -> holds.Limits:
@@ -52,11 +50,11 @@ class MissingFiles:
     store: RemoteStore
     clock: Callable[[], float]
     require_available: Callable[[], object]  # raises VolumeUnavailableError
-    filters: scanner.Filters
+    filters: Filters
 
     def current_hold(self) -> Hold | None:
         """Return the hold that stands, if any."""
-        return Hold.from_json(self.state.get_json(keys.HOLD))
+        return Hold.from_json(self.state.values.get_json(keys.HOLD))
 
     def step(
         self, gone: Collection[FileRecord], present: int, summary: SyncSummary, *, full: bool
@@ -82,10 +80,10 @@ class MissingFiles:
         if before is None:
             return
         root = self.config.library.root
-        _, absent = scanner.stat_paths(root, self.filters, before.paths)
+        _, absent = disk.stat_paths(root, self.filters, before.paths)
         decision = holds.on_confirm(before, absent, revision)
         if decision.event == "missing.confirmed":
-            self.state.record_decision("confirm_missing", dict(decision.detail))
+            self.state.jobs.record_decision("confirm_missing", dict(decision.detail))
         self._apply(decision, before, summary)
 
     def _apply(self, decision: Decision, before: Hold | None, summary: SyncSummary) -> None:
@@ -93,9 +91,9 @@ class MissingFiles:
             self._mark(decision.mark, summary)
         if decision.hold != before:
             if decision.hold is None:
-                self.state.delete_config(keys.HOLD)
+                self.state.values.delete_config(keys.HOLD)
             else:
-                self.state.set_json(keys.HOLD, decision.hold.to_json())
+                self.state.values.set_json(keys.HOLD, decision.hold.to_json())
         if decision.event is not None:
             calm = decision.event in ("missing.hold_cleared", "missing.confirmed")
             level = log.info if calm else log.warning
@@ -108,24 +106,44 @@ class MissingFiles:
 
     def _mark(self, paths: Collection[str], summary: SyncSummary) -> None:
         self.require_available()  # re-check right before: an eject mid-run marks nothing
-        records = self.state.records(paths).values()
+        records = self.state.files.records(paths).values()
         never_uploaded = [r.path for r in records if not r.remote_id and not r.orphaned_remote_id]
         to_mark = [r.path for r in records if r.remote_id or r.orphaned_remote_id]
         if never_uploaded:
-            self.state.forget(never_uploaded)
+            self.state.files.forget(never_uploaded)
             summary.forgotten += len(never_uploaded)
-        summary.missing += self.state.mark_missing(to_mark, iso(self.clock()))
+        summary.missing += self.state.files.mark_missing(to_mark, iso(self.clock()))
+
+    def settle_unreadable(
+        self, items: list[Unreadable], summary: SyncSummary, *, dry_run: bool
+    ) -> list[str]:
+        """Return the files that vanished (this path takes them); fail the unreadable."""
+        if not items:
+            return []
+        root = self.config.library.root
+        _, absent = disk.stat_paths(root, self.filters, [item.entry.path for item in items])
+        vanished = []
+        for item in items:
+            path = item.entry.path
+            if path in absent:
+                vanished.append(path)
+                continue
+            summary.failures.append(Problem(path, item.reason))
+            summary.failed += 1
+            if not dry_run:
+                self.state.files.record_failure(path, FileStatus.ERROR, item.reason)
+        return vanished
 
     def prune(self, summary: SyncSummary) -> None:
         """Delete the documents of files missing longer than prune_after_days."""
         cutoff = iso(self.clock() - self.config.sync.prune_after_days * 86400)
-        candidates = self.state.missing_before(cutoff)
+        candidates = self.state.files.missing_before(cutoff)
         if not candidates:
             return
         self.require_available()
         held = set(hold.paths) if (hold := self.current_hold()) else set()
         root = self.config.library.root
-        present, _ = scanner.stat_paths(root, self.filters, [r.path for r in candidates])
+        present, _ = disk.stat_paths(root, self.filters, [r.path for r in candidates])
         for record in candidates:
             if record.path in present.entries or record.path in held:
                 continue  # it came back (the next reconcile restores it), or a person decides
@@ -134,7 +152,7 @@ class MissingFiles:
                 continue
             if record.remote_id:
                 self.store.delete(record.remote_id)
-            self.state.mark_deleted(record.path)
+            self.state.files.mark_deleted(record.path)
             summary.pruned += 1
 
 

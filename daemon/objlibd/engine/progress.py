@@ -13,6 +13,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 
@@ -59,6 +60,25 @@ def plan_text(left: int, seconds: float | None, *, tier: str | None = None) -> s
         if tier:
             text += f" at {tier}"
     return text
+
+
+def pace_facts(health: Mapping[str, Any], pending: int) -> dict[str, Any] | None:
+    """Return a store's request pace, quota 429s absorbed and the ETA of `pending` uploads.
+
+    `health` is the store's (`RemoteStore.health`); None for a store without a pace (local).
+    """
+    pace = health.get("pace")
+    if not isinstance(pace, dict):
+        return None
+    rpm = float(pace.get("rpm") or 0.0)
+    per_file = health.get("calls_per_file")
+    per_file = per_file if isinstance(per_file, int) else 1
+    eta = eta_seconds(pending, rpm=rpm, calls_per_file=per_file)
+    return {
+        "rpm": pace.get("rpm"), "source": pace.get("source"), "limit": pace.get("limit"),
+        "quota_429s": pace.get("quota_429s", 0), "pending_uploads": pending,
+        "eta_s": None if eta is None else round(eta, 1),
+    }  # fmt: skip
 
 
 def pace_text(pace: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import structlog
 
 from objlibd.config import Config
-from objlibd.engine import scanner
+from objlibd.engine import disk
 from objlibd.engine.summary import SyncSummary
 from objlibd.remote.base import RemoteDoc, RemoteStore
 from objlibd.state import keys
@@ -26,7 +26,7 @@ log = structlog.get_logger("objlibd.sync")
 
 def pending(state: StateStore) -> bool:
     """Return True while a rebuilt DB still waits for its adoption."""
-    record = state.get_json(keys.REBUILT)
+    record = state.values.get_json(keys.REBUILT)
     return isinstance(record, dict) and "adopted" not in record
 
 
@@ -37,11 +37,15 @@ def adopt(config: Config, state: StateStore, store: RemoteStore, summary: SyncSu
         if doc.path and doc.sha256:
             by_path.setdefault(doc.path, []).append(doc)
     chosen = [choose(config, path, docs) for path, docs in sorted(by_path.items())]
-    state.adopt_documents(chosen)
-    library_id = state.get_config(keys.LIBRARY_ID)
-    record = {**state.get_json(keys.REBUILT), "adopted": len(chosen), "library_id": library_id}
-    state.set_json(keys.REBUILT, record)
-    state.record_decision("state_rebuilt", record)
+    state.files.adopt_documents(chosen)
+    library_id = state.values.get_config(keys.LIBRARY_ID)
+    record = {
+        **state.values.get_json(keys.REBUILT),
+        "adopted": len(chosen),
+        "library_id": library_id,
+    }
+    state.values.set_json(keys.REBUILT, record)
+    state.jobs.record_decision("state_rebuilt", record)
     summary.adopted += len(chosen)
     log.warning(
         "state.rebuilt", adopted=len(chosen), library_id=library_id, moved_to=record["moved_to"],
@@ -57,7 +61,7 @@ def choose(config: Config, path: str, docs: list[RemoteDoc]) -> RemoteDoc:
     if len(docs) == 1:
         return docs[0]
     try:
-        digest = scanner.sha256_file(config.library.root / path)
+        digest = disk.sha256_file(config.library.root / path)
     except OSError:
         return docs[0]
     return next((doc for doc in docs if doc.sha256 == digest), docs[0])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import structlog
 
 from objlibd.config import Config
-from objlibd.engine.failures import FailurePolicy, iso
+from objlibd.engine.failures import FailurePolicy
 from objlibd.engine.storeindex import StoreIndex
 from objlibd.engine.summary import SyncSummary
 from objlibd.errors import RemoteError, RemoteUnavailableError
@@ -27,6 +27,7 @@ from objlibd.remote import enrichment
 from objlibd.remote.base import RemoteDoc, RemoteStore
 from objlibd.remote.filetypes import include_warnings
 from objlibd.state import keys
+from objlibd.state.dbtime import iso
 from objlibd.state.store import StateStore
 
 log = structlog.get_logger("objlibd.sync")
@@ -98,7 +99,7 @@ class Repairs:
     ) -> None:
         """Record `doc` as the file's document; delete the one it replaces (upload-first)."""
         path = item.entry.path
-        self.state.record_uploaded(
+        self.state.files.record_uploaded(
             path,
             remote_id=doc.doc_id,
             remote_file_id=doc.file_id,
@@ -141,7 +142,7 @@ class Repairs:
         path = item.entry.path
         count, quarantine = self.policy.permanent(self._records.get(path), item.sha256)
         now = iso(self.clock())
-        self.state.record_permanent_failure(
+        self.state.failures.record_permanent_failure(
             path, item.sha256, message, failures=count, quarantined_at=now if quarantine else None
         )
         self._fail(path, message, summary)
@@ -157,7 +158,7 @@ class Repairs:
         record = self._records.get(path)
         in_a_row = (record.transient_failures if record is not None else 0) + 1
         until = iso(self.clock() + self.policy.backoff(in_a_row))
-        self.state.record_transient_failure(
+        self.state.failures.record_transient_failure(
             path, message, in_a_row=in_a_row, retry_after=until, settled=settled
         )
         self._fail(path, message, summary)
@@ -196,8 +197,8 @@ class Repairs:
 
     def recover(self, summary: SyncSummary) -> None:
         """Settle imports a previous process checkpointed; delete recorded orphans."""
-        for op in self.state.pending_operations():
-            record = self.state.record(op.path)
+        for op in self.state.operations.pending_operations():
+            record = self.state.files.record(op.path)
             try:
                 outcome = self.store.resume(op.operation)
             except RemoteUnavailableError as err:
@@ -209,7 +210,7 @@ class Repairs:
                 and record.content_hash == op.content_hash
                 and record.status is FileStatus.UPLOADING
             )
-            self.state.finish_operation(op.operation, succeeded=outcome.doc is not None)
+            self.state.operations.finish_operation(op.operation, succeeded=outcome.doc is not None)
             if outcome.doc is not None and current and record is not None:
                 entry = DiskEntry(op.path, record.size or 0, record.mtime_ns or 0)
                 version = enrichment.enrichment_version(self.config.enrichment.rules, skip=False)
@@ -230,7 +231,7 @@ class Repairs:
         self._delete_recorded_orphans(summary)
 
     def _delete_recorded_orphans(self, summary: SyncSummary) -> None:
-        for record in self.state.with_orphans():
+        for record in self.state.files.with_orphans():
             if record.orphaned_remote_id:
                 self._delete_orphan(record.path, record.orphaned_remote_id, summary, count=True)
 
@@ -242,23 +243,26 @@ class Repairs:
         except RemoteError as err:
             log.warning("orphan.delete_failed", path=path, doc=doc_id, error=err.message)
             return
-        self.state.clear_orphan(path, doc_id)
+        self.state.files.clear_orphan(path, doc_id)
         self.index.forget(doc_id)
         if count and summary is not None:
             summary.orphans_deleted += 1
 
     def sweep(self, summary: SyncSummary) -> None:
         """Delete store documents nothing in the DB points at (after adopting matches)."""
-        if self.state.count_tracked() == 0 or self.state.get_config(keys.LIBRARY_ID) is None:
+        if (
+            self.state.files.count_tracked() == 0
+            or self.state.values.get_config(keys.LIBRARY_ID) is None
+        ):
             log.warning("orphan.sweep_refused", reason="state DB tracks no synced library yet")
             return
-        referenced = self.state.referenced_remote_ids()
+        referenced = self.state.files.referenced_remote_ids()
         listed: set[str] = set()
         for doc in self.store.list_docs():
             listed.add(doc.doc_id)
             if doc.doc_id in referenced:
                 continue
-            record = self.state.record(doc.path) if doc.path else None
+            record = self.state.files.record(doc.path) if doc.path else None
             if record is not None and record.status is FileStatus.UPLOADING:
                 continue  # in doubt: the next run adopts it or finds it a duplicate
             if summary.dry_run:
@@ -276,7 +280,7 @@ class Repairs:
         Someone deleted it in the console, or an adopted import failed later. An empty
         listing while files are uploaded is not believed (that looks like the wrong store).
         """
-        uploaded = self.state.with_status(FileStatus.UPLOADED)
+        uploaded = self.state.files.with_status(FileStatus.UPLOADED)
         if not listed and uploaded:
             log.warning("remote.listing_empty", uploaded=len(uploaded), action="nothing relinked")
             return
@@ -285,6 +289,6 @@ class Repairs:
                 if summary.dry_run:
                     summary.plan("upload again", record.path)
                     continue
-                self.state.clear_remote(record.path)
+                self.state.files.clear_remote(record.path)
                 summary.lost += 1
                 log.warning("document.lost", path=record.path, doc=record.remote_id)

@@ -1,4 +1,4 @@
-"""What is on disk: walking the library, stat-ing touched paths, hashing.
+"""Walking the library (or a subtree of it): every eligible file, one `lstat` each.
 
 The walk does one `lstat` per eligible file (names are filtered before any syscall), so an
 unchanged reconcile costs about what a bare scandir+stat walk costs. Symlinks to files are
@@ -9,130 +9,21 @@ followed only when they resolve inside the root; symlinked directories are never
 from __future__ import annotations
 
 import errno
-import fnmatch
-import hashlib
 import os
-import re
 import stat
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from objlibd.config import LibrarySettings
-from objlibd.models import Listing, Problem, Signature
-
-HASH_BUFFER = 1 << 20
-LINKED_FOLDER = "symlink to a folder: not followed"
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """Which names count as library files.
-
-    Exclude globs are split into the shapes a walk can test in C (exact names, `prefix*`,
-    `*suffix`) and a regex for the rest, because every name in the library passes here.
-    """
-
-    include: frozenset[str]
-    names: frozenset[str]
-    prefixes: tuple[str, ...]
-    suffixes: tuple[str, ...]
-    other: re.Pattern[str] | None
-    marker_name: str
-
-    @classmethod
-    def from_settings(cls, library: LibrarySettings) -> Filters:
-        """Build filters from [library] include/exclude."""
-        names, prefixes, suffixes, other = {library.marker_name}, [], [], []
-        for glob in library.exclude:
-            body = glob.strip("*")
-            if any(c in body for c in "*?[]"):
-                other.append(fnmatch.translate(glob))
-            elif glob.endswith("*") and not glob.startswith("*"):
-                prefixes.append(body)
-            elif glob.startswith("*") and not glob.endswith("*"):
-                suffixes.append(body)
-            elif "*" not in glob:
-                names.add(glob)
-            else:
-                other.append(fnmatch.translate(glob))
-        return cls(
-            include=frozenset(ext.lower() for ext in library.include),
-            names=frozenset(names),
-            prefixes=tuple(prefixes),
-            suffixes=tuple(suffixes),
-            other=re.compile("|".join(other)) if other else None,
-            marker_name=library.marker_name,
-        )
-
-    def excluded(self, name: str) -> bool:
-        """Return True for names never to look at (hidden, temp files, the marker)."""
-        return (
-            name in self.names
-            or name.startswith(self.prefixes)
-            or name.endswith(self.suffixes)
-            or (self.other is not None and self.other.match(name) is not None)
-        )
-
-    def eligible(self, name: str) -> bool:
-        """Return True for a file name that belongs in the store."""
-        if self.excluded(name):
-            return False
-        dot = name.rfind(".")
-        return dot > 0 and name[dot:].lower() in self.include
-
-    def path_excluded(self, rel_path: str) -> bool:
-        """Return True if any component of a relative path is excluded."""
-        return any(self.excluded(part) for part in rel_path.split("/"))
-
-
-@dataclass(slots=True)
-class WalkResult:
-    """Eligible files found, what could not be read, and the folders that failed to list.
-
-    `folders` is the walk's own shape: per folder (relative path, '' = the root) the eligible
-    file names in directory order with their sizes and mtimes. Two walks of an unchanged tree
-    compare equal in C, which is what lets a quiet reconcile skip the per-file index.
-    `entries` is the per-file view the diff uses, built on first use.
-    """
-
-    folders: dict[str, Listing] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
-    unreadable_dirs: list[str] = field(default_factory=list)
-    real_root: str = ""  # the root's resolved path: where followed symlinks must stay
-    _entries: dict[str, Signature] | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def entries(self) -> dict[str, Signature]:
-        """Every file found, by relative path, as its (path, size, mtime_ns) signature."""
-        if self._entries is None:
-            entries: dict[str, Signature] = {}
-            for folder, (names, sizes, mtimes) in self.folders.items():
-                paths = list(map(f"{folder}/".__add__, names)) if folder else names
-                entries.update(zip(paths, zip(paths, sizes, mtimes, strict=True), strict=True))
-            self._entries = entries
-        return self._entries
-
-    @property
-    def count(self) -> int:
-        """Return how many files the walk found."""
-        return sum(len(names) for names, _, _ in self.folders.values())
-
-    def add(self, rel_path: str, size: int, mtime_ns: int) -> None:
-        """Record one file found outside a folder listing (touched paths, followed links)."""
-        folder, _, name = rel_path.rpartition("/")
-        names, sizes, mtimes = self.folders.setdefault(folder, ([], [], []))
-        names.append(name)
-        sizes.append(size)
-        mtimes.append(mtime_ns)
-        self._entries = None
-
-    def covers(self, rel_path: str) -> bool:
-        """Return True if the walk really looked where `rel_path` would be."""
-        return not any(
-            d in ("", rel_path) or rel_path.startswith(d + "/") for d in self.unreadable_dirs
-        )
-
+from objlibd.engine.disk import (
+    LINKED_FOLDER,
+    WalkResult,
+    add_file,
+    join,
+    printable,
+    utf8,
+    why,
+)
+from objlibd.engine.filters import Filters
+from objlibd.models import Listing, Problem
 
 # Every folder below the root is opened relative to its parent's descriptor with O_NOFOLLOW:
 # a folder swapped for a symlink at any point of the walk is refused, never followed out of
@@ -189,9 +80,10 @@ def _walk_tree(
     try:
         while current is not None:
             subfolders: list[str] = []
-            _read_into(
+            listing = _read_folder(
                 current, directory, rel_dir, filters=filters, subfolders=subfolders, result=result
             )
+            result.extend(rel_dir, listing)
             if subfolders:
                 subfolders.reverse()
                 stack.append(_Folder(current, directory, rel_dir, subfolders))
@@ -213,35 +105,12 @@ def _walk_tree(
                     _unreadable(rel_dir, "cannot list folder: it vanished", result)
                     continue
                 current = _open_child(parent, name, rel_dir, result)
-                directory = _join(folder.directory, name)
+                directory = join(folder.directory, name)
     finally:
         if current is not None:
             os.close(current)
         for folder in stack:
             _close(folder)
-
-
-def _read_into(
-    fd: int,
-    directory: str,
-    rel_dir: str,
-    *,
-    filters: Filters,
-    subfolders: list[str],
-    result: WalkResult,
-) -> None:
-    """List the open folder `fd` into `result`; collect its subfolders' names."""
-    names, sizes, mtimes = _read_folder(
-        fd, directory, rel_dir, filters=filters, subfolders=subfolders, result=result
-    )
-    if names:
-        listing = result.folders.get(rel_dir)
-        if listing is None:
-            result.folders[rel_dir] = (names, sizes, mtimes)
-        else:  # links followed by _visit came first
-            listing[0].extend(names)
-            listing[1].extend(sizes)
-            listing[2].extend(mtimes)
 
 
 def _close(folder: _Folder) -> None:
@@ -263,7 +132,7 @@ def _reopen(root: str, folder: _Folder, result: WalkResult) -> int | None:
 
 def _unreadable(rel: str, reason: str, result: WalkResult) -> None:
     result.unreadable_dirs.append(rel)
-    result.problems.append(Problem(_printable(rel), reason))
+    result.problems.append(Problem(printable(rel), reason))
 
 
 def _read_folder(
@@ -299,9 +168,7 @@ def _read_folder(
             if not isinstance(err, FileNotFoundError):
                 # Folder or file, it is unknown: nothing at or under it is believed missing.
                 result.unreadable_dirs.append(base + name)
-                result.problems.append(
-                    Problem(_printable(base + name), f"cannot read: {_why(err)}")
-                )
+                result.problems.append(Problem(printable(base + name), f"cannot read: {why(err)}"))
             continue
         # The extension test rejects most non-documents before anything else.
         dot = name.rfind(".")
@@ -321,7 +188,7 @@ def _read_folder(
             info = entry.stat(follow_symlinks=False)
         except OSError:
             info = None
-        if info is not None and is_reg(info.st_mode) and (name.isascii() or _utf8(name)):
+        if info is not None and is_reg(info.st_mode) and (name.isascii() or utf8(name)):
             names.append(name)
             sizes.append(info.st_size)
             mtimes.append(info.st_mtime_ns)
@@ -335,7 +202,7 @@ def _open_start(root: str, prefix: str, result: WalkResult) -> int | None:
     try:
         fd = os.open(root, _DIR_FLAGS)
     except OSError as err:  # the drive went away, or the root is unreadable: nothing missing
-        reason = "it vanished" if isinstance(err, FileNotFoundError) else _why(err)
+        reason = "it vanished" if isinstance(err, FileNotFoundError) else why(err)
         result.unreadable_dirs.append("")
         result.problems.append(Problem(".", f"cannot list folder: {reason}"))
         return None
@@ -367,13 +234,13 @@ def _open_child(
     except OSError as err:
         if isinstance(err, NotADirectoryError) or err.errno == errno.ELOOP:
             if _is_link(name, parent):
-                result.problems.append(Problem(_printable(rel), LINKED_FOLDER))
+                result.problems.append(Problem(printable(rel), LINKED_FOLDER))
             return None
         if start and isinstance(err, FileNotFoundError):
             return None  # the subtree itself is gone: its files are simply absent
-        reason = "it vanished" if isinstance(err, FileNotFoundError) else _why(err)
+        reason = "it vanished" if isinstance(err, FileNotFoundError) else why(err)
     result.unreadable_dirs.append(rel)
-    result.problems.append(Problem(_printable(rel), f"cannot list folder: {reason}"))
+    result.problems.append(Problem(printable(rel), f"cannot list folder: {reason}"))
     return None
 
 
@@ -390,131 +257,33 @@ def _list(fd: int, rel_dir: str, result: WalkResult) -> list[os.DirEntry[str]]:
             return list(iterator)
     except OSError as err:
         result.unreadable_dirs.append(rel_dir)
-        result.problems.append(Problem(rel_dir or ".", f"cannot list folder: {_why(err)}"))
+        result.problems.append(Problem(rel_dir or ".", f"cannot list folder: {why(err)}"))
     return []
 
 
 def _descend(name: str, base: str, subfolders: list[str], result: WalkResult) -> None:
-    if name.isascii() or _utf8(name):
+    if name.isascii() or utf8(name):
         subfolders.append(name)
     else:
         result.problems.append(
-            Problem(_printable(base + name), "folder name is not valid UTF-8: rename it")
+            Problem(printable(base + name), "folder name is not valid UTF-8: rename it")
         )
 
 
 def _report_linked_folder(entry: os.DirEntry[str], base: str, result: WalkResult) -> None:
     try:
         if entry.is_dir():  # follows the link
-            result.problems.append(Problem(_printable(base + entry.name), LINKED_FOLDER))
+            result.problems.append(Problem(printable(base + entry.name), LINKED_FOLDER))
     except OSError:
         pass  # a broken link with no document extension: not ours to report
-
-
-def _join(directory: str, name: str) -> str:
-    return f"{directory}{name}" if directory.endswith("/") else f"{directory}/{name}"
 
 
 def _visit(entry: os.DirEntry[str], directory: str, base: str, result: WalkResult) -> None:
     """Handle what the fast path did not: non-ASCII names, symlinks, specials, errors."""
     name = entry.name
-    if not _utf8(name):
+    if not utf8(name):
         result.problems.append(
-            Problem(_printable(base + name), "file name is not valid UTF-8: rename it")
+            Problem(printable(base + name), "file name is not valid UTF-8: rename it")
         )
         return
-    rel = base + name
-    try:
-        info = entry.stat(follow_symlinks=False)
-        if stat.S_ISLNK(info.st_mode):
-            info = _follow_link(_join(directory, name), result.real_root)
-        elif not stat.S_ISREG(info.st_mode):
-            return
-    except _LinkSkippedError as skip:
-        result.problems.append(Problem(rel, str(skip)))
-        return
-    except OSError as err:
-        result.problems.append(Problem(rel, f"cannot read: {_why(err)}"))
-        return
-    result.add(rel, info.st_size, info.st_mtime_ns)
-
-
-class _LinkSkippedError(Exception):
-    pass
-
-
-def _follow_link(path: str, real_root: str) -> os.stat_result:
-    try:
-        target = os.path.realpath(path, strict=True)
-    except OSError as err:
-        if "loop" in str(err).lower() or getattr(err, "errno", None) == 40:
-            raise _LinkSkippedError("symlink loop: skipped") from None
-        raise _LinkSkippedError(f"broken symlink: {_why(err)}") from None
-    if os.path.commonpath([real_root, target]) != real_root:
-        raise _LinkSkippedError("symlink points outside the library: skipped")
-    info = os.stat(target)  # noqa: PTH116 - str paths keep the walk allocation-free
-    if not stat.S_ISREG(info.st_mode):
-        raise _LinkSkippedError(LINKED_FOLDER)
-    return info
-
-
-def stat_paths(root: Path, filters: Filters, paths: Iterable[str]) -> tuple[WalkResult, set[str]]:
-    """Stat each relative path; return what exists (eligible) and which paths are absent.
-
-    Cost is O(len(paths)). Names that are not eligible are ignored without a syscall;
-    folders are neither entries nor absent (the watcher reports folder changes as subtrees).
-    A path whose folder is now reached through a symlink is absent, as the walk would see it.
-    """
-    result = WalkResult()
-    absent: set[str] = set()
-    real_root = os.path.realpath(root)
-    linked: dict[str, bool] = {}  # folder -> reached through a symlink (so not in the library)
-    for rel in paths:
-        if not rel or filters.path_excluded(rel) or not filters.eligible(rel.rsplit("/", 1)[-1]):
-            continue
-        folder = rel.rpartition("/")[0]
-        if folder and folder not in linked:
-            inside = _join(real_root, folder)
-            linked[folder] = os.path.realpath(inside) != inside
-        if folder and linked[folder]:
-            absent.add(rel)  # as the walk sees it: a symlinked folder is never followed
-            continue
-        full = root / rel
-        try:
-            info = os.lstat(full)
-            if stat.S_ISLNK(info.st_mode):
-                info = _follow_link(os.fspath(full), real_root)
-        except (FileNotFoundError, NotADirectoryError):
-            absent.add(rel)
-            continue
-        except _LinkSkippedError as skip:
-            result.problems.append(Problem(rel, str(skip)))
-            continue
-        except OSError as err:
-            result.problems.append(Problem(rel, f"cannot read: {_why(err)}"))
-            continue
-        if stat.S_ISREG(info.st_mode):
-            result.add(rel, info.st_size, info.st_mtime_ns)
-    return result, absent
-
-
-def sha256_file(path: Path) -> str:
-    """Return the hex SHA-256 of a file's contents (raises OSError)."""
-    with open(path, "rb") as handle:  # noqa: PTH123 - buffered binary read is the point
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def _utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _printable(rel: str) -> str:
-    return os.fsencode(rel).decode("utf-8", "backslashreplace")
-
-
-def _why(err: OSError) -> str:
-    return err.strerror or str(err)
+    add_file(result, base + name, join(directory, name), result.real_root, entry=entry)

@@ -23,26 +23,26 @@ from typing import Any
 import structlog
 
 from objlibd.config import Config, LibrarySettings
-from objlibd.engine import progress, rebuild, scanner, volume
+from objlibd.engine import disk, identity, progress, rebuild, scanner, volume
 from objlibd.engine.changes import Diff, diff, diff_quiet
 from objlibd.engine.classify import Classifier
+from objlibd.engine.disk import WalkResult
+from objlibd.engine.filters import Filters
+from objlibd.engine.identity import StoreIdentity
+from objlibd.engine.jobrecord import JobRecord
 from objlibd.engine.missing import MissingFiles
 from objlibd.engine.summary import SyncSummary
-from objlibd.engine.uploads import ProgressReport, Unreadable, Upload, Uploads
+from objlibd.engine.uploads import ProgressReport, Upload, Uploads
 from objlibd.errors import (
-    ForeignMarkerError,
     ObjlibdError,
-    StoreMismatchError,
     VolumeUnavailableError,
 )
-from objlibd.models import FileStatus, Problem, VolumeState
+from objlibd.models import FileStatus, VolumeState
 from objlibd.remote.base import RemoteStore
 from objlibd.state import keys
 from objlibd.state.store import StateStore
 
 log = structlog.get_logger("objlibd.sync")
-
-PROGRESS_EVERY = 50
 
 
 def open_store_for(
@@ -60,9 +60,9 @@ def open_store_for(
     from objlibd.remote import open_store
 
     def save(pace: dict[str, object]) -> None:
-        state.set_json(keys.PACE, pace)
+        state.values.set_json(keys.PACE, pace)
 
-    learned = state.get_json(keys.PACE)
+    learned = state.values.get_json(keys.PACE)
     learned = learned if isinstance(learned, dict) else None
     return open_store(config, stop=stop, learned_pace=learned, save_pace=save if remember else None)
 
@@ -99,7 +99,7 @@ class SyncEngine:
         self.clock = clock
         self.stop = stop or threading.Event()
         self.progress = progress
-        self.filters = scanner.Filters.from_settings(config.library)
+        self.filters = Filters.from_settings(config.library)
         self.uploads = Uploads(
             config, state, store, stop=self.stop, report=self._report, clock=clock,
             volume_present=lambda: self.probe().available,
@@ -109,16 +109,15 @@ class SyncEngine:
         self.missing = MissingFiles(
             config, state, store, clock, self.require_available, self.filters
         )
-        self._store_ready = False
-        self._job: int | None = None  # the running job's row, for progress
-        self._progress: tuple[int, int] | None = None  # its last upload done/total
+        self.identity = StoreIdentity(state, store)
+        self.job = JobRecord(state)  # the running job's row, and its upload progress
 
     # -- checks ------------------------------------------------------------------------------
 
     def probe(self) -> VolumeState:
         """Return the library's availability right now (following it if found elsewhere)."""
         library = self.configured.library
-        found = volume.probe(library, self.state.get_config(keys.LIBRARY_ID))
+        found = volume.probe(library, self.state.values.get_config(keys.LIBRARY_ID))
         if found.available:
             self._locate(volume.located(library, found))
         return found
@@ -140,52 +139,8 @@ class SyncEngine:
         return found
 
     def check_identity(self, *, connect: bool = True, create: bool = True) -> bool:
-        """Abort when the configured store is not the one this DB synced into.
-
-        Connects the store (creating it if absent) unless `connect` is False. With `create`
-        False (dry runs, `store list`) only an existing store is used and nothing is recorded;
-        returns whether the store is connected.
-        """
-        backend, name = self.config.store.backend, self.config.store.name
-        recorded_backend = self.state.get_config(keys.STORE_BACKEND)
-        recorded_name = self.state.get_config(keys.STORE_NAME)
-        if recorded_name is not None and (recorded_name, recorded_backend) != (name, backend):
-            raise StoreMismatchError(
-                f'this state DB synced into {recorded_backend} store "{recorded_name}", but the '
-                f'config names {backend} store "{name}"',
-                hint="fix [store] in the config, or give the other store its own [state] dir",
-            )
-        if not connect or self._store_ready:
-            return self._store_ready
-        store_id = self.store.ensure_store(name) if create else self.store.find_store(name)
-        recorded_id = self.state.get_config(keys.STORE_ID)
-        if store_id is None:
-            if recorded_id is not None:
-                raise StoreMismatchError(
-                    f'store "{name}" ({recorded_id}), which this DB synced into, is gone',
-                    hint="run `objlibd sync` to create it again and upload the library, or "
-                    "point [state] dir at a fresh directory",
-                )
-            return False
-        if not create:
-            if recorded_id is not None and recorded_id != store_id:
-                raise StoreMismatchError(
-                    f'store "{name}" is now {store_id}, but this DB synced into {recorded_id}',
-                    hint="point [state] dir at a fresh directory to start over",
-                )
-            return True
-        if recorded_id is not None and recorded_id != store_id:
-            raise StoreMismatchError(
-                f'store "{name}" is now {store_id}, but this DB synced into {recorded_id} '
-                "(was the store deleted and created again?)",
-                hint="point [state] dir at a fresh directory to start over against the new store",
-            )
-        if recorded_id is None:
-            self.state.set_config(keys.STORE_BACKEND, backend)
-            self.state.set_config(keys.STORE_NAME, name)
-            self.state.set_config(keys.STORE_ID, store_id)
-        self._store_ready = True
-        return True
+        """Abort when the configured store is not the one this DB synced into (see identity)."""
+        return self.identity.check(self.config, connect=connect, create=create)
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -240,34 +195,27 @@ class SyncEngine:
 
     def _as_job(self, kind: str, summary: SyncSummary, body: Callable[[], None]) -> SyncSummary:
         started = self.clock()
-        job = None if summary.dry_run else self.state.start_job(kind, trigger=summary.trigger)
-        self._job, self._progress = job, None
+        self.job.start(kind, summary)
         try:
             body()
         except VolumeUnavailableError as err:
-            self._close_job(job, "skipped", summary, f"volume unavailable: {err.message}")
+            self.job.close("skipped", summary, f"volume unavailable: {err.message}")
             raise
         except ObjlibdError as err:
-            self._close_job(job, "failed", summary, err.message)
+            self.job.close("failed", summary, err.message)
             raise
         except BaseException as err:
-            self._close_job(job, "failed", summary, f"{type(err).__name__}: {err}")
+            self.job.close("failed", summary, f"{type(err).__name__}: {err}")
             raise
         summary.duration_s = self.clock() - started
         summary.pace = self.pace_facts()
-        self._close_job(job, "failed" if summary.stopped else "completed", summary, summary.stopped)
+        self.job.close("failed" if summary.stopped else "completed", summary, summary.stopped)
         log.info(
             "batch.synced" if kind == "batch" else f"job.{kind}.finished",
             trigger=summary.trigger, dry_run=summary.dry_run, ms=round(summary.duration_s * 1000, 1),
             hold=summary.hold_reason, **summary.counts(),
         )  # fmt: skip
         return summary
-
-    def _close_job(
-        self, job: int | None, status: str, summary: SyncSummary, error: str | None
-    ) -> None:
-        if job is not None:
-            self.state.finish_job(job, status, summary.counts(), error, progress=self._progress)
 
     # -- pipelines ---------------------------------------------------------------------------
 
@@ -278,7 +226,7 @@ class SyncEngine:
             rebuild.adopt(self.config, self.state, self.store, summary)  # a damaged DB's new start
         if not options.dry_run:
             self.uploads.recover(summary)
-        cached = None if options.force else self.state.cached_walk()
+        cached = None if options.force else self.state.walk.cached_walk()
         walked = scanner.walk(self.config.library.root, self.filters)
         index = None
         if cached is not None and walked.folders == cached.folders:
@@ -286,7 +234,7 @@ class SyncEngine:
             # side: the per-file index (the reconcile's biggest read) can stay on disk.
             changes = diff_quiet(walked.count, cached.unsettled)
         else:
-            index = self.state.index()
+            index = self.state.walk.index()
             changes = diff(walked.entries, index, force=options.force)
         log.debug("reconcile.diffed", files=walked.count, walk_cache=index is None)
         self._apply(changes, walked, options, summary, full=True)
@@ -294,13 +242,13 @@ class SyncEngine:
         if finished:
             # Before the sweep: the sweep refuses to run for a DB that never marked its
             # library, and this run may be the first to finish.
-            self._ensure_library_id(summary)
+            identity.mark_library(self.config, self.state, summary)
         if options.prune_missing:
             self.missing.prune(summary)
         if options.cleanup_orphans and (not options.dry_run or self.check_identity(create=False)):
             self.uploads.sweep(summary)  # a dry run sweeps only a store that exists
         if finished and index is not None and index.generation is not None and changes.exact:
-            self.state.save_walk(walked.folders, index.generation)  # no-op if rows changed
+            self.state.walk.save_walk(walked.folders, index.generation)  # no-op if rows changed
         if (
             summary.uploaded
             or summary.replaced
@@ -308,13 +256,13 @@ class SyncEngine:
             or summary.adopted
             or summary.restored
         ):
-            summary.duplicates = self.state.duplicates()  # content only changes with these
+            summary.duplicates = self.state.files.duplicates()  # content only changes with these
 
     def _incremental(self, paths: set[str], subtrees: set[str], summary: SyncSummary) -> None:
         self.require_available()
         self.check_identity()
         root = self.config.library.root
-        walked, _absent = scanner.stat_paths(root, self.filters, paths)
+        walked, _absent = disk.stat_paths(root, self.filters, paths)
         hold = self.missing.current_hold()
         back = hold is not None and not walked.entries.keys().isdisjoint(hold.paths)
         if "" in subtrees or back or rebuild.pending(self.state):  # a rebuilt DB adopts first
@@ -323,27 +271,27 @@ class SyncEngine:
             self._full(SyncOptions(trigger=summary.trigger), summary)
             return
         entries = dict(walked.entries)
-        known = self.state.index(paths)
+        known = self.state.walk.index(paths)
         for tree in sorted(subtrees):
             sub = scanner.walk(root, self.filters, tree)
             entries.update(sub.entries)
             walked.problems.extend(sub.problems)
             walked.unreadable_dirs.extend(sub.unreadable_dirs)
-            known.update(self.state.index_under(tree))
+            known.update(self.state.walk.index_under(tree))
         changes = diff(entries, known)  # known holds only what was looked at
         self._apply(changes, walked, SyncOptions(), summary, full=False)
 
     def _apply(
         self,
         changes: Diff,
-        walked: scanner.WalkResult,
+        walked: WalkResult,
         options: SyncOptions,
         summary: SyncSummary,
         *,
         full: bool,
     ) -> None:
         # The hold's arithmetic counts the files believed present before this run's changes.
-        present = self.state.count_present()
+        present = self.state.files.count_present()
         reading = self.config.library  # where this run reads the library (see below)
         summary.problems.extend(walked.problems)
         summary.unchanged += changes.unchanged
@@ -375,8 +323,8 @@ class SyncEngine:
             log.info("library.moved_mid_run", root=str(self.config.library.root),
                      left_for_next_run=len(unreadable))  # fmt: skip
             unreadable = []
-        gone_paths += self._settle_unreadable(unreadable, summary, dry_run=options.dry_run)
-        gone = list(self.state.records(gone_paths).values())
+        gone_paths += self.missing.settle_unreadable(unreadable, summary, dry_run=options.dry_run)
+        gone = list(self.state.files.records(gone_paths).values())
         if options.dry_run:
             for record in gone:
                 if record.status is not FileStatus.MISSING:
@@ -392,80 +340,18 @@ class SyncEngine:
             self.require_available()  # an absence is believed only while the drive is there
         return found
 
-    def _settle_unreadable(
-        self, items: list[Unreadable], summary: SyncSummary, *, dry_run: bool
-    ) -> list[str]:
-        """Return the files that vanished (the missing path takes them); fail the unreadable."""
-        if not items:
-            return []
-        root = self.config.library.root
-        _, absent = scanner.stat_paths(root, self.filters, [item.entry.path for item in items])
-        vanished = []
-        for item in items:
-            path = item.entry.path
-            if path in absent:
-                vanished.append(path)
-                continue
-            summary.failures.append(Problem(path, item.reason))
-            summary.failed += 1
-            if not dry_run:
-                self.state.record_failure(path, FileStatus.ERROR, item.reason)
-        return vanished
-
-    # -- the library marker ---------------------------------------------------------------------
-
-    def _ensure_library_id(self, summary: SyncSummary) -> None:
-        if self.state.get_config(keys.LIBRARY_ID) is not None:
-            return
-        if self.state.count_tracked() == 0:
-            return  # an empty library proves nothing; mark it once it holds files
-        marker = volume.Marker(volume.new_library_id(), store=self.config.store.name)
-        try:
-            volume.write_marker(self.config.library, marker)
-        except (OSError, ForeignMarkerError) as err:
-            why = err.message if isinstance(err, ForeignMarkerError) else volume.write_problem(err)
-            reason = f"cannot write the library marker: {why}"
-            summary.problems.append(Problem(self.config.library.marker_name, reason))
-            log.warning("library.unmarked", reason=reason)
-            return
-        self.state.set_config(keys.LIBRARY_ID, marker.library_id)
-        log.info("library.marked", library_id=marker.library_id)
-
-    # -- the request pace ------------------------------------------------------------------------
-
-    @property
-    def pending_uploads(self) -> int:
-        """Return the uploads of the running (or last) run not finished yet."""
-        done, total = self._progress or (0, 0)
-        return max(total - done, 0)
+    # -- progress and the request pace ------------------------------------------------------------------------
 
     def pace_facts(self, health: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-        """Return the store's request pace, quota 429s absorbed and the ETA of pending uploads.
+        """Return the store's request pace and the ETA of pending uploads (`progress.pace_facts`).
 
         None for a store without a pace (the local one). `health` saves asking the store again.
         """
         found = health if health is not None else self.store.health()
-        pace = found.get("pace")
-        if not isinstance(pace, dict):
-            return None
-        rpm, pending = float(pace.get("rpm") or 0.0), self.pending_uploads
-        per_file = found.get("calls_per_file")
-        per_file = per_file if isinstance(per_file, int) else 1
-        eta = progress.eta_seconds(pending, rpm=rpm, calls_per_file=per_file)
-        return {
-            "rpm": pace.get("rpm"), "source": pace.get("source"), "limit": pace.get("limit"),
-            "quota_429s": pace.get("quota_429s", 0), "pending_uploads": pending,
-            "eta_s": None if eta is None else round(eta, 1),
-        }  # fmt: skip
+        return progress.pace_facts(found, self.job.pending_uploads)
 
     def _report(self, phase: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(phase, done, total)
-        # The jobs row shows upload progress (done/total) to `status` readers; one write per
-        # PROGRESS_EVERY files keeps a 50k-file first sync from paying a transaction per file,
-        # and the final count goes in with the job's close (a one-file batch pays nothing).
-        if phase != "upload":
-            return
-        self._progress = (done, total)  # also what `pending_uploads` counts
-        if self._job is not None and done % PROGRESS_EVERY == 0 and done < total:
-            self.state.job_progress(self._job, done, total)
+        if phase == "upload":
+            self.job.uploaded(done, total)  # the jobs row, and what `pace_facts` counts

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import structlog
 
 from objlibd.config import Config
-from objlibd.engine.failures import Verdict, iso, verdict
+from objlibd.engine.failures import Verdict, verdict
 from objlibd.engine.repairs import ProgressReport, Repairs, Upload
 from objlibd.engine.summary import SyncSummary
 from objlibd.errors import (
@@ -47,6 +47,7 @@ from objlibd.models import DiskEntry, FileStatus, Problem
 from objlibd.remote import enrichment
 from objlibd.remote.base import RemoteDoc, RemoteStore, UploadRequest
 from objlibd.state import keys
+from objlibd.state.dbtime import iso
 from objlibd.state.store import StateStore
 
 __all__ = ["ProgressReport", "Unreadable", "Upload", "Uploads"]
@@ -97,7 +98,7 @@ class Uploads(Repairs):
         self.unreadable, self.volume_lost = [], False
         if uploads:
             self._run(uploads, summary, skip_enrichment)
-        summary.quarantined = self.state.count_quarantined()  # held now, touched or not
+        summary.quarantined = self.state.failures.count_quarantined()  # held now, touched or not
         self._failed_now.clear()
         # What this run read dies with it: its records and its store listing (a full sync's
         # are the library's and the store's), not kept until the next run with uploads.
@@ -146,9 +147,9 @@ class Uploads(Repairs):
     def _screen(self, uploads: list[Upload], summary: SyncSummary) -> list[Upload]:
         """Apply the failure memory; mark what must be settled before any upload."""
         paths = [item.entry.path for item in uploads]
-        self._records = self.state.records(paths)
-        operations = {op.path: op for op in self.state.pending_operations()}
-        first_sync = self.state.get_config(keys.LIBRARY_ID) is None
+        self._records = self.state.files.records(paths)
+        operations = {op.path: op for op in self.state.operations.pending_operations()}
+        first_sync = self.state.values.get_config(keys.LIBRARY_ID) is None
         now = iso(self.clock())
         ready: list[Upload] = []
         for item in uploads:
@@ -156,7 +157,7 @@ class Uploads(Repairs):
             record = self._records.get(path)
             found = verdict(record, item.sha256, now)
             if found is Verdict.QUARANTINED:
-                self.state.record_stat(path, item.entry.size, item.entry.mtime_ns)
+                self.state.files.record_stat(path, item.entry.size, item.entry.mtime_ns)
                 self._progress()
                 continue
             if found is Verdict.WAITING or path in self._failed_now:
@@ -165,7 +166,7 @@ class Uploads(Repairs):
                 self._progress()
                 continue
             if record is not None and record.quarantined_at is not None:
-                self.state.release(path)  # new content: a new count
+                self.state.failures.release(path)  # new content: a new count
                 log.info("file.released", path=path, reason="content changed")
             op = operations.get(path)
             if op is not None and op.content_hash != item.sha256:
@@ -193,7 +194,9 @@ class Uploads(Repairs):
             except RemoteUnavailableError as err:
                 self._fail_transient(item, f"its import cannot be checked: {err.message}", summary)
                 continue
-            self.state.finish_operation(item.operation, succeeded=outcome.doc is not None)
+            self.state.operations.finish_operation(
+                item.operation, succeeded=outcome.doc is not None
+            )
             if outcome.doc is not None:
                 self._commit(item, outcome.doc, summary)
                 self._forget_file(item.file_id)
@@ -211,7 +214,7 @@ class Uploads(Repairs):
         if not doubtful:
             return items
         try:
-            found = self.index.unreferenced(self.state.referenced_remote_ids())
+            found = self.index.unreferenced(self.state.files.referenced_remote_ids())
         except RemoteError as err:
             for item in doubtful:
                 self._fail_transient(item, f"cannot look it up in the store: {err.message}",
@@ -232,7 +235,9 @@ class Uploads(Repairs):
 
     def _adopt(self, item: Upload, matches: list[RemoteDoc], summary: SyncSummary) -> None:
         keep, extra = matches[0], matches[1:]
-        self.state.begin_upload(item.entry.path, item.sha256, item.entry.size, item.entry.mtime_ns)
+        self.state.files.begin_upload(
+            item.entry.path, item.sha256, item.entry.size, item.entry.mtime_ns
+        )
         self._commit(item, keep, summary, counted="adopted")
         for doc in extra:  # duplicates from an earlier crash: exactly one document per file
             self._delete(item.entry.path, doc.doc_id, "duplicate", summary)
@@ -244,9 +249,9 @@ class Uploads(Repairs):
         except RemoteError as err:
             log.warning("remote.dedupe_skipped", error=err.message, action="the next run tries")
             return
-        referenced = self.state.referenced_remote_ids()
+        referenced = self.state.files.referenced_remote_ids()
         stray = [d for d in docs if d.doc_id not in referenced and d.path and d.sha256]
-        records = self.state.records(d.path for d in stray if d.path)
+        records = self.state.files.records(d.path for d in stray if d.path)
         for doc in stray:
             record = records.get(doc.path or "")
             if record is not None and record.remote_id and record.upload_hash == doc.sha256:
@@ -293,7 +298,7 @@ class Uploads(Repairs):
 
     def _upload_one(self, item: Upload, skip: bool) -> RemoteDoc:
         path = item.entry.path
-        self.state.begin_upload(path, item.sha256, item.entry.size, item.entry.mtime_ns)
+        self.state.files.begin_upload(path, item.sha256, item.entry.size, item.entry.mtime_ns)
         request = UploadRequest(
             local_path=self.config.library.root / path,
             rel_path=path,
@@ -306,7 +311,7 @@ class Uploads(Repairs):
         )
 
         def checkpoint(operation: str, file_id: str) -> None:
-            self.state.save_operation(path, operation, file_id, item.sha256)
+            self.state.operations.save_operation(path, operation, file_id, item.sha256)
 
         return self.store.upload(request, checkpoint)
 
@@ -323,12 +328,12 @@ class Uploads(Repairs):
                 self.volume_lost = True
             return None
         except RemoteUnsupportedError as err:
-            self.state.record_skipped(path, err.message, item.entry.size, item.entry.mtime_ns)
+            self.state.files.record_skipped(path, err.message, item.entry.size, item.entry.mtime_ns)
             summary.skipped += 1
             summary.problems.append(Problem(path, f"skipped: {err.message}"))
         except RemoteQuotaError as err:
             self._fail(path, err.message, summary)
-            self.state.record_failure(path, FileStatus.FAILED, err.message)
+            self.state.files.record_failure(path, FileStatus.FAILED, err.message)
             summary.stopped = f"store full, uploads stopped: {err.message}"
             summary.store_full = err.message
         except RemoteUncertainError as err:

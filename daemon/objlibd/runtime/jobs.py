@@ -11,12 +11,11 @@ from the jobs table; next runs are written there by the worker from `next_runs()
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from objlibd.config import JobSettings
-from objlibd.state import keys
+from objlibd.state import dbtime, keys
 
 ORPHAN_CLEANUP = "orphan_cleanup"
 PRUNE = "prune"
@@ -70,11 +69,4 @@ def catch_up(jobs: Iterable[JobSpec], last: Mapping[str, LastRun | None], now: f
     return due
 
 
-def parse_db_time(text: str | None) -> float | None:
-    """Return a jobs-table timestamp (ISO, UTC) as epoch seconds."""
-    if not text:
-        return None
-    moment = dt.datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.timestamp()
+parse_db_time = dbtime.parse  # a jobs-table timestamp as epoch seconds

@@ -81,10 +81,14 @@ class Monitor:
         # Two SQLite connections, each bounded by SQLite's default page cache (cache_size
         # -2000: about 2 MiB) and Python's 128 cached statements (state.py keeps the shapes few).
         self.state = StateStore.open(config.db_path, repair=True)
-        if self.state.rebuilt is not None:
-            log.warning("state.damaged", action="moved aside, started fresh", **self.state.rebuilt)
+        if self.state.db.rebuilt is not None:
+            log.warning(
+                "state.damaged", action="moved aside, started fresh", **self.state.db.rebuilt
+            )
         self.reader = StateStore.open(config.db_path, readonly=True)
-        self.drive = DriveTracker(config.library, lambda: self.reader.get_config(keys.LIBRARY_ID))
+        self.drive = DriveTracker(
+            config.library, lambda: self.reader.values.get_config(keys.LIBRARY_ID)
+        )
         self.store = open_store_for(config, self.state, stop=stop)
         engine = SyncEngine(
             config, self.state, self.store, stop=stop,
@@ -290,7 +294,7 @@ class Monitor:
         # Recomputed only when the DB changed (our worker, or a one-shot CLI command: SQLite's
         # data_version): on a 50k library it costs ~0.13 CPU s, most of an idle daemon's CPU.
         try:
-            key = (generation, self.reader.data_version())
+            key = (generation, self.reader.db.data_version())
             if key != self._db_key:
                 self._db_key = key
                 self._db_facts = status.db_facts(self.reader)

@@ -68,7 +68,7 @@ class ParkedWork:
         }
 
     def _load(self) -> Batch | None:
-        data = self._state.get_json(keys.PENDING)
+        data = self._state.values.get_json(keys.PENDING)
         if not isinstance(data, dict):
             return None
         batch = Batch(
@@ -93,11 +93,11 @@ class ParkedWork:
         """Write the parked work (or `parked`) to the state DB for the next start."""
         parked = self._parked if parked is None else parked
         if parked is None or parked.empty:
-            self._state.delete_config(keys.PENDING)
+            self._state.values.delete_config(keys.PENDING)
             return
         paths = sorted(parked.paths)
         rescan = set(parked.rescan) | ({""} if len(paths) > PERSIST_MAX_PATHS else set())
-        self._state.set_json(
+        self._state.values.set_json(
             keys.PENDING,
             {
                 "paths": paths[:PERSIST_MAX_PATHS],

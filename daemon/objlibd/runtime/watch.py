@@ -16,7 +16,7 @@ from pathlib import Path
 import structlog
 
 from objlibd.config import Config
-from objlibd.engine.scanner import Filters
+from objlibd.engine.filters import Filters
 from objlibd.models import RawEvent
 from objlibd.runtime.watcher import LibraryWatcher, Rescan, WatchBackoff
 from objlibd.runtime.work import Work

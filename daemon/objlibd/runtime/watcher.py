@@ -44,7 +44,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from objlibd.engine.scanner import Filters
+from objlibd.engine.filters import Filters
 from objlibd.models import EventKind, RawEvent
 
 log = structlog.get_logger("objlibd.watcher")

@@ -64,7 +64,7 @@ class Worker:
         self.next_runs = next_runs
         self.on_volume_lost = on_volume_lost
         self.store_notes = StoreNotes(engine.store)  # a full store, its counts: for status
-        self.status = WorkerStatus(state.get_json(keys.LAST_BATCH))
+        self.status = WorkerStatus(state.values.get_json(keys.LAST_BATCH))
         self._queue = WorkQueue()
         self.parked = ParkedWork(state, config.sync.batch_max_paths)
         # Bounded by the job names (jobs.specs: three).
@@ -190,8 +190,8 @@ class Worker:
         """Apply a held mass-missing a person confirmed; store it while objlibd cannot act."""
         why = self.status.blocked(self.stop.is_set())
         if why is not None:
-            if not self.stop.is_set() or self.state.get_json(keys.CONFIRM_PENDING) is None:
-                self.state.set_json(
+            if not self.stop.is_set() or self.state.values.get_json(keys.CONFIRM_PENDING) is None:
+                self.state.values.set_json(
                     keys.CONFIRM_PENDING,
                     {"revision": revision, "at": files.iso(time.time()), "waiting_for": why},
                 )
@@ -203,12 +203,12 @@ class Worker:
             return
         summary = self._call(lambda: self.engine.confirm_missing(revision), Batch())
         if summary is not None:
-            self.state.delete_config(keys.CONFIRM_PENDING)
+            self.state.values.delete_config(keys.CONFIRM_PENDING)
             self.status.wrote()
             log.info("missing.confirmed", missing=summary.missing, forgotten=summary.forgotten)
 
     def _apply_stored_confirm(self) -> None:
-        stored = self.state.get_json(keys.CONFIRM_PENDING)
+        stored = self.state.values.get_json(keys.CONFIRM_PENDING)
         if isinstance(stored, dict):
             revision = stored.get("revision")
             self._confirm_missing(revision if isinstance(revision, int) else None)
@@ -285,10 +285,10 @@ class Worker:
             "hold": summary.hold_reason,
         }
         self.status.set_last_batch(last)
-        self.state.set_json(keys.LAST_BATCH, last)
+        self.state.values.set_json(keys.LAST_BATCH, last)
         self.status.wrote()
         if "" in batch.rescan and not summary.stopped:
-            self.state.delete_config(keys.PENDING)
+            self.state.values.delete_config(keys.PENDING)
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -297,7 +297,9 @@ class Worker:
         return [*due, *(n for n in sorted(self._pending_jobs) if n not in due)]
 
     def _last_runs(self) -> dict[str, jobs.LastRun | None]:
-        rows = {spec.name: self.state.last_job(spec.kind) for spec in jobs.specs(self.config.jobs)}
+        rows = {
+            spec.name: self.state.jobs.last_job(spec.kind) for spec in jobs.specs(self.config.jobs)
+        }
         return {
             name: jobs.LastRun(row.status, jobs.parse_db_time(row.finished_at)) if row else None
             for name, row in rows.items()
@@ -309,8 +311,8 @@ class Worker:
         if why is not None:
             self._pending_jobs.add(name)
             if not self.stop.is_set():
-                job_id = self.state.start_job(spec.kind, trigger="scheduled")
-                self.state.finish_job(job_id, "skipped", {}, why)
+                job_id = self.state.jobs.start_job(spec.kind, trigger="scheduled")
+                self.state.jobs.finish_job(job_id, "skipped", {}, why)
                 self.status.wrote()
                 log.info("job.skipped", job=name, reason=why)
             return
@@ -322,7 +324,7 @@ class Worker:
             self._pending_jobs.discard(name)
         else:
             self._pending_jobs.add(name)
-        self.state.set_json(keys.SCHEDULE, self.next_runs())
+        self.state.values.set_json(keys.SCHEDULE, self.next_runs())
         self.status.wrote()
 
     def _job_body(self, name: str) -> SyncSummary:

@@ -1,32 +1,33 @@
-"""The state database's connection: opening, migrating, transactions, library_config.
+"""The state database's connection: opening, migrating, repairing, transactions.
 
 One SQLite file under state.dir. Only the engine's thread writes (one writer); `status`,
 `doctor` and the CLI open it read-only, which WAL allows while the daemon runs. The tables
-are read and written by the classes built on this one: `JobLog` (jobs, decisions) and
-`StateStore` (files, the walk cache, remote operations).
+are read and written by the parts `StateStore` (store.py) composes over one `Database`:
+files, the walk cache, remote operations, jobs, failures and the config values.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
 from objlibd.errors import StateDiskFullError, StateError
-from objlibd.state import keys, migrations
+from objlibd.state import dbtime, keys, migrations
+from objlibd.state.values import ConfigValues
 
 # Callers above the state layer catch SQLite faults by this name: sqlite3 is imported only here.
 DatabaseError = sqlite3.DatabaseError
 
 
 class Database:
-    """A migrated connection to the state database, and its library_config table."""
+    """A migrated connection to the state database: transactions and consistent reads."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
         self._conn = conn
@@ -62,11 +63,12 @@ class Database:
                     "then run `objlibd sync`: the store's documents are adopted",
                 ) from None
             db = cls.open(path)
+            values = ConfigValues(db)
             for key, value in identity.items():
-                db.set_config(key, value)
-            db.rebuilt = {"at": _now(), "reason": damage[:300], "moved_to": str(moved),
-                          "salvaged": sorted(identity)}  # fmt: skip
-            db.set_json(keys.REBUILT, db.rebuilt)
+                values.set_config(key, value)
+            db.rebuilt = {"at": dbtime.iso_seconds(time.time()), "reason": damage[:300],
+                          "moved_to": str(moved), "salvaged": sorted(identity)}  # fmt: skip
+            values.set_json(keys.REBUILT, db.rebuilt)
             return db
         if readonly and not path.exists():
             raise StateError(
@@ -153,7 +155,7 @@ class Database:
             raise _state_error(self.path or Path(":memory:"), err) from None
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def read(self) -> Iterator[sqlite3.Connection]:
         """Run a block of reads against one consistent snapshot of the database."""
         with self._lock, self._explained():
             self._conn.execute("BEGIN")
@@ -162,40 +164,9 @@ class Database:
             finally:
                 self._conn.execute("COMMIT")
 
-    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock, self._explained():
             return list(self._conn.execute(sql, tuple(params)).fetchall())
-
-    # -- library_config ----------------------------------------------------------------------
-
-    def get_config(self, key: str) -> str | None:
-        """Return a library_config value."""
-        rows = self._query("SELECT value FROM library_config WHERE key = ?", (key,))
-        return str(rows[0][0]) if rows else None
-
-    def set_config(self, key: str, value: str) -> None:
-        """Set a library_config value."""
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO library_config(key, value) VALUES (?, ?) ON CONFLICT(key) "
-                "DO UPDATE SET value = excluded.value, "
-                f"updated_at = {migrations.NOW}",
-                (key, value),
-            )
-
-    def delete_config(self, key: str) -> None:
-        """Remove a library_config key."""
-        with self.transaction() as conn:
-            conn.execute("DELETE FROM library_config WHERE key = ?", (key,))
-
-    def get_json(self, key: str) -> Any:
-        """Return a JSON library_config value (None when unset)."""
-        raw = self.get_config(key)
-        return None if raw is None else json.loads(raw)
-
-    def set_json(self, key: str, value: Any) -> None:
-        """Store a JSON library_config value."""
-        self.set_config(key, json.dumps(value, sort_keys=True))
 
 
 # SQLite result codes a person causes or fixes: busy, locked, readonly, I/O error, corrupt,
@@ -260,10 +231,6 @@ def _set_aside(path: Path) -> Path:
             companion.rename(target.with_name(target.name + suffix))
     path.rename(target)
     return target
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _SQLITE_FULL = 13

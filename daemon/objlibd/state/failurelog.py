@@ -6,12 +6,11 @@ the questions `status`, `objlibd failures` and `objlibd retry` ask.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from objlibd.state import migrations
-from objlibd.state.database import Database
+from objlibd.state.operations import close_operations
+from objlibd.state.part import Part
 
 _CHUNK = 500
 
@@ -29,21 +28,21 @@ class FailureRow:
     retry_after: str | None
 
 
-class FailureLog(Database):
+class FailureLog(Part):
     """Reads and writes of the files table's failure memory."""
 
     def record_permanent_failure(
         self, path: str, content_hash: str, error: str, *, failures: int, quarantined_at: str | None
     ) -> None:
         """Record a refusal of `content_hash`: its count, and the quarantine if it is reached."""
-        with self.transaction() as conn:
+        with self._db.transaction() as conn:
             conn.execute(
                 "UPDATE files SET status = 'failed', last_error = ?, failures = ?, "
                 "failed_hash = ?, quarantined_at = ?, transient_failures = 0, retry_after = NULL "
                 "WHERE path = ?",
                 (error[:2000], failures, content_hash, quarantined_at, path),
             )
-            _close_operations(conn, path)
+            close_operations(conn, path, succeeded=False)
 
     def record_transient_failure(
         self, path: str, error: str, *, in_a_row: int, retry_after: str, settled: bool
@@ -54,18 +53,18 @@ class FailureLog(Database):
         before anything else); one that surely did not becomes `failed`.
         """
         status = "failed" if settled else "uploading"
-        with self.transaction() as conn:
+        with self._db.transaction() as conn:
             conn.execute(
                 "UPDATE files SET status = ?, last_error = ?, transient_failures = ?, "
                 "retry_after = ? WHERE path = ?",
                 (status, error[:2000], in_a_row, retry_after, path),
             )
             if settled:
-                _close_operations(conn, path)
+                close_operations(conn, path, succeeded=False)
 
     def release(self, path: str) -> None:
         """Lift a quarantine because the content changed (the new content starts at zero)."""
-        with self.transaction() as conn:
+        with self._db.transaction() as conn:
             conn.execute(
                 "UPDATE files SET quarantined_at = NULL, failures = 0, failed_hash = NULL "
                 "WHERE path = ?",
@@ -81,7 +80,7 @@ class FailureLog(Database):
         held = "(quarantined_at IS NOT NULL OR retry_after IS NOT NULL)"
         wanted = None if paths is None else list(dict.fromkeys(paths))
         released: list[str] = []
-        with self.transaction() as conn:
+        with self._db.transaction() as conn:
             chunks = [None] if wanted is None else _chunks(wanted)
             for chunk in chunks:
                 where = (
@@ -107,24 +106,15 @@ class FailureLog(Database):
         if limit is not None:
             sql += " LIMIT ?"
             params = (limit,)
-        rows = self._query(sql, params)
+        rows = self._db.query(sql, params)
         return [
             FailureRow(str(r[0]), str(r[1]), r[2], int(r[3]), r[4], int(r[5]), r[6]) for r in rows
         ]
 
     def count_quarantined(self) -> int:
         """Return how many files are quarantined."""
-        rows = self._query("SELECT COUNT(*) FROM files WHERE quarantined_at IS NOT NULL")
+        rows = self._db.query("SELECT COUNT(*) FROM files WHERE quarantined_at IS NOT NULL")
         return int(rows[0][0])
-
-
-def _close_operations(conn: sqlite3.Connection, path: str) -> None:
-    conn.execute(
-        "UPDATE remote_operations SET state = 'failed', "
-        f"finished_at = {migrations.NOW} WHERE state = 'polling' AND file_id = "
-        "(SELECT id FROM files WHERE path = ?)",
-        (path,),
-    )
 
 
 def _chunks(items: list[str]) -> list[list[str]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+from objlibd.state.dbtime import NOW
 
 STATUSES = (
     "pending", "uploading", "uploaded", "failed", "skipped", "missing", "error", "deleted",

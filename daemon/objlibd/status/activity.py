@@ -33,9 +33,9 @@ def timeline(state: StateStore, *, limit: int, since: str | None = None) -> list
     # records it, after the jobs before that one began).
     keyed = [((row.finished_at or row.started_at or row.created_at or "",
                row.started_at or row.created_at or ""), job_entry(row))
-             for row in state.jobs(limit, since=since)]  # fmt: skip
+             for row in state.jobs.recent(limit, since=since)]  # fmt: skip
     keyed += [((at, at), decision_entry(kind, detail, at))
-              for kind, detail, at in state.decisions(limit, since=since)]  # fmt: skip
+              for kind, detail, at in state.jobs.decisions(limit, since=since)]  # fmt: skip
     keyed.sort(key=lambda pair: pair[0], reverse=True)
     return [item for _, item in keyed[:limit]]
 

@@ -254,7 +254,7 @@ def _db_facts(config: Config) -> dict[str, Any]:
     try:
         state = StateStore.open(config.db_path, readonly=True)
         try:  # a DB still being created or migrated by its writer has no facts yet
-            if state.schema_version >= migrations.LATEST:
+            if state.db.schema_version >= migrations.LATEST:
                 facts.update(db_facts(state))
         finally:
             state.close()
@@ -268,31 +268,31 @@ def _db_facts(config: Config) -> dict[str, Any]:
 def db_facts(state: StateStore) -> dict[str, Any]:
     """Return the DB part of the status (the daemon caches it in its heartbeat)."""
     facts = _empty_db()
-    facts["files"] = state.counts_by_status()
-    facts["duplicates"] = len(state.duplicates())
-    facts["orphans"] = state.orphan_count()
+    facts["files"] = state.files.counts_by_status()
+    facts["duplicates"] = len(state.files.duplicates())
+    facts["orphans"] = state.files.orphan_count()
     facts["errors"] = [
         {"path": path, "status": status, "error": error[:200]}
-        for path, status, error in state.recent_errors(5)
+        for path, status, error in state.files.recent_errors(5)
     ]
     facts["quarantined"] = [
         {"path": row.path, "failures": row.failures, "since": row.quarantined_at,
          "error": (row.error or "")[:200]}
-        for row in state.failure_rows(limit=5) if row.quarantined_at is not None
+        for row in state.failures.failure_rows(limit=5) if row.quarantined_at is not None
     ]  # fmt: skip
-    facts["quarantined_count"] = state.count_quarantined()
-    hold = state.get_json(keys.HOLD)
+    facts["quarantined_count"] = state.failures.count_quarantined()
+    hold = state.values.get_json(keys.HOLD)
     if isinstance(hold, dict):  # without its paths: the heartbeat carries this every beat
         facts["hold"] = {key: hold.get(key) for key in ("since", "reason", "count", "revision")}
-    facts["last_batch"] = state.get_json(keys.LAST_BATCH)
-    facts["pending"] = state.get_json(keys.PENDING)
-    facts["confirm_pending"] = state.get_json(keys.CONFIRM_PENDING)
-    facts["pace"] = state.get_json(keys.PACE)
-    facts["library_id"] = state.get_config(keys.LIBRARY_ID)  # keys.LIBRARY_ID
-    facts["last_success"] = state.last_success()
-    facts["rebuilt"] = state.get_json(keys.REBUILT)  # keys.REBUILT
+    facts["last_batch"] = state.values.get_json(keys.LAST_BATCH)
+    facts["pending"] = state.values.get_json(keys.PENDING)
+    facts["confirm_pending"] = state.values.get_json(keys.CONFIRM_PENDING)
+    facts["pace"] = state.values.get_json(keys.PACE)
+    facts["library_id"] = state.values.get_config(keys.LIBRARY_ID)  # keys.LIBRARY_ID
+    facts["last_success"] = state.jobs.last_success()
+    facts["rebuilt"] = state.values.get_json(keys.REBUILT)  # keys.REBUILT
     for name, kind in keys.JOBS.items():
-        row = state.last_job(kind)
+        row = state.jobs.last_job(kind)
         if row is not None:
             result = row.status if not row.error else f"{row.status}: {row.error}"
             facts["jobs"][name] = {
