@@ -24,7 +24,7 @@ def test_fresh_database_gets_the_whole_schema(tmp_path: Path) -> None:
 
     state = StateStore.open(db)
 
-    assert state.schema_version == migrations.LATEST
+    assert state.db.schema_version == migrations.LATEST
     assert {
         "path", "content_hash", "size", "mtime_ns", "status", "remote_id", "remote_file_id",
         "upload_hash", "enrichment_version", "orphaned_remote_id", "missing_since", "attempts",
@@ -61,29 +61,29 @@ def test_an_older_database_migrates_with_its_rows_kept_and_a_backup_made(tmp_pat
 
     state = StateStore.open(db)
 
-    assert state.schema_version == migrations.LATEST
-    assert state.record("a.txt").status is FileStatus.UPLOADED  # type: ignore[union-attr]
-    assert state.get_config("store_name") == "s"
+    assert state.db.schema_version == migrations.LATEST
+    assert state.files.record("a.txt").status is FileStatus.UPLOADED  # type: ignore[union-attr]
+    assert state.values.get_config("store_name") == "s"
     assert (tmp_path / "objlibd.db.bak-v1").exists()
-    state.start_job("sync")
+    state.jobs.start_job("sync")
     state.close()
 
 
 def test_status_is_enforced_by_check_constraint() -> None:
     state = StateStore.memory()
 
-    with pytest.raises(sqlite3.IntegrityError), state.transaction() as conn:
+    with pytest.raises(sqlite3.IntegrityError), state.db.transaction() as conn:
         conn.execute("INSERT INTO files(path, status) VALUES ('x', 'bogus')")
 
 
 def test_status_changes_are_logged_and_updated_at_is_touched(tmp_path: Path) -> None:
     state = StateStore.open(tmp_path / "objlibd.db")
-    state.begin_upload("a.txt", "h1", 1, 1)
-    state.record_uploaded("a.txt", remote_id="d1", remote_file_id=None, upload_hash="h1",
+    state.files.begin_upload("a.txt", "h1", 1, 1)
+    state.files.record_uploaded("a.txt", remote_id="d1", remote_file_id=None, upload_hash="h1",
                           enrichment_version="v", replaced_remote_id=None)  # fmt: skip
-    state.mark_missing(["a.txt"], "2026-01-01T00:00:00.000Z")
+    state.files.mark_missing(["a.txt"], "2026-01-01T00:00:00.000Z")
 
-    rows = state._query(
+    rows = state.db.query(
         "SELECT old_status, new_status FROM status_log ORDER BY id"
     )  # test reads the log table directly
 
@@ -122,7 +122,7 @@ def test_a_writer_moves_a_damaged_database_aside_and_starts_fresh(
     db = tmp_path / "objlibd.db"
     state = StateStore.open(db)
     for index in range(200):
-        state.set_config(f"filler.{index}", "x" * 300)
+        state.values.set_config(f"filler.{index}", "x" * 300)
     state.close()
     if damage == "garbled pages":
         garble_pages(db)
@@ -132,16 +132,16 @@ def test_a_writer_moves_a_damaged_database_aside_and_starts_fresh(
 
     fresh = StateStore.open(db, repair=True)
 
-    assert fresh.rebuilt is not None
-    kept = Path(fresh.rebuilt["moved_to"])
+    assert fresh.db.rebuilt is not None
+    kept = Path(fresh.db.rebuilt["moved_to"])
     assert kept.name.startswith("objlibd.db.damaged-")
     assert kept.read_bytes() == evidence, "the damaged file is kept as it was"
-    assert fresh.get_config("filler.1") is None
-    assert fresh.get_json("state.rebuilt")["moved_to"] == str(kept)
-    assert fresh.integrity_check() == "ok"
+    assert fresh.values.get_config("filler.1") is None
+    assert fresh.values.get_json("state.rebuilt")["moved_to"] == str(kept)
+    assert fresh.db.integrity_check() == "ok"
     fresh.close()
     again = StateStore.open(db, repair=True)
-    assert again.rebuilt is None, "a healthy database is left alone"
+    assert again.db.rebuilt is None, "a healthy database is left alone"
     again.close()
 
 
@@ -167,9 +167,9 @@ def test_readers_see_writes_while_the_writer_is_open(tmp_path: Path) -> None:
     db = tmp_path / "objlibd.db"
     writer = StateStore.open(db)
     reader = StateStore.open(db, readonly=True)
-    writer.record_skipped("big.pdf", "too big", 1, 1)
+    writer.files.record_skipped("big.pdf", "too big", 1, 1)
 
-    counts = reader.counts_by_status()
+    counts = reader.files.counts_by_status()
 
     assert counts["skipped"] == 1
     reader.close()
@@ -180,7 +180,7 @@ def test_readers_see_writes_while_the_writer_is_open(tmp_path: Path) -> None:
 
 
 def generation(state: StateStore) -> int:
-    generation = state.index().generation
+    generation = state.walk.index().generation
     assert generation is not None
     return generation
 
@@ -188,20 +188,26 @@ def generation(state: StateStore) -> int:
 @pytest.mark.parametrize(
     ("write", "bumps"),
     [
-        (lambda s: s.begin_upload("new.txt", "h", 1, 1), True),  # insert
-        (lambda s: s.record_failure("a.txt", FileStatus.FAILED, "boom"), True),  # upsert: status
-        (lambda s: s.record_stat("a.txt", 2, 2), True),  # size and mtime
-        (lambda s: s.mark_missing(["a.txt"], "2026-01-01T00:00:00.000Z"), True),
-        (lambda s: s.forget(["a.txt"]), True),  # delete
-        (lambda s: s.record_orphan("a.txt", "old-doc"), False),  # not a column the index reads
-        (lambda s: s.set_config("k", "v"), False),
+        (lambda s: s.files.begin_upload("new.txt", "h", 1, 1), True),  # insert
+        (
+            lambda s: s.files.record_failure("a.txt", FileStatus.FAILED, "boom"),
+            True,
+        ),  # upsert: status
+        (lambda s: s.files.record_stat("a.txt", 2, 2), True),  # size and mtime
+        (lambda s: s.files.mark_missing(["a.txt"], "2026-01-01T00:00:00.000Z"), True),
+        (lambda s: s.files.forget(["a.txt"]), True),  # delete
+        (
+            lambda s: s.files.record_orphan("a.txt", "old-doc"),
+            False,
+        ),  # not a column the index reads
+        (lambda s: s.values.set_config("k", "v"), False),
     ],
 )
 def test_every_change_the_index_can_see_moves_the_generation(
     write: Callable[[StateStore], object], bumps: bool
 ) -> None:
     state = StateStore.memory()
-    state.begin_upload("a.txt", "h", 1, 1)
+    state.files.begin_upload("a.txt", "h", 1, 1)
     before = generation(state)
 
     write(state)
@@ -211,34 +217,34 @@ def test_every_change_the_index_can_see_moves_the_generation(
 
 def test_a_saved_walk_is_returned_with_the_unsettled_files_until_a_file_row_changes() -> None:
     state = StateStore.memory()
-    state.begin_upload("a.txt", "h", 1, 1)
+    state.files.begin_upload("a.txt", "h", 1, 1)
     folders: dict[str, Listing] = {"": (["a.txt"], [1], [1])}
-    assert state.cached_walk() is None
+    assert state.walk.cached_walk() is None
 
-    assert state.save_walk(folders, generation(state))
-    assert state.cached_walk() == (folders, {"a.txt": "uploading"})
+    assert state.walk.save_walk(folders, generation(state))
+    assert state.walk.cached_walk() == (folders, {"a.txt": "uploading"})
 
-    state.record_stat("a.txt", 1, 2)
-    assert state.cached_walk() is None
+    state.files.record_stat("a.txt", 1, 2)
+    assert state.walk.cached_walk() is None
 
 
 def test_a_walk_checked_against_an_older_generation_is_not_saved() -> None:
     state = StateStore.memory()
-    state.begin_upload("a.txt", "h", 1, 1)
+    state.files.begin_upload("a.txt", "h", 1, 1)
     seen = generation(state)
-    state.record_stat("a.txt", 1, 2)  # a write between the index read and the save
+    state.files.record_stat("a.txt", 1, 2)  # a write between the index read and the save
 
-    assert not state.save_walk({"": (["a.txt"], [1], [1])}, seen)
-    assert state.cached_walk() is None
+    assert not state.walk.save_walk({"": (["a.txt"], [1], [1])}, seen)
+    assert state.walk.cached_walk() is None
 
 
 def test_an_unreadable_cached_walk_is_ignored_not_fatal() -> None:
     state = StateStore.memory()
-    state.save_walk({}, generation(state))
-    with state.transaction() as conn:
+    state.walk.save_walk({}, generation(state))
+    with state.db.transaction() as conn:
         conn.execute("UPDATE walk_cache SET listing = x'ff00ff'")
 
-    assert state.cached_walk() is None
+    assert state.walk.cached_walk() is None
 
 
 def test_a_readers_data_version_changes_only_when_another_connection_commits(
@@ -248,11 +254,11 @@ def test_a_readers_data_version_changes_only_when_another_connection_commits(
     writer = StateStore.open(tmp_path / "state.db")
     reader = StateStore.open(tmp_path / "state.db", readonly=True)
     try:
-        first = reader.data_version()
-        reader.counts_by_status()
-        quiet = reader.data_version()
-        writer.set_config("note", "changed elsewhere")
-        changed = reader.data_version()
+        first = reader.db.data_version()
+        reader.files.counts_by_status()
+        quiet = reader.db.data_version()
+        writer.values.set_config("note", "changed elsewhere")
+        changed = reader.db.data_version()
     finally:
         reader.close()
         writer.close()
