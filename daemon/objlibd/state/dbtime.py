@@ -20,10 +20,10 @@ def iso(epoch: float) -> str:
 
 
 def iso_seconds(epoch: float) -> str:
-    """Return `epoch` as a UTC ISO time with seconds precision and Z."""
-    import datetime as dt
+    """Return `epoch` as a UTC ISO time with seconds precision and Z (no datetime import)."""
+    import time
 
-    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def parse(text: str | None) -> float | None:

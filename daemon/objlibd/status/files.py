@@ -24,6 +24,8 @@ import sys
 import time
 import zlib
 
+from objlibd.state import dbtime
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
@@ -79,11 +81,7 @@ def read_json(path: str | Path, *, tries: int = 1) -> dict[str, Any] | None:
     return None
 
 
-def iso(epoch: float) -> str:
-    """Return a UTC ISO time with seconds precision and Z."""
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+iso = dbtime.iso_seconds  # the heartbeat's, the pause flag's and the requests' times
 
 
 # -- pause and confirm requests ------------------------------------------------------------------

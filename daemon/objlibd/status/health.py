@@ -294,6 +294,6 @@ def _minutes(seconds: float) -> str:
 
 
 def _iso(epoch: float) -> str:
-    import time
+    from objlibd.state import dbtime
 
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    return dbtime.iso_seconds(epoch)
