@@ -287,9 +287,20 @@ class Daemon:
         generation, at = self._trim_key
         if generation != self.worker.generation and now - at >= TRIM_EVERY:
             self._trim_key = (self.worker.generation, now)
-            heap.trim()  # what batches freed goes back to the OS: RSS follows what is alive
+            self._release_memory()
 
     _next_store_retry = 0.0
+
+    def _release_memory(self) -> None:
+        """After work: SQLite's page caches (both state connections, the store's index) and
+        then glibc's free pages go back, so RSS follows what is alive, not what was touched."""
+        try:
+            self.state.release_memory()
+            self.reader.release_memory()
+            self.store.release_memory()
+        except (sqlite3.DatabaseError, ObjlibdError) as err:  # the heartbeat reports a damaged DB
+            log.debug("memory.release_failed", error=str(err))
+        heap.trim()
 
     def _retry_store(self) -> None:
         """Work parked on a store that stopped answering is tried again, so that it runs (and
