@@ -57,7 +57,8 @@ STOP_BUDGET = 8.0  # seconds from SIGTERM to exit; launchd waits longer, people 
 TICK = 0.5
 WATCH_CHECK = 1.0
 STORE_RETRY = 60.0  # seconds between two tries of work parked on a store that did not answer
-TRIM_EVERY = 60.0  # seconds between malloc trims, and only after the worker wrote something
+TRIM_EVERY = 10.0  # seconds between malloc trims, and only after the worker wrote something
+RELEASE_EVERY = 60.0  # seconds between drops of SQLite's page caches (re-reading costs a little)
 
 
 def volume_transition(before: VolumeState | None, after: VolumeState) -> str | None:
@@ -287,20 +288,26 @@ class Daemon:
         generation, at = self._trim_key
         if generation != self.worker.generation and now - at >= TRIM_EVERY:
             self._trim_key = (self.worker.generation, now)
-            self._release_memory()
+            self._release_memory(now)
 
     _next_store_retry = 0.0
 
-    def _release_memory(self) -> None:
-        """After work: SQLite's page caches (both state connections, the store's index) and
-        then glibc's free pages go back, so RSS follows what is alive, not what was touched."""
-        try:
-            self.state.release_memory()
-            self.reader.release_memory()
-            self.store.release_memory()
-        except (sqlite3.DatabaseError, ObjlibdError) as err:  # the heartbeat reports a damaged DB
-            log.debug("memory.release_failed", error=str(err))
+    def _release_memory(self, now: float) -> None:
+        """After work: SQLite's page caches (both state connections, the store's index; at most
+        once a minute) and glibc's free pages go back, so RSS follows what is alive, not what
+        was touched. A few ms each; the trim runs often because a batch's garbage is freed in
+        scattered chunks that only a trim hands back."""
+        if now - self._released_at >= RELEASE_EVERY:
+            self._released_at = now
+            try:
+                self.state.release_memory()
+                self.reader.release_memory()
+                self.store.release_memory()
+            except (sqlite3.DatabaseError, ObjlibdError) as err:  # the heartbeat reports it
+                log.debug("memory.release_failed", error=str(err))
         heap.trim()
+
+    _released_at = 0.0
 
     def _retry_store(self) -> None:
         """Work parked on a store that stopped answering is tried again, so that it runs (and
