@@ -238,6 +238,27 @@ def test_lookups_of_every_batch_size_keep_few_prepared_statements(tmp_path: Path
         state.close()
 
 
+def test_released_page_caches_go_back_after_a_batch_touched_the_whole_db(tmp_path: Path) -> None:
+    """A resident daemon does not keep every page it ever read: after work, the state DB's
+    page cache is dropped (`release_memory`), so SQLite's heap follows one batch, not hours."""
+    state = StateStore.open(tmp_path / "state.db")
+    try:
+        before = database.sqlite_heap()
+        if before is None:
+            pytest.skip("this SQLite does not expose sqlite3_memory_used")
+        paths = [f"Part {n // 100}/Lecture {n} {'x' * 200}.txt" for n in range(4000)]
+        for path in paths:  # a DB of a few MiB: more than its page cache holds
+            state.files.record_skipped(path, "too large", 1, 1)
+        state.files.records(paths)  # a full diff reads every page
+        full = database.sqlite_heap()
+        state.db.release_memory()
+        released = database.sqlite_heap()
+        assert full is not None and released is not None
+        assert released["bytes"] < full["bytes"]
+    finally:
+        state.close()
+
+
 def test_the_heap_report_counts_sqlite_and_malloc_where_the_platform_has_them() -> None:
     facts = heap.report({"worker": {}})
 

@@ -220,6 +220,25 @@ def test_our_drive_mounted_as_u32_shadow_1_is_found_by_its_marker_and_synced(  #
     assert list(drive.mount_point.iterdir()) == [], "nothing written at the empty mount point"
 
 
+def test_doctor_names_where_our_drive_was_found_instead_of_failing(  # type: ignore[no-untyped-def]
+    synced, beside, capsys
+) -> None:
+    drive, path, _cfg = synced
+    drive.unmount()
+    other = beside("U32 Shadow 1", drive.backing)
+
+    code = main(["doctor", "--config", str(path), "--offline", "--json"])
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+
+    mount = checks["mount point mounted"]
+    assert mount["level"] == "WARN"
+    assert f'mounted at "{other}"' in mount["detail"]
+    assert f'rmdir "{drive.mount_point}"' in mount["fix"]
+    assert checks["library root readable"]["level"] == "OK"
+    assert checks["marker matches the DB"]["level"] == "OK"
+    assert code in (0, 1)  # the rest (no service installed here) is not this test's business
+
+
 def test_an_unmarked_or_foreign_volume_beside_the_mount_point_is_never_used(  # type: ignore[no-untyped-def]
     synced, beside, capsys
 ) -> None:

@@ -76,12 +76,25 @@ def check_config(path: Path) -> tuple[Check, Config | None]:
     return Check(name, Level.OK, detail), config
 
 
-def check_mount(library: LibrarySettings) -> Check:
-    """Is something mounted at the mount point (or did the drive get pushed to "<name> 1")?"""
+def check_mount(library: LibrarySettings, found_at: str = "") -> Check:
+    """Is something mounted at the mount point (or did the drive get pushed to "<name> 1")?
+
+    `found_at`: where this library's drive was found by its marker beside the mount point
+    (`volume.probe`); objlibd uses it there, so that is a warning, not a failure.
+    """
     name = "mount point mounted"
     mount = library.mount_point
     if os.path.ismount(mount):
         return Check(name, Level.OK, f"{mount}")
+    if found_at:
+        return Check(
+            name,
+            Level.WARN,
+            f'the library drive is mounted at "{found_at}", not "{mount}"; objlibd found it '
+            "by its marker and uses it there",
+            f"to give it its usual name back: eject the drive, remove the empty leftover folder "
+            f'if there is one (sudo rmdir "{mount}"), and connect the drive again',
+        )
     moved = renamed_mounts(mount)
     if moved:
         return Check(

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from objlibd.config import Config
+from objlibd.config import Config, LibrarySettings
 from objlibd.credentials import API_KEY_ENV, KEYRING_SERVICE, KEYRING_USER, KeyStore
 from objlibd.doctor.checks import (
     Check,
+    DbFacts,
     DiskUsage,
     Level,
     binary_hint,
@@ -49,6 +50,8 @@ from objlibd.doctor.service import (
     reach_store,
     service_for,
 )
+from objlibd.engine import volume
+from objlibd.models import VolumeState
 
 # What callers and tests know as doctor.<name>; the checks moved to objlibd.checks and
 # objlibd.servicechecks, the key's names to objlibd.credentials.
@@ -101,10 +104,11 @@ def run(config_path: Path, probes: Probes, *, offline: bool = False, deep: bool 
     first, config = check_config(config_path)
     if config is None:
         return Report(config_path, (first,))
-    library = config.library
-    mounted = check_mount(library)
-    readable = check_root(library, mounted.level is Level.OK)
     db = read_db(config)
+    found = _found_beside(config.library, db)
+    mounted = check_mount(config.library, found.found_at if found else "")
+    library = volume.located(config.library, found) if found else config.library
+    readable = check_root(library, mounted.level is Level.OK or found is not None)
     key = check_api_key(config, probes.environ, probes.keystore)
     service, status = service_for(probes.manager, config)
     checks: tuple[Check, ...] = (
@@ -123,6 +127,14 @@ def run(config_path: Path, probes: Probes, *, offline: bool = False, deep: bool 
     if deep:
         checks += (check_search(config, probes.environ, probes.keystore, offline=offline),)
     return Report(config_path, checks)
+
+
+def _found_beside(library: LibrarySettings, db: DbFacts) -> VolumeState | None:
+    """This library's drive mounted beside its mount point ("U32 Shadow 1"), or None."""
+    if db.library_id is None or os.path.ismount(library.mount_point):
+        return None
+    found = volume.probe(library, db.library_id)
+    return found if found.available and found.found_at else None
 
 
 def render_report(report: Report) -> str:

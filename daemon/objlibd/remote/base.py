@@ -146,6 +146,10 @@ class RemoteStore(Protocol):
         """Return the backend's own state for status (breaker, limiter); no secrets."""
         ...
 
+    def release_memory(self) -> None:
+        """Drop caches a resident daemon need not keep between batches (may do nothing)."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...

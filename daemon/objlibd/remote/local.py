@@ -292,6 +292,11 @@ class LocalStore:
         """Return the backend's state for status."""
         return {"backend": self.backend, "store": self._store_id, "breaker": None}
 
+    def release_memory(self) -> None:
+        """Drop the full-text index's page cache between batches."""
+        if self._index is not None:
+            self._index.release_memory()
+
     def close(self) -> None:
         """Close the full-text index."""
         if self._index is not None:

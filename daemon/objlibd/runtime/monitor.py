@@ -48,7 +48,8 @@ log = structlog.get_logger("objlibd.service")
 STOP_BUDGET = 8.0  # seconds from SIGTERM to exit; launchd waits longer, people do not
 WATCH_CHECK = 1.0
 STORE_RETRY = 60.0  # seconds between two tries of work parked on a store that did not answer
-TRIM_EVERY = 60.0  # seconds between malloc trims, and only after the worker wrote something
+TRIM_EVERY = 10.0  # seconds between malloc trims, and only after the worker wrote something
+RELEASE_EVERY = 60.0  # seconds between drops of SQLite's page caches (re-reading costs a little)
 
 
 class Monitor:
@@ -188,7 +189,24 @@ class Monitor:
         generation, at = self._trim_key
         if generation != self.worker.status.generation and now - at >= TRIM_EVERY:
             self._trim_key = (self.worker.status.generation, now)
-            heap.trim()  # what batches freed goes back to the OS: RSS follows what is alive
+            self._release_memory(now)
+
+    def _release_memory(self, now: float) -> None:
+        """After work: SQLite's page caches (both state connections, the store's index; at most
+        once a minute) and glibc's free pages go back, so RSS follows what is alive, not what
+        was touched. A few ms each; the trim runs often because a batch's garbage is freed in
+        scattered chunks that only a trim hands back."""
+        if now - self._released_at >= RELEASE_EVERY:
+            self._released_at = now
+            try:
+                self.state.db.release_memory()
+                self.reader.db.release_memory()
+                self.store.release_memory()
+            except (DatabaseError, ObjlibdError) as err:  # the heartbeat reports a damaged DB
+                log.debug("memory.release_failed", error=str(err))
+        heap.trim()
+
+    _released_at = 0.0
 
     def _root(self) -> Path:
         return volume.located(self.config.library, self.drive.volume).root

@@ -238,6 +238,9 @@ class GeminiStore:
             "last_error": None if failing is None else failing[1],
         }
 
+    def release_memory(self) -> None:
+        """Nothing to drop: the Gemini store keeps no caches between batches."""
+
     def close(self) -> None:
         """Close the SDK's HTTP connections."""
         self._client.close()
