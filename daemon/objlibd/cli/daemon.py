@@ -16,6 +16,7 @@ from objlibd.cli.common import add_config_option, load_config, load_config_at
 
 if TYPE_CHECKING:
     import argparse
+    import datetime as dt
 
 
 def register(subparsers: Any) -> None:
@@ -112,20 +113,12 @@ def show_status(config_path: str | None, as_json: bool) -> int:
 
 def cmd_activity(args: argparse.Namespace) -> int:
     """Print what objlibd did (jobs and decisions), newest first."""
-    import datetime as dt
 
-    from objlibd import logs
     from objlibd.state.store import StateStore
     from objlibd.status import activity
 
     config = load_config(args)
-    try:
-        since = logs.parse_since(args.since, dt.datetime.now(dt.UTC)) if args.since else None
-    except ValueError:
-        print(
-            f"objlibd: --since {args.since!r}: expected 10m, 2h, 1d or an ISO time", file=sys.stderr
-        )
-        return 2
+    since = _since(args.since)
     items: list[dict[str, Any]] = []
     if config.db_path.exists():
         state = StateStore.open(config.db_path, readonly=True)
@@ -146,18 +139,11 @@ def cmd_activity(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """Print log lines (pretty, or raw JSON with --json); -f keeps following."""
-    import datetime as dt
 
     from objlibd import logs
 
     config = load_config(args)
-    try:
-        since = logs.parse_since(args.since, dt.datetime.now(dt.UTC)) if args.since else None
-    except ValueError:
-        print(
-            f"objlibd: --since {args.since!r}: expected 10m, 2h, 1d or an ISO time", file=sys.stderr
-        )
-        return 2
+    since = _since(args.since)
     flt = logs.LogFilter(level=args.level, since=since, grep=args.grep)
     log_dir = config.logs.dir
     if not logs.log_files(log_dir) and not args.follow:
@@ -204,3 +190,18 @@ def _set_pause(args: argparse.Namespace, *, paused: bool) -> int:
     )
     print(f"objlibd: {text} ({where}){tail}")
     return 0
+
+
+def _since(text: str | None) -> dt.datetime | None:
+    """Parse `--since` (10m, 2h, 1d or an ISO time); a bad value is a usage error (exit 2)."""
+    import datetime as dt
+
+    from objlibd import logs
+
+    if not text:
+        return None
+    try:
+        return logs.parse_since(text, dt.datetime.now(dt.UTC))
+    except ValueError:
+        print(f"objlibd: --since {text!r}: expected 10m, 2h, 1d or an ISO time", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -24,6 +24,7 @@ from objlibd.engine import volume
 from objlibd.errors import ObjlibdError, StateError
 from objlibd.state import keys
 from objlibd.state.store import StateStore
+from objlibd.status.text import size
 
 FAIL_BELOW_BYTES = 100 * 1024**2
 WARN_BELOW_BYTES = 1024**3
@@ -248,7 +249,7 @@ def check_disk(state_dir: Path, usage: Callable[[Path], DiskUsage]) -> Check:
         free = usage(where).free
     except OSError as err:
         return Check(name, Level.WARN, f"cannot tell for {where}: {err.strerror or err}")
-    text = f"{_size(free)} free for {state_dir}"
+    text = f"{size(free)} free for {state_dir}"
     if free < FAIL_BELOW_BYTES:
         return Check(name, Level.FAIL, text, "free some space on that disk")
     if free < WARN_BELOW_BYTES:
@@ -261,12 +262,3 @@ def _existing_ancestor(path: Path) -> Path:
         if candidate.exists():
             return candidate
     return Path(path.anchor or "/")
-
-
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"

@@ -127,12 +127,7 @@ class FullTextIndex:
             self._conn.close()
 
     def release_memory(self) -> None:
-        """Give back the page cache this connection holds (`PRAGMA shrink_memory`).
-
-        SQLite keeps up to `cache_size` (~2 MiB) of pages per connection for as long as the
-        connection lives; a resident daemon drops them after work instead, so its memory
-        follows what a batch needs, not what it touched over hours. Re-reading is cheap.
-        """
+        """Drop this connection's page cache between batches (as `Database.release_memory`)."""
         with self._lock:
             self._conn.execute("PRAGMA shrink_memory")
 
