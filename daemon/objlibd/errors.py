@@ -103,6 +103,12 @@ class QueryError(ObjlibdError):
     exit_code = 2
 
 
+class UsageError(ObjlibdError):
+    """A command-line value objlibd cannot use (exit 2, like argparse's own errors)."""
+
+    exit_code = 2
+
+
 class ServiceError(ObjlibdError):
     """launchctl/systemctl could not do what was asked."""
 

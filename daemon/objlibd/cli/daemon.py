@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from objlibd.cli.common import add_config_option, load_config, load_config_at
+from objlibd.errors import UsageError
 
 if TYPE_CHECKING:
     import argparse
@@ -203,5 +204,4 @@ def _since(text: str | None) -> dt.datetime | None:
     try:
         return logs.parse_since(text, dt.datetime.now(dt.UTC))
     except ValueError:
-        print(f"objlibd: --since {text!r}: expected 10m, 2h, 1d or an ISO time", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise UsageError(f"--since {text!r}: expected 10m, 2h, 1d or an ISO time") from None
