@@ -265,10 +265,12 @@ def test_the_heap_report_counts_sqlite_and_malloc_where_the_platform_has_them() 
     assert facts["rss_bytes"] is None or facts["rss_bytes"] > 0
     if sys.platform.startswith("linux"):  # glibc here; macOS leaves these out
         assert heap.trim() is True
+        assert heap.tune_malloc() is True  # two arenas, a fixed mmap threshold
         assert facts["malloc"]["arena_bytes"] >= facts["malloc"]["in_use_bytes"] > 0
         assert facts["sqlite"]["bytes"] >= 0
     else:
         assert heap.trim() is False
+        assert heap.tune_malloc() is False
 
 
 def test_pruned_files_cost_a_reconcile_no_memory_and_come_back_as_new(env) -> None:

@@ -73,7 +73,7 @@ class Daemon:
     def run(self) -> int:
         """Run until stopped; return the exit code (0)."""
         heap.start_from_env()  # before anything is built, so every allocation is traced
-        heap.limit_arenas()  # before the threads start: fewer, fuller malloc heaps
+        heap.tune_malloc()  # before the threads start: two arenas, a fixed mmap threshold
         claim = PidFile(self.config.state.dir / PIDFILE_NAME)
         claim.acquire()
         self._on_claimed()

@@ -52,23 +52,34 @@ def start_from_env(environ: Mapping[str, str] = os.environ) -> bool:
     return True
 
 
-M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
+M_MMAP_THRESHOLD = -3  # mallopt's parameter numbers in glibc's malloc.h
+M_ARENA_MAX = -8
 ARENAS = 2
+MMAP_THRESHOLD = 128 * 1024  # glibc's starting value, kept fixed
 
 
-def limit_arenas(count: int = ARENAS) -> bool:
-    """Cap glibc's malloc arenas at `count`; return whether it could (glibc only).
+def tune_malloc(arenas: int = ARENAS) -> bool:
+    """Set glibc's malloc up for a resident process; return whether it could (glibc only).
 
-    glibc gives each thread that allocates concurrently its own arena (up to 8 per core), and
-    a batch's short-lived threads (uploads, the watcher, the scheduler) leave free holes in
-    each, so RSS ratchets up with fragmentation although nothing is alive. Two arenas are
-    plenty for a daemon whose threads mostly wait; this is `MALLOC_ARENA_MAX=2`, set before
-    the threads start. An explicit `MALLOC_ARENA_MAX` in the environment wins.
+    - At most `arenas` arenas (`MALLOC_ARENA_MAX=2`): glibc gives each thread that allocates
+      concurrently its own arena (up to 8 per core), and a batch's short-lived threads
+      (uploads, the watcher, the scheduler) left free holes in each.
+    - A fixed mmap threshold (`MALLOC_MMAP_THRESHOLD_=131072`): glibc raises the threshold to
+      the size of each large block freed, so after the first big batch its large buffers
+      (listings, row lists, file bytes) come from the heap too, where a long-lived neighbour
+      pins their pages after they are freed. Fixed, every block of 128 KiB or more is mapped
+      on its own and unmapped when freed.
+    Set before the threads start. An explicit variable in the environment wins.
     """
     libc = _libc()
-    if libc is None or not hasattr(libc, "mallopt") or "MALLOC_ARENA_MAX" in os.environ:
+    if libc is None or not hasattr(libc, "mallopt"):
         return False
-    return bool(libc.mallopt(M_ARENA_MAX, count))
+    done = True
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        done = bool(libc.mallopt(M_ARENA_MAX, arenas)) and done
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        done = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and done
+    return done
 
 
 def trim() -> bool:
