@@ -123,16 +123,17 @@ from objlibd.runtime import pidfile
 from objlibd.errors import AlreadyRunningError
 path, folder, me = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 (folder / f"ready-{me}").touch()
-while not (folder / "go").exists():
-    time.sleep(0.001)
+deadline = time.monotonic() + 60  # the test's own deadline fails first; never hang a run
+while not (folder / "go").exists() and time.monotonic() < deadline:
+    time.sleep(0.001)  # the poll interval of the wait for "go"
 try:
     pidfile.PidFile(path).acquire()
 except AlreadyRunningError:
     print("refused", flush=True)
 else:
     print("won", flush=True)
-    while not (folder / "done").exists():  # hold the claim until every contender has tried
-        time.sleep(0.01)
+    while not (folder / "done").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)  # hold the claim until every contender has tried (poll interval)
 """
 
 
