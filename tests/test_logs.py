@@ -70,7 +70,7 @@ def test_level_filters_below_the_configured_level(log_dir: Path) -> None:
 def test_secret_keys_and_the_api_key_value_are_redacted(
     log_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GEMINI_API_KEY", "AIzaSECRETVALUE123456")
+    monkeypatch.setenv("GEMINI_API_KEY", "fake-test-key-SECRETVALUE123456")
     logs.setup(LogSettings(dir=log_dir), console=False)
 
     structlog.get_logger("t").info(
@@ -78,13 +78,13 @@ def test_secret_keys_and_the_api_key_value_are_redacted(
         api_key="k1",
         headers={"Authorization": "Bearer x", "accept": "json"},
         refresh_token="t1",
-        url="https://x.example/?key=AIzaSECRETVALUE123456",
+        url="https://x.example/?key=fake-test-key-SECRETVALUE123456",
     )
-    logging.getLogger("httpx").warning("GET ?key=%s failed", "AIzaSECRETVALUE123456")
+    logging.getLogger("httpx").warning("GET ?key=%s failed", "fake-test-key-SECRETVALUE123456")
 
     text = (log_dir / logs.LOG_FILE).read_text()
     first, second = lines(log_dir)
-    assert "AIzaSECRETVALUE123456" not in text
+    assert "fake-test-key-SECRETVALUE123456" not in text
     assert first["api_key"] == logs.REDACTED
     assert first["headers"] == {"Authorization": logs.REDACTED, "accept": "json"}
     assert first["refresh_token"] == logs.REDACTED
