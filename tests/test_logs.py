@@ -94,12 +94,12 @@ def test_secret_keys_and_the_api_key_value_are_redacted(
 def test_tracebacks_are_plain_text_without_locals(
     log_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GEMINI_API_KEY", "AIzaLOCALSECRET98765")
+    monkeypatch.setenv("GEMINI_API_KEY", "fake-test-key-LOCALSECRET98765")
     logs.setup(LogSettings(dir=log_dir), console=False)
 
     def fail() -> None:
         password = "hunter2-local-only"
-        raise RuntimeError("boom with AIzaLOCALSECRET98765 " + password[:0])
+        raise RuntimeError("boom with fake-test-key-LOCALSECRET98765 " + password[:0])
 
     try:
         fail()
@@ -109,7 +109,7 @@ def test_tracebacks_are_plain_text_without_locals(
     (record,) = lines(log_dir)
     assert "Traceback" in record["exception"]
     assert "hunter2-local-only" not in json.dumps(record)
-    assert "AIzaLOCALSECRET98765" not in json.dumps(record)
+    assert "fake-test-key-LOCALSECRET98765" not in json.dumps(record)
 
 
 def test_rotation_keeps_backups_and_the_reader_spans_them(log_dir: Path) -> None:
