@@ -304,13 +304,13 @@ def test_key_set_asks_without_echo_and_never_prints_the_key(
 
 
 def test_key_set_reads_a_pipe_and_rejects_junk(mac: Machine) -> None:
-    mac.stdin = io.StringIO("  AIzaPiped-Key_123  \n")
+    mac.stdin = io.StringIO("  fake-piped-key_123  \n")
     mac.run("key", "set")
     mac.stdin = io.StringIO("two words\n")
 
     with pytest.raises(CredentialsMissingError):
         mac.run("key", "set")
-    assert mac.keystore.items[("objlibd", "gemini-api-key")] == "AIzaPiped-Key_123"
+    assert mac.keystore.items[("objlibd", "gemini-api-key")] == "fake-piped-key_123"
     assert mac.prompts == []
 
 
@@ -331,7 +331,7 @@ def test_key_status_and_delete(mac: Machine, capsys: pytest.CaptureFixture[str])
 
 def test_no_usable_keychain_is_one_clear_error(mac: Machine) -> None:
     mac.keystore = NoKeychain()
-    mac.stdin = io.StringIO("AIzaKey\n")
+    mac.stdin = io.StringIO("fake-key\n")
 
     with pytest.raises(ServiceError, match="the OS keychain is not usable here: NoKeyringError"):
         mac.run("key", "delete")
