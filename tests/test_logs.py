@@ -70,7 +70,7 @@ def test_level_filters_below_the_configured_level(log_dir: Path) -> None:
 def test_secret_keys_and_the_api_key_value_are_redacted(
     log_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GEMINI_API_KEY", "fake-test-key-SECRETVALUE123456")
+    monkeypatch.setenv("GEMINI_API_KEY", "SECRETVALUE123456-not-a-real-key")
     logs.setup(LogSettings(dir=log_dir), console=False)
 
     structlog.get_logger("t").info(
@@ -78,13 +78,13 @@ def test_secret_keys_and_the_api_key_value_are_redacted(
         api_key="k1",
         headers={"Authorization": "Bearer x", "accept": "json"},
         refresh_token="t1",
-        url="https://x.example/?key=fake-test-key-SECRETVALUE123456",
+        url="https://x.example/?key=SECRETVALUE123456-not-a-real-key",
     )
-    logging.getLogger("httpx").warning("GET ?key=%s failed", "fake-test-key-SECRETVALUE123456")
+    logging.getLogger("httpx").warning("GET ?key=%s failed", "SECRETVALUE123456-not-a-real-key")
 
     text = (log_dir / logs.LOG_FILE).read_text()
     first, second = lines(log_dir)
-    assert "fake-test-key-SECRETVALUE123456" not in text
+    assert "SECRETVALUE123456-not-a-real-key" not in text
     assert first["api_key"] == logs.REDACTED
     assert first["headers"] == {"Authorization": logs.REDACTED, "accept": "json"}
     assert first["refresh_token"] == logs.REDACTED
@@ -94,12 +94,12 @@ def test_secret_keys_and_the_api_key_value_are_redacted(
 def test_tracebacks_are_plain_text_without_locals(
     log_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GEMINI_API_KEY", "fake-test-key-LOCALSECRET98765")
+    monkeypatch.setenv("GEMINI_API_KEY", "LOCALSECRET98765-not-a-real-key")
     logs.setup(LogSettings(dir=log_dir), console=False)
 
     def fail() -> None:
         password = "hunter2-local-only"
-        raise RuntimeError("boom with fake-test-key-LOCALSECRET98765 " + password[:0])
+        raise RuntimeError("boom with LOCALSECRET98765-not-a-real-key " + password[:0])
 
     try:
         fail()
@@ -109,7 +109,7 @@ def test_tracebacks_are_plain_text_without_locals(
     (record,) = lines(log_dir)
     assert "Traceback" in record["exception"]
     assert "hunter2-local-only" not in json.dumps(record)
-    assert "fake-test-key-LOCALSECRET98765" not in json.dumps(record)
+    assert "LOCALSECRET98765-not-a-real-key" not in json.dumps(record)
 
 
 def test_rotation_keeps_backups_and_the_reader_spans_them(log_dir: Path) -> None:

@@ -144,7 +144,7 @@ def notifier(tmp_path: Path, runner: Recorder, **kw: Any) -> notify.Notifier:
 
 def test_the_runner_gets_the_argv_and_never_the_secret(tmp_path: Path) -> None:
     runner = Recorder()
-    secret = "fake-" + "test-api-key-0123456789"  # any registered secret is redacted
+    secret = "NOTIFYSECRET-0123456789-not-a-real-key"  # any registered secret is redacted
     logs.register_secret(secret)
 
     notifier(tmp_path, runner).observe([problem(message=f"the store said: bad key {secret}")], 1.0)
