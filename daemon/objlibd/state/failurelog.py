@@ -10,9 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from objlibd.state.operations import close_operations
-from objlibd.state.part import Part
-
-_CHUNK = 500
+from objlibd.state.part import Part, in_lists
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,17 +79,16 @@ class FailureLog(Part):
         wanted = None if paths is None else list(dict.fromkeys(paths))
         released: list[str] = []
         with self._db.transaction() as conn:
-            chunks = [None] if wanted is None else _chunks(wanted)
-            for chunk in chunks:
-                where = (
-                    held if chunk is None else f"{held} AND path IN ({','.join('?' * len(chunk))})"
-                )
-                rows = conn.execute(f"SELECT path FROM files WHERE {where}", chunk or ()).fetchall()
+            lists: Iterable[tuple[str, list[str | None]]]
+            lists = [("", [])] if wanted is None else in_lists(wanted)
+            for marks, params in lists:
+                where = f"{held} AND path IN ({marks})" if marks else held
+                rows = conn.execute(f"SELECT path FROM files WHERE {where}", params).fetchall()
                 released.extend(str(row[0]) for row in rows)
                 conn.execute(
                     "UPDATE files SET quarantined_at = NULL, retry_after = NULL, "
                     f"transient_failures = 0 WHERE {where}",
-                    chunk or (),
+                    params,
                 )
         return sorted(released)
 
@@ -115,7 +112,3 @@ class FailureLog(Part):
         """Return how many files are quarantined."""
         rows = self._db.query("SELECT COUNT(*) FROM files WHERE quarantined_at IS NOT NULL")
         return int(rows[0][0])
-
-
-def _chunks(items: list[str]) -> list[list[str]]:
-    return [items[start : start + _CHUNK] for start in range(0, len(items), _CHUNK)]

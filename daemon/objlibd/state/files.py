@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from objlibd.models import FileRecord, FileStatus
 from objlibd.state import migrations
 from objlibd.state.operations import close_operations
-from objlibd.state.part import Part
+from objlibd.state.part import Part, in_lists
 
 if TYPE_CHECKING:  # status reads the DB without loading the store package
     from objlibd.remote.base import RemoteDoc
@@ -31,7 +31,6 @@ _RETIRE = (
     "UPDATE files SET status = 'deleted', orphaned_remote_id = remote_id, remote_id = NULL, "
     "remote_file_id = NULL, missing_since = NULL WHERE path = ? AND orphaned_remote_id IS NULL"
 )
-CHUNK = 512  # SQLite's default limit on bound variables is far above this
 # A quarantined file is settled too: it is looked at again only when its stat changes.
 _QUARANTINED = "(status = 'failed' AND quarantined_at IS NOT NULL)"
 SETTLED = f"(status IN ('uploaded', 'skipped') OR {_QUARANTINED})"
@@ -47,17 +46,6 @@ UNSETTLED = (
 )
 
 
-def in_list(values: list[str]) -> tuple[str, list[str | None]]:
-    """Return the placeholders and parameters of `IN (...)` for `values`, padded to a power of two.
-
-    The padding is NULL, which matches nothing. Each distinct SQL text is a prepared statement
-    that the connection caches (Python keeps 128); one per batch size would slowly fill that
-    cache with ~20 KB statements. Padded, a query has at most 10 shapes.
-    """
-    size = 1 << max(len(values) - 1, 0).bit_length()
-    return ",".join("?" * size), [*values, *[None] * (size - len(values))]
-
-
 class Files(Part):
     """Typed reads and writes of the files table."""
 
@@ -70,8 +58,7 @@ class Files(Part):
         """Return the records for `paths` (cost O(len(paths)))."""
         wanted = list(dict.fromkeys(paths))
         found: dict[str, FileRecord] = {}
-        for start in range(0, len(wanted), CHUNK):
-            marks, params = in_list(wanted[start : start + CHUNK])
+        for marks, params in in_lists(wanted):
             sql = f"SELECT {_RECORD_COLUMNS} FROM files WHERE path IN ({marks})"
             found.update((row[0], _record(row)) for row in self._db.query(sql, params))
         return found
@@ -109,14 +96,12 @@ class Files(Part):
         """Return the rows (not deleted) holding any of these contents (indexed lookup)."""
         wanted = sorted(set(hashes))
         found: list[FileRecord] = []
-        for start in range(0, len(wanted), CHUNK):
-            chunk = wanted[start : start + CHUNK]
-            marks = ",".join("?" * len(chunk))
+        for marks, params in in_lists(wanted):
             sql = (
                 f"SELECT {_RECORD_COLUMNS} FROM files "
                 f"WHERE content_hash IN ({marks}) AND status != 'deleted'"
             )
-            found.extend(_record(row) for row in self._db.query(sql, chunk))
+            found.extend(_record(row) for row in self._db.query(sql, params))
         return found
 
     def referenced_remote_ids(self) -> set[str]:

@@ -14,8 +14,8 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from objlibd.models import Listing, StateIndex
-from objlibd.state.files import CHUNK, SETTLED, UNSETTLED, in_list
-from objlibd.state.part import Part
+from objlibd.state.files import SETTLED, UNSETTLED
+from objlibd.state.part import Part, in_lists
 
 
 class CachedWalk(NamedTuple):
@@ -34,8 +34,7 @@ class WalkCache(Part):
             return self._index_where("", ())
         index = StateIndex()
         wanted = list(dict.fromkeys(paths))
-        for start in range(0, len(wanted), CHUNK):
-            marks, params = in_list(wanted[start : start + CHUNK])
+        for marks, params in in_lists(wanted):
             index.update(self._index_where(f"path IN ({marks})", params))
         return index
 
