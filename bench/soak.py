@@ -136,10 +136,12 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="objlibd-soak-"))
     with tmpfs(base / "U32 Shadow", "512m") as point, tmpfs(base / "state", "1g") as state:
         code = Soak(args, base, point, state).run()
+        if code != 0:  # the state tmpfs goes away: keep its logs and DB for the post-mortem
+            shutil.copytree(state, base / "kept-state", ignore=shutil.ignore_patterns("*.snapshot"))
     if code == 0:
         shutil.rmtree(base, ignore_errors=True)
     else:
-        print(f"soak: the daemon's output is in {base / 'daemon.out'}")
+        print(f"soak: the daemon's output, logs and state are in {base}")
     return code
 
 
@@ -232,8 +234,25 @@ class Soak:
         )
         self.samples.append(sample)
         print(f"  {sample.minute:6.1f} min  RSS {sample.rss_mib:6.1f} MiB  fds {sample.fds:3d}  "
-                  f"threads {sample.threads:2d}  watches {sample.watches:3d}  "
-              f"ops {sample.ops}", flush=True)  # fmt: skip
+              f"threads {sample.threads:2d}  watches {sample.watches:3d}  "
+              f"ops {sample.ops}{self._heap_line()}", flush=True)  # fmt: skip
+
+    def _heap_line(self) -> str:
+        """Where the memory is at this sample (untraced runs: a report costs no snapshot)."""
+        if not self.args.no_tracemalloc or self.churn is None:
+            return ""
+        path = self.state / "state" / "heap-sample.json"
+        path.unlink(missing_ok=True)
+        self._report_heap("sample", timeout=5)
+        try:
+            facts = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return "  (no heap report)"
+        malloc, held = facts.get("malloc") or {}, facts["sizes"].get("sqlite") or {}
+        caches = "+".join(f"{_mib((held.get(name) or {}).get('cache')):.1f}" for name in held)
+        return (f"  sqlite {_mib((facts.get('sqlite') or {}).get('bytes')):4.1f} "
+                f"(state caches {caches})  malloc used {_mib(malloc.get('in_use_bytes')):4.1f} "
+                f"free {_mib(malloc.get('free_bytes')):4.1f}")  # fmt: skip
 
     def _heartbeat(self) -> dict[str, Any]:
         try:
@@ -257,9 +276,9 @@ class Soak:
             self.idle_since = beat["updated_epoch"]
         return bool(beat["updated_epoch"] > self.idle_since)
 
-    def _report_heap(self, label: str) -> None:
+    def _report_heap(self, label: str, timeout: float = 60) -> None:
         heap.request(self.state / "state", label)
-        self._wait((self.state / "state" / f"heap-{label}.json").exists, 60)
+        self._wait((self.state / "state" / f"heap-{label}.json").exists, timeout)
 
     @staticmethod
     def _wait(predicate: Any, timeout: float) -> bool:
@@ -317,6 +336,10 @@ class Soak:
         (out / f"{self.args.out}.json").write_text(json.dumps(results, indent=2))
         print(f"soak: {'PASS' if ok else 'FAIL'} (results in bench/results/{self.args.out}.json)")
         return 0 if ok else 1
+
+
+def _mib(value: int | None) -> float:
+    return (value or 0) / 2**20
 
 
 def inotify_watches(pid: int) -> int:

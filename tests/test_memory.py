@@ -47,7 +47,7 @@ from objlibd.runtime import heap
 from objlibd.runtime.debounce import MAX_RESCAN_DIRS, Debouncer, DebounceWindow, merge_batches
 from objlibd.runtime.work import Work
 from objlibd.runtime.worker import Worker
-from objlibd.state import database
+from objlibd.state import sqlitememory
 from objlibd.state.store import StateStore
 
 FOLDERS = [f"f{i}" for i in range(20)] + [f"f{i}/g{j}" for i in range(4) for j in range(6)]
@@ -234,13 +234,13 @@ def test_lookups_of_every_batch_size_keep_few_prepared_statements(tmp_path: Path
             state.walk.index(wanted)
             state.files.with_contents(f"{n:064x}" for n in range(size))  # move detection
             state.failures.retry(wanted)
-        heap = database.sqlite_heap()
+        heap = sqlitememory.sqlite_heap()
         assert heap is not None
         return heap["bytes"]
 
     try:
         state.files.records(["warm"])
-        if database.sqlite_heap() is None:
+        if sqlitememory.sqlite_heap() is None:
             pytest.skip("this SQLite does not expose sqlite3_memory_used")
         before = batches([])
         first = batches(range(1, 300))
@@ -256,18 +256,21 @@ def test_released_page_caches_go_back_after_a_batch_touched_the_whole_db(tmp_pat
     page cache is dropped (`release_memory`), so SQLite's heap follows one batch, not hours."""
     state = StateStore.open(tmp_path / "state.db")
     try:
-        before = database.sqlite_heap()
+        before = sqlitememory.sqlite_heap()
         if before is None:
             pytest.skip("this SQLite does not expose sqlite3_memory_used")
         paths = [f"Part {n // 100}/Lecture {n} {'x' * 200}.txt" for n in range(4000)]
         for path in paths:  # a DB of a few MiB: more than its page cache holds
             state.files.record_skipped(path, "too large", 1, 1)
         state.files.records(paths)  # a full diff reads every page
-        full = database.sqlite_heap()
+        full, held = sqlitememory.sqlite_heap(), state.db.held_memory()
         state.db.release_memory()
-        released = database.sqlite_heap()
+        released, kept = sqlitememory.sqlite_heap(), state.db.held_memory()
         assert full is not None and released is not None
         assert released["bytes"] < full["bytes"]
+        if held is not None and kept is not None:  # CPython: the connection's own count
+            assert held["cache"] > 1 << 20 > kept["cache"]
+            assert kept["statements"] > 0  # the cached statements stay
     finally:
         state.close()
 

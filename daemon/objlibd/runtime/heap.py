@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from objlibd.state import database
+from objlibd.state import sqlitememory
 
 ENV = "OBJLIBD_TRACEMALLOC"
 REQUEST_NAME = "heap.request"
@@ -128,7 +128,7 @@ def report(sizes: dict[str, Any]) -> dict[str, Any]:
         "rss_bytes": _rss_bytes(),
         "threads": threading.active_count(),
         "tracemalloc": {"tracing": tracemalloc.is_tracing(), "bytes": traced, "peak": peak},
-        "sqlite": database.sqlite_heap(),
+        "sqlite": sqlitememory.sqlite_heap(),
         "malloc": _mallinfo(),
         "objects": _object_counts() if tracemalloc.is_tracing() else None,
         "sizes": sizes,

@@ -48,8 +48,7 @@ log = structlog.get_logger("objlibd.service")
 STOP_BUDGET = 8.0  # seconds from SIGTERM to exit; launchd waits longer, people do not
 WATCH_CHECK = 1.0
 STORE_RETRY = 60.0  # seconds between two tries of work parked on a store that did not answer
-TRIM_EVERY = 10.0  # seconds between malloc trims, and only after the worker wrote something
-RELEASE_EVERY = 60.0  # seconds between drops of SQLite's page caches (re-reading costs a little)
+TRIM_EVERY = 10.0  # seconds between two releases of memory, and only after the worker wrote
 
 
 class Monitor:
@@ -189,24 +188,21 @@ class Monitor:
         generation, at = self._trim_key
         if generation != self.worker.status.generation and now - at >= TRIM_EVERY:
             self._trim_key = (self.worker.status.generation, now)
-            self._release_memory(now)
+            self._release_memory()
 
-    def _release_memory(self, now: float) -> None:
-        """After work: SQLite's page caches (both state connections, the store's index; at most
-        once a minute) and glibc's free pages go back, so RSS follows what is alive, not what
-        was touched. A few ms each; the trim runs often because a batch's garbage is freed in
-        scattered chunks that only a trim hands back."""
-        if now - self._released_at >= RELEASE_EVERY:
-            self._released_at = now
-            try:
-                self.state.db.release_memory()
-                self.reader.db.release_memory()
-                self.store.release_memory()
-            except (DatabaseError, ObjlibdError) as err:  # the heartbeat reports a damaged DB
-                log.debug("memory.release_failed", error=str(err))
+    def _release_memory(self) -> None:
+        """After work: SQLite's page caches (both state connections, the store's index) and
+        glibc's free pages go back, so RSS follows what is alive, not what the last batch or
+        job touched. About 5 ms in all; a batch after it re-reads the few pages it needs from
+        the OS's cache. Often (10 s), because a job fills each cache to its 2 MiB and a
+        batch's garbage is freed in scattered chunks that only a trim hands back."""
+        try:
+            self.state.db.release_memory()
+            self.reader.db.release_memory()
+            self.store.release_memory()
+        except (DatabaseError, ObjlibdError) as err:  # the heartbeat reports a damaged DB
+            log.debug("memory.release_failed", error=str(err))
         heap.trim()
-
-    _released_at = 0.0
 
     def _root(self) -> Path:
         return volume.located(self.config.library, self.drive.volume).root
@@ -267,6 +263,11 @@ class Monitor:
             "worker": self.worker.sizes(),
             "loggers": len(logging.Logger.manager.loggerDict),  # one per module name
             "threads": threading.active_count(),
+            # SQLite's heap by connection (the rest of `sqlite.bytes` is the store's index)
+            "sqlite": {
+                "state": self.state.db.held_memory(),
+                "reader": self.reader.db.held_memory(),
+            },
         }
 
     # -- heartbeat ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from objlibd.errors import StateDiskFullError, StateError
-from objlibd.state import dbtime, keys, migrations
+from objlibd.state import dbtime, keys, migrations, sqlitememory
 from objlibd.state.values import ConfigValues
 
 # Callers above the state layer catch SQLite faults by this name: sqlite3 is imported only here.
@@ -118,6 +118,11 @@ class Database:
         """
         with self._lock:
             self._conn.execute("PRAGMA shrink_memory")
+
+    def held_memory(self) -> dict[str, int] | None:
+        """Return what this connection holds: page cache, schema and statements, in bytes."""
+        with self._lock:
+            return sqlitememory.connection_memory(self._conn)
 
     def integrity_check(self) -> str:
         """Return 'ok' or SQLite's description of what is broken."""
@@ -251,12 +256,18 @@ def is_disk_full(err: sqlite3.Error) -> bool:
     return getattr(err, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(err)
 
 
+READER_CACHE_KIB = 512
+
+
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(
             f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
             check_same_thread=False, timeout=5.0,
         )  # fmt: skip
+        # A reader's scans (status counts) come seconds apart, after writes that invalidate
+        # its cache anyway: 512 KiB instead of SQLite's 2 MiB, so a resident reader holds less.
+        conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
     else:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Created 0600 before SQLite sees it: its -wal and -shm files copy the DB's mode.
@@ -289,24 +300,3 @@ def _state_error(path: Path, err: sqlite3.DatabaseError) -> StateError:
         hint="move the file aside (keep it for diagnosis) and run `objlibd sync` again; "
         "documents already in the store are adopted, not uploaded twice",
     )
-
-
-def sqlite_heap() -> dict[str, int] | None:
-    """SQLite's outstanding heap (page caches, statements) across all connections."""
-    import _sqlite3  # loaded with sqlite3 already
-    import ctypes
-
-    try:  # through the module: the SQLite it links (or embeds) is the one counted
-        lib = ctypes.CDLL(_sqlite3.__file__)
-    except (OSError, AttributeError):
-        return None
-    if not hasattr(lib, "sqlite3_memory_used"):
-        return None
-    lib.sqlite3_memory_used.restype = ctypes.c_int64
-    lib.sqlite3_memory_highwater.restype = ctypes.c_int64
-    lib.sqlite3_memory_highwater.argtypes = [ctypes.c_int]
-    return {
-        "bytes": int(lib.sqlite3_memory_used()),
-        "peak": int(lib.sqlite3_memory_highwater(0)),
-        "version": sqlite3.sqlite_version_info[0],
-    }
