@@ -249,10 +249,12 @@ class Soak:
         except (OSError, ValueError):
             return "  (no heap report)"
         malloc, held = facts.get("malloc") or {}, facts["sizes"].get("sqlite") or {}
+        pymalloc = facts.get("pymalloc") or {}
         caches = "+".join(f"{_mib((held.get(name) or {}).get('cache')):.1f}" for name in held)
         return (f"  sqlite {_mib((facts.get('sqlite') or {}).get('bytes')):4.1f} "
                 f"(state caches {caches})  malloc used {_mib(malloc.get('in_use_bytes')):4.1f} "
-                f"free {_mib(malloc.get('free_bytes')):4.1f}")  # fmt: skip
+                f"free {_mib(malloc.get('free_bytes')):4.1f}  pymalloc used "
+                f"{_mib(pymalloc.get('in_use_bytes')):4.1f} of {pymalloc.get('arenas', 0)} arenas")  # fmt: skip
 
     def _heartbeat(self) -> dict[str, Any]:
         try:

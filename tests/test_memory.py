@@ -284,6 +284,8 @@ def test_the_heap_report_counts_sqlite_and_malloc_where_the_platform_has_them() 
         assert heap.tune_malloc() is True  # two arenas, a fixed mmap threshold
         assert facts["malloc"]["arena_bytes"] >= facts["malloc"]["in_use_bytes"] > 0
         assert facts["sqlite"]["bytes"] >= 0
+        pymalloc = facts["pymalloc"]  # CPython's own allocator, read from its stats
+        assert pymalloc["arenas"] * 2**20 >= pymalloc["in_use_bytes"] > 0
     else:
         assert heap.trim() is False
         assert heap.tune_malloc() is False

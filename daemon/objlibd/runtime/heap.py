@@ -5,11 +5,11 @@ allocation) in the daemon's environment starts tracemalloc before anything is bu
 time, `objlibd` or a bench drops a request file `heap.request` in the state dir holding a
 label (e.g. `warm`); within a second the daemon writes `heap-<label>.snapshot` (a
 tracemalloc dump, only while tracing) and then `heap-<label>.json`: RSS, the traced Python
-heap, SQLite's own heap, glibc's arenas (`mallinfo2`, Linux only), the live objects per
-type (only while tracing: counting them allocates) and the daemon's tracked in-memory
-structures (`Daemon.sizes()`). Diff two snapshots
-with `tracemalloc.Snapshot.load(a).compare_to(Snapshot.load(b), "lineno")`, as
-`bench/soak.py` does.
+heap, SQLite's own heap, glibc's arenas (`mallinfo2`, Linux only), pymalloc's arenas, the
+live objects per type (only while tracing: counting them allocates) and the daemon's tracked
+in-memory structures (`Monitor.sizes()`, with each state connection's SQLite share). Diff
+two snapshots with `tracemalloc.Snapshot.load(a).compare_to(Snapshot.load(b), "lineno")`,
+as `bench/soak.py` does.
 
 SQLite and glibc are not seen by tracemalloc (they call malloc directly), hence their
 counts here; both are read through ctypes and simply left out where a platform has none.
@@ -27,6 +27,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import threading
 import tracemalloc
 from collections.abc import Callable, Mapping
@@ -130,9 +131,47 @@ def report(sizes: dict[str, Any]) -> dict[str, Any]:
         "tracemalloc": {"tracing": tracemalloc.is_tracing(), "bytes": traced, "peak": peak},
         "sqlite": sqlitememory.sqlite_heap(),
         "malloc": _mallinfo(),
+        "pymalloc": _pymalloc(),
         "objects": _object_counts() if tracemalloc.is_tracing() else None,
         "sizes": sizes,
     }
+
+
+_PYMALLOC_FACTS = {
+    "# arenas allocated current": "arenas",
+    "# arenas highwater mark": "arenas_highwater",
+    "# bytes in allocated blocks": "in_use_bytes",
+    "# bytes in available blocks": "free_in_pools_bytes",
+}
+
+
+def _pymalloc() -> dict[str, int] | None:
+    """Python's small-object allocator: its 1 MiB arenas (mapped on their own, so neither
+    malloc nor tracemalloc counts them), the bytes in use and the bytes free inside used
+    pools (None where CPython has no pymalloc). An arena goes back only when wholly empty, so
+    arenas far above in-use bytes are fragmentation. CPython prints these facts only to the
+    C stderr: fd 2 points at a temporary file for the ~1 ms of the call."""
+    if sys.implementation.name != "cpython" or not hasattr(sys, "_debugmallocstats"):
+        return None
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as capture:
+            os.dup2(capture.fileno(), 2)
+            try:
+                sys._debugmallocstats()
+            finally:
+                os.dup2(saved, 2)
+            capture.seek(0)
+            text = capture.read().decode("ascii", errors="replace")
+    finally:
+        os.close(saved)
+    facts: dict[str, int] = {}
+    for line in text.splitlines():
+        label, _, value = line.partition("=")
+        if (key := _PYMALLOC_FACTS.get(label.strip())) is not None:
+            facts[key] = int(value.strip().replace(",", ""))
+    return facts or None
 
 
 def _rss_bytes() -> int | None:
