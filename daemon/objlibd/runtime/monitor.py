@@ -78,8 +78,9 @@ class Monitor:
         self._trim_key = (0, 0.0)  # (worker generation, monotonic time) of the last trim
         self._tick_error: str | None = None
         self._heartbeat = heartbeat.Heartbeat(config.state.dir / files.HEARTBEAT_NAME)
-        # Two SQLite connections, each bounded by SQLite's default page cache (cache_size
-        # -2000: about 2 MiB) and Python's 128 cached statements (state.py keeps the shapes few).
+        # Two SQLite connections, each bounded by its page cache (the writer SQLite's default
+        # ~2 MiB, the reader 512 KiB; both dropped after work) and its cached statements (a
+        # few dozen: state.part.in_lists pads every list lookup to one of 7 shapes).
         self.state = StateStore.open(config.db_path, repair=True)
         if self.state.db.rebuilt is not None:
             log.warning(
