@@ -3,7 +3,8 @@
 `objlibd run` (local backend) as a subprocess watches a 2,000-file library on a tmpfs drive
 mounted at ".../U32 Shadow" while a seeded generator edits, deletes and adds files at a
 steady rate (60 % edits, 20 % deletes, 20 % new files; quiet_seconds = 1). Every 30 s it
-samples the daemon's RSS, open fds, threads and inotify watches. After the warm-up and at the
+samples the daemon's RSS, open fds, threads and inotify watches (untraced runs: and where the
+heap is, from a heap report: SQLite, the state caches, malloc, pymalloc). After the warm-up and at the
 end it asks the daemon for a heap report (`objlibd.runtime.heap`: tracemalloc snapshot, SQLite and
 glibc heap counts, tracked structure sizes), waits for the daemon to drain, stops it and
 compares the store with the disk: exactly one document per present file (with its bytes'
