@@ -18,11 +18,8 @@ _CONNECTION_COUNTS = {"cache": 1, "schema": 2, "statements": 3}  # SQLITE_DBSTAT
 def sqlite_heap() -> dict[str, int] | None:
     """SQLite's outstanding heap (page caches, statements) across all connections."""
     lib = _library()
-    if lib is None or not hasattr(lib, "sqlite3_memory_used"):
+    if lib is None:
         return None
-    lib.sqlite3_memory_used.restype = ctypes.c_int64
-    lib.sqlite3_memory_highwater.restype = ctypes.c_int64
-    lib.sqlite3_memory_highwater.argtypes = [ctypes.c_int]
     return {
         "bytes": int(lib.sqlite3_memory_used()),
         "peak": int(lib.sqlite3_memory_highwater(0)),
@@ -39,13 +36,9 @@ def connection_memory(conn: sqlite3.Connection) -> dict[str, int] | None:
     only after SQLite names the same database file through it: None, never a wrong count.
     """
     lib = _library()
-    handle = _handle(conn)
-    if lib is None or handle is None or not hasattr(lib, "sqlite3_db_status"):
+    handle = None if lib is None else _handle(lib, conn)
+    if lib is None or handle is None:
         return None
-    lib.sqlite3_db_status.argtypes = [
-        ctypes.c_void_p, ctypes.c_int,
-        ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int), ctypes.c_int,
-    ]  # fmt: skip
     counts: dict[str, int] = {}
     for name, op in _CONNECTION_COUNTS.items():
         current, highest = ctypes.c_int(), ctypes.c_int()
@@ -55,12 +48,9 @@ def connection_memory(conn: sqlite3.Connection) -> dict[str, int] | None:
     return counts
 
 
-def _handle(conn: sqlite3.Connection) -> int | None:
-    lib = _library()
+def _handle(lib: ctypes.CDLL, conn: sqlite3.Connection) -> int | None:
     known = sys.implementation.name == "cpython" and (3, 8) <= sys.version_info < (3, 15)
-    if lib is None or not known or type(conn) is not sqlite3.Connection:
-        return None
-    if not hasattr(lib, "sqlite3_db_filename"):
+    if not known or type(conn) is not sqlite3.Connection:
         return None
     try:
         rows = conn.execute("PRAGMA database_list").fetchall()
@@ -70,17 +60,30 @@ def _handle(conn: sqlite3.Connection) -> int | None:
     handle = ctypes.c_void_p.from_address(id(conn) + object.__basicsize__).value
     if not expected or handle is None:
         return None  # an in-memory database has no file name to check the handle with
-    lib.sqlite3_db_filename.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-    lib.sqlite3_db_filename.restype = ctypes.c_char_p
     named = lib.sqlite3_db_filename(handle, b"main")
     return handle if named is not None and named.decode(errors="replace") == expected else None
 
 
 @functools.cache
 def _library() -> ctypes.CDLL | None:
+    """The SQLite library `sqlite3` uses, its four functions typed once (None: not exposed)."""
     import _sqlite3  # loaded with sqlite3 already
 
     try:  # through the module: the SQLite it links (or embeds) is the one counted
-        return ctypes.CDLL(_sqlite3.__file__)
+        lib = ctypes.CDLL(_sqlite3.__file__)
     except (OSError, AttributeError):
         return None
+    needed = ("sqlite3_memory_used", "sqlite3_memory_highwater", "sqlite3_db_status",
+              "sqlite3_db_filename")  # fmt: skip
+    if not all(hasattr(lib, name) for name in needed):
+        return None
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    lib.sqlite3_memory_highwater.restype = ctypes.c_int64
+    lib.sqlite3_memory_highwater.argtypes = [ctypes.c_int]
+    lib.sqlite3_db_status.argtypes = [
+        ctypes.c_void_p, ctypes.c_int,
+        ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int), ctypes.c_int,
+    ]  # fmt: skip
+    lib.sqlite3_db_filename.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.sqlite3_db_filename.restype = ctypes.c_char_p
+    return lib
