@@ -43,8 +43,9 @@ from objlibd.models import (
 )
 from objlibd.remote.base import RemoteDoc
 from objlibd.remote.local import LocalStore
-from objlibd.runtime import heap
+from objlibd.runtime import heap, monitor
 from objlibd.runtime.debounce import MAX_RESCAN_DIRS, Debouncer, DebounceWindow, merge_batches
+from objlibd.runtime.vitals import Vitals
 from objlibd.runtime.work import Work
 from objlibd.runtime.worker import Worker
 from objlibd.state import sqlitememory
@@ -310,3 +311,47 @@ def test_pruned_files_cost_a_reconcile_no_memory_and_come_back_as_new(env) -> No
 
     assert summary.uploaded == 1
     assert env.docs_by_path()[paths[0]] and len(env.docs_by_path()[paths[0]]) == 1
+
+
+@pytest.mark.parametrize(
+    ("last", "generation", "now", "due"),
+    [
+        ((0, 0.0), 0, 100.0, False),  # idle since the start: nothing new to give back
+        ((0, 0.0), 1, 100.0, True),  # the worker wrote
+        ((1, 95.0), 2, 100.0, False),  # wrote again, but the last release was 5 s ago
+        ((1, 90.0), 2, 100.0, True),  # ... and 10 s ago
+        ((2, 50.0), 2, 100.0, False),  # nothing written since the last release
+    ],
+)
+def test_memory_is_given_back_only_after_work_and_at_most_every_ten_seconds(
+    last: tuple[int, float], generation: int, now: float, due: bool
+) -> None:
+    assert monitor.release_due(last, generation, now) is due
+
+
+def test_the_daemon_gives_back_its_page_caches_and_the_reader_keeps_a_small_one(
+    tmp_path: Path, drive: Drive
+) -> None:
+    """The daemon's own connections (writer, status reader): a job that read every row leaves
+    the writer's cache full until `release_memory`; the reader's never passes 512 KiB."""
+    conf = write_config(tmp_path / "c.toml", drive.mount_point, tmp_path / "s", tmp_path / "l")
+    config = config_module.load(conf)
+    parts = monitor.Monitor(config, threading.Event(), Vitals(config))
+    try:
+        paths = [f"Part {n // 100}/Lecture {n} {'x' * 200}.txt" for n in range(4000)]
+        for path in paths:  # a DB of a few MiB: more than either cache holds
+            parts.state.files.record_skipped(path, "too large", 1, 1)
+        parts.state.files.records(paths)  # a full reconcile reads every page
+        parts.reader.files.records(paths)
+        writer, reader = parts.state.db.held_memory(), parts.reader.db.held_memory()
+        if writer is None or reader is None:
+            pytest.skip("this Python does not let us count a connection's memory")
+        assert writer["cache"] > 1 << 20
+        assert reader["cache"] < 600 << 10  # 128 pages of 4 KiB and their headers (not 2 MiB)
+        parts.release_memory()
+        after = parts.state.db.held_memory()
+        assert after is not None and after["cache"] < 64 << 10
+    finally:
+        parts.store.close()
+        parts.state.close()
+        parts.reader.close()

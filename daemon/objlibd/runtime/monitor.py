@@ -51,6 +51,13 @@ STORE_RETRY = 60.0  # seconds between two tries of work parked on a store that d
 TRIM_EVERY = 10.0  # seconds between two releases of memory, and only after the worker wrote
 
 
+def release_due(last: tuple[int, float], generation: int, now: float) -> bool:
+    """Is memory to be given back now? Only after work (the worker's `generation` moved since
+    the `last` release: an idle daemon holds nothing new) and at most every TRIM_EVERY."""
+    last_generation, last_at = last
+    return generation != last_generation and now - last_at >= TRIM_EVERY
+
+
 class Monitor:
     """The daemon's parts, started and stopped together, and the loop that watches over them."""
 
@@ -186,12 +193,12 @@ class Monitor:
         if now >= self._next_store_retry:
             self._next_store_retry = now + STORE_RETRY
             self._retry_store()
-        generation, at = self._trim_key
-        if generation != self.worker.status.generation and now - at >= TRIM_EVERY:
-            self._trim_key = (self.worker.status.generation, now)
-            self._release_memory()
+        generation = self.worker.status.generation
+        if release_due(self._trim_key, generation, now):
+            self._trim_key = (generation, now)
+            self.release_memory()
 
-    def _release_memory(self) -> None:
+    def release_memory(self) -> None:
         """After work: SQLite's page caches (both state connections, the store's index) and
         glibc's free pages go back, so RSS follows what is alive, not what the last batch or
         job touched. Under a millisecond on a 20k-file DB; a batch after it re-reads the few
